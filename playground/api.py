@@ -1,0 +1,139 @@
+"""The JSON API of DESIGN 4.2: thin views over services."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import ensure_csrf_cookie
+
+from playground import services
+from playground.services import PlaygroundError
+from playground.visitors import client_ip, session_key
+
+View = Callable[..., HttpResponse]
+
+
+def error_response(
+    code: str, message: str, status: int, retry_after: int | None = None
+) -> JsonResponse:
+    response = JsonResponse({"error": {"code": code, "message": message}}, status=status)
+    if retry_after is not None:
+        response["Retry-After"] = str(retry_after)
+    return response
+
+
+def api_view(*methods: str) -> Callable[[View], View]:
+    """Allow only `methods`, make sure the visitor has a session, and turn refusals into JSON."""
+
+    def decorate(view: View) -> View:
+        @wraps(view)
+        @ensure_csrf_cookie
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if request.method not in methods:
+                response = error_response(
+                    "method_not_allowed", f"Use {' or '.join(methods)} here.", 405
+                )
+                response["Allow"] = ", ".join(methods)
+                return response
+            try:
+                return view(request, *args, **kwargs)
+            except PlaygroundError as exc:
+                return error_response(exc.code, exc.message, exc.status, exc.retry_after)
+
+        return wrapper
+
+    return decorate
+
+
+def read_json(request: HttpRequest) -> dict[str, Any]:
+    try:
+        body = request.body
+    except RequestDataTooBig:
+        raise PlaygroundError("prompt_too_long", "The request body is too large.") from None
+    try:
+        data = json.loads(body or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        raise PlaygroundError("invalid_json", "The request body is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise PlaygroundError("invalid_params", "The request body must be a JSON object.")
+    return data
+
+
+@api_view("GET")
+def samples(request: HttpRequest) -> HttpResponse:
+    data = [{"slug": s.slug, "title": s.title, "prompt": s.prompt} for s in services.samples()]
+    return JsonResponse(data, safe=False)
+
+
+@api_view("GET")
+def status(request: HttpRequest) -> HttpResponse:
+    return JsonResponse(services.queue_status())
+
+
+@api_view("POST")
+def create_conversation(request: HttpRequest) -> HttpResponse:
+    data = read_json(request)
+    prompt, sample = data.get("prompt"), data.get("sample")
+    if prompt not in (None, "") and sample not in (None, ""):
+        raise PlaygroundError("invalid_params", "Send either a prompt or a sample, not both.")
+    message = services.submit(
+        session_key=session_key(request),
+        client_ip=client_ip(request),
+        prompt=prompt,
+        sample=sample,
+    )
+    conversation = message.conversation
+    return JsonResponse(
+        {
+            "id": conversation.pk,
+            "share_url": services.share_url(conversation),
+            "message": services.message_payload(message),
+        },
+        status=201,
+    )
+
+
+@api_view("GET")
+def conversation(request: HttpRequest, conversation_id: str) -> HttpResponse:
+    found = services.get_owned_conversation(conversation_id, session_key(request))
+    return JsonResponse(services.conversation_payload(found))
+
+
+@api_view("POST")
+def create_message(request: HttpRequest, conversation_id: str) -> HttpResponse:
+    found = services.get_owned_conversation(conversation_id, session_key(request))
+    data = read_json(request)
+    message = services.submit(
+        session_key=session_key(request),
+        client_ip=client_ip(request),
+        prompt=data.get("prompt"),
+        conversation=found,
+    )
+    return JsonResponse({"message": services.message_payload(message)}, status=201)
+
+
+@api_view("GET")
+def message(request: HttpRequest, message_id: str) -> HttpResponse:
+    found = services.get_owned_message(message_id, session_key(request))
+    return JsonResponse(services.message_payload(found))
+
+
+@api_view("POST")
+def cancel_message(request: HttpRequest, message_id: str) -> HttpResponse:
+    found = services.get_owned_message(message_id, session_key(request))
+    return JsonResponse(services.message_payload(services.cancel(found)))
+
+
+@api_view("GET")
+def shared(request: HttpRequest, token: str) -> HttpResponse:
+    found = services.get_shared_conversation(token)
+    return JsonResponse(services.shared_payload(found))
+
+
+def not_found(request: HttpRequest) -> HttpResponse:
+    return error_response("not_found", "There is nothing here.", 404)

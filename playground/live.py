@@ -1,0 +1,148 @@
+"""The live side of a message: its delta log in Redis, its channel-layer group, its cancel flag.
+
+While a message is generating, each coalesced delta is appended to a Redis list (persist) and
+only then sent to the message's channel-layer group (publish). A viewer that connects or
+reconnects subscribes first and reads the list second, so with the seq numbers it can stitch
+replay and live events together with no gap and no duplicate. When the message ends, the log
+is copied into the database row and the Redis list expires a while later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import redis
+import redis.asyncio as aredis
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+
+from inference.parser import Delta
+
+# Long enough for a viewer who joined just before the end to finish reading the live log.
+FINISHED_LOG_TTL = 15 * 60
+CANCEL_FLAG_TTL = 60 * 60
+
+
+def group_name(message_id: str) -> str:
+    return f"msg.{message_id}"
+
+
+def delta_log_key(message_id: str) -> str:
+    return f"pg:deltas:{message_id}"
+
+
+def cancel_key(message_id: str) -> str:
+    return f"pg:cancel:{message_id}"
+
+
+def delta_event(seq: int, delta: Delta) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "type": "delta",
+        "seq": seq,
+        "section": delta.section,
+        "text": delta.text,
+    }
+    if delta.index is not None:
+        event["index"] = delta.index
+    return event
+
+
+def delta_events(stored: Iterable[dict[str, Any]], after: int = 0) -> list[dict[str, Any]]:
+    """The database keeps the same dicts the live log held; replay them from seq after+1."""
+    return [event for event in stored if event["seq"] > after]
+
+
+_sync_client: redis.Redis | None = None
+
+
+def redis_client() -> redis.Redis:
+    """One thread-safe pooled client per process for the synchronous side (views, tasks)."""
+    global _sync_client
+    if _sync_client is None:
+        if not settings.REDIS_URL:
+            raise RuntimeError("REDIS_URL is not set: start the stack with `make run`.")
+        _sync_client = redis.Redis.from_url(settings.REDIS_URL, health_check_interval=30)
+    return _sync_client
+
+
+_async_clients: dict[asyncio.AbstractEventLoop, aredis.Redis] = {}
+
+
+def async_redis_client() -> aredis.Redis:
+    """One pooled client per event loop (daphne has one; each generation runs its own)."""
+    loop = asyncio.get_running_loop()
+    client = _async_clients.get(loop)
+    if client is None:
+        for stale in [known for known in _async_clients if known.is_closed()]:
+            del _async_clients[stale]
+        client = aredis.Redis.from_url(settings.REDIS_URL, health_check_interval=30)
+        _async_clients[loop] = client
+    return client
+
+
+def read_delta_log(message_id: str, after: int = 0) -> list[dict[str, Any]]:
+    raw = redis_client().lrange(delta_log_key(message_id), after, -1)
+    return [json.loads(item) for item in raw]
+
+
+async def aread_delta_log(message_id: str, after: int = 0) -> list[dict[str, Any]]:
+    # The list holds seq 1..n at positions 0..n-1, so seq after+1 sits at index `after`.
+    raw = await async_redis_client().lrange(delta_log_key(message_id), after, -1)
+    return [json.loads(item) for item in raw]
+
+
+def request_cancel(message_id: str) -> None:
+    redis_client().set(cancel_key(message_id), "1", ex=CANCEL_FLAG_TTL)
+
+
+def publish(message_id: str, event: dict[str, Any]) -> None:
+    """Send one event to everyone watching a message, from synchronous code."""
+    async_to_sync(get_channel_layer().group_send)(
+        group_name(message_id), {"type": "stream.event", "event": event}
+    )
+
+
+class StreamPublisher:
+    """Persists then publishes the events of one generation, inside its event loop."""
+
+    def __init__(self, message_id: str) -> None:
+        self.message_id = message_id
+        self.seq = 0
+        self.events: list[dict[str, Any]] = []
+        self._redis = aredis.Redis.from_url(settings.REDIS_URL)
+        self._layer = get_channel_layer()
+        self._key = delta_log_key(message_id)
+        self._group = group_name(message_id)
+
+    async def reset(self) -> None:
+        # A retried generation starts its log afresh; viewers only ever saw a log that
+        # belonged to an attempt that produced no text (retries happen before any delta).
+        await self._redis.delete(self._key)
+
+    async def publish_deltas(self, deltas: list[Delta]) -> None:
+        if not deltas:
+            return
+        events = []
+        for delta in deltas:
+            self.seq += 1
+            events.append(delta_event(self.seq, delta))
+        await self._redis.rpush(self._key, *[json.dumps(event) for event in events])
+        self.events.extend(events)
+        for event in events:
+            await self.publish(event)
+
+    async def publish(self, event: dict[str, Any]) -> None:
+        await self._layer.group_send(self._group, {"type": "stream.event", "event": event})
+
+    async def cancel_requested(self) -> bool:
+        return bool(await self._redis.exists(cancel_key(self.message_id)))
+
+    async def expire_log(self) -> None:
+        await self._redis.expire(self._key, FINISHED_LOG_TTL)
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()

@@ -1,0 +1,245 @@
+"""Conversations, messages and sample prompts.
+
+A message owns its life cycle. Every transition is one conditional UPDATE on the current
+status, so two processes racing on the same message (a redelivered Celery task, a cancel
+arriving while the worker finishes) cannot both win: the loser's UPDATE matches no row.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from typing import Any
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+def new_id() -> str:
+    # 128 bits of randomness, URL-safe: ids double as capabilities for their owner's session.
+    return secrets.token_urlsafe(16)
+
+
+def new_share_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+class Conversation(models.Model):
+    id = models.CharField(primary_key=True, max_length=32, default=new_id, editable=False)
+    share_token = models.CharField(max_length=48, unique=True, default=new_share_token)
+    session_key = models.CharField(max_length=64, db_index=True)
+    client_ip = models.GenericIPAddressField(null=True, blank=True)
+    title = models.CharField(max_length=200, blank=True)
+    created = models.DateTimeField(default=timezone.now, db_index=True)
+    updated = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return self.title or self.id
+
+
+class Message(models.Model):
+    class Role(models.TextChoices):
+        USER = "user"
+        ASSISTANT = "assistant"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        DONE = "done"
+        ERROR = "error"
+        CANCELLED = "cancelled"
+
+    ACTIVE = (Status.QUEUED, Status.RUNNING)
+    FINAL = (Status.DONE, Status.ERROR, Status.CANCELLED)
+
+    id = models.CharField(primary_key=True, max_length=32, default=new_id, editable=False)
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="messages"
+    )
+    role = models.CharField(max_length=16, choices=Role.choices)
+    # The assistant message answers this user message; regenerations share it.
+    reply_to = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="answers"
+    )
+    prompt = models.TextField()
+    sample_slug = models.CharField(max_length=64, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, db_index=True)
+    session_key = models.CharField(max_length=64, blank=True, db_index=True)
+    client_ip = models.GenericIPAddressField(null=True, blank=True)
+
+    # The answer: final sections plus the ordered delta log that produced them, so a viewer
+    # who connects after the end still gets a byte-exact replay (seq 1..n).
+    sections = models.JSONField(default=dict, blank=True)
+    deltas = models.JSONField(default=list, blank=True)
+
+    created = models.DateTimeField(default=timezone.now, db_index=True)
+    # Set when a backend slot is leased for the message; it is still "queued" (position 0)
+    # until a worker picks it up and marks it running.
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    first_token_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    tokens = models.PositiveIntegerField(null=True, blank=True)
+    finish_reason = models.CharField(max_length=32, blank=True)
+    backend = models.CharField(max_length=200, blank=True)
+    model_id = models.CharField(max_length=200, blank=True)
+    model_info = models.JSONField(default=dict, blank=True)
+    sampling = models.JSONField(default=dict, blank=True)
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.TextField(blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+
+    class Meta:
+        ordering = ["created"]
+        indexes = [
+            models.Index(fields=["status", "created"], name="message_queue_order"),
+        ]
+        constraints = [
+            # One active answer per visitor, enforced by the database so that a double submit
+            # racing through two web processes cannot slip past the check in services.submit.
+            models.UniqueConstraint(
+                fields=["session_key"],
+                condition=Q(role="assistant", status__in=["queued", "running"]),
+                name="one_active_answer_per_session",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role} {self.id} ({self.status})"
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in self.FINAL
+
+    # --- state transitions -----------------------------------------------------------------
+
+    def _transition(self, allowed: tuple[str, ...], **changes: Any) -> bool:
+        updated = Message.objects.filter(pk=self.pk, status__in=allowed).update(**changes)
+        if updated:
+            for name, value in changes.items():
+                setattr(self, name, value)
+        return bool(updated)
+
+    def mark_dispatched(self, backend: str) -> bool:
+        """Record that a slot on `backend` is leased for this message (it leaves the line)."""
+        updated = Message.objects.filter(
+            pk=self.pk, status=self.Status.QUEUED, dispatched_at__isnull=True
+        ).update(dispatched_at=timezone.now(), backend=backend)
+        if updated:
+            self.refresh_from_db(fields=["dispatched_at", "backend"])
+        return bool(updated)
+
+    def mark_running(self) -> bool:
+        """Claim a dispatched message for one worker. False if it was claimed or cancelled."""
+        updated = Message.objects.filter(
+            pk=self.pk, status=self.Status.QUEUED, dispatched_at__isnull=False
+        ).update(
+            status=self.Status.RUNNING,
+            started_at=timezone.now(),
+            attempts=models.F("attempts") + 1,
+        )
+        self.refresh_from_db(fields=["status", "started_at", "attempts"])
+        return bool(updated)
+
+    def requeue(self) -> bool:
+        """Put a message back in its old place in line (nothing of its answer was written)."""
+        return self._transition(
+            self.ACTIVE,
+            status=self.Status.QUEUED,
+            dispatched_at=None,
+            started_at=None,
+            backend="",
+        )
+
+    def finish(
+        self,
+        *,
+        sections: dict,
+        deltas: list,
+        tokens: int | None,
+        finish_reason: str,
+        first_token_at: datetime | None,
+    ) -> bool:
+        return self._transition(
+            (self.Status.RUNNING,),
+            status=self.Status.DONE,
+            sections=sections,
+            deltas=deltas,
+            tokens=tokens,
+            finish_reason=finish_reason,
+            first_token_at=first_token_at,
+            finished_at=timezone.now(),
+        )
+
+    def fail(
+        self,
+        code: str,
+        message: str,
+        *,
+        sections: dict | None = None,
+        deltas: list | None = None,
+        tokens: int | None = None,
+        first_token_at: datetime | None = None,
+    ) -> bool:
+        changes: dict[str, Any] = {
+            "status": self.Status.ERROR,
+            "error_code": code,
+            "error_message": message[:2000],
+            "finished_at": timezone.now(),
+        }
+        if sections is not None:
+            changes.update(
+                sections=sections, deltas=deltas or [], tokens=tokens, first_token_at=first_token_at
+            )
+        return self._transition(self.ACTIVE, **changes)
+
+    def cancel(self) -> bool:
+        return self._transition(
+            self.ACTIVE, status=self.Status.CANCELLED, finished_at=timezone.now()
+        )
+
+    def store_partial(
+        self,
+        *,
+        sections: dict,
+        deltas: list,
+        tokens: int | None,
+        first_token_at: datetime | None,
+    ) -> None:
+        """Keep what was written before a cancel: the text the visitor already saw stays."""
+        Message.objects.filter(pk=self.pk, status=self.Status.CANCELLED).update(
+            sections=sections, deltas=deltas, tokens=tokens, first_token_at=first_token_at
+        )
+        self.sections, self.deltas, self.tokens = sections, deltas, tokens
+        self.first_token_at = first_token_at
+
+
+class SamplePrompt(models.Model):
+    slug = models.SlugField(primary_key=True, max_length=64)
+    title = models.CharField(max_length=200)
+    prompt = models.TextField()
+    expected_answer = models.CharField(max_length=200, blank=True)
+    position = models.PositiveSmallIntegerField(default=0)
+    enabled = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["position", "slug"]
+
+    def __str__(self) -> str:
+        return self.title
+
+
+def active_for_session(session_key: str) -> models.QuerySet[Message]:
+    return Message.objects.filter(
+        role=Message.Role.ASSISTANT, session_key=session_key, status__in=Message.ACTIVE
+    )
+
+
+def active_for_ip(ip: str) -> models.QuerySet[Message]:
+    return Message.objects.filter(
+        Q(role=Message.Role.ASSISTANT) & Q(client_ip=ip) & Q(status__in=Message.ACTIVE)
+    )

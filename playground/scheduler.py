@@ -1,0 +1,197 @@
+"""Admission to the GPU backends: slot leases, backend choice and the ETA model.
+
+The database holds the line of queued messages; Redis holds, per backend, a sorted set of slot
+leases (member = message id, score = expiry time). A message is *dispatched* when a lease is
+taken for it, atomically in a Lua script that also picks the least-loaded healthy backend, so
+the number of in-flight generations per backend never exceeds its limit however many web and
+worker processes race. A running generation renews its lease; when its worker dies the lease
+simply expires and the slot comes back.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import logging
+import time
+from dataclasses import dataclass
+
+import httpx
+from django.conf import settings
+
+from playground import live
+
+log = logging.getLogger(__name__)
+
+LEASE_SECONDS = 30
+INFO_CACHE_SECONDS = 60
+# A backend marked down stays out until a probe (every reconcile) finds it healthy again; the
+# expiry only guards against a flag outliving every reconciler.
+DOWN_SECONDS = 300
+DEFAULT_SERVICE_SECONDS = 30.0
+SERVICE_SAMPLES = 50
+
+_ACQUIRE = """
+-- KEYS: slot sets, one per candidate backend. ARGV: now, expiry, member, limit per key...
+local now = tonumber(ARGV[1])
+local best, best_load = -1, nil
+for i, key in ipairs(KEYS) do
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+  local limit = tonumber(ARGV[3 + i])
+  local used = redis.call('ZCARD', key)
+  if limit > 0 and used < limit then
+    local load = used / limit
+    if best_load == nil or load < best_load then best, best_load = i, load end
+  end
+end
+if best > 0 then
+  redis.call('ZADD', KEYS[best], ARGV[2], ARGV[3])
+end
+return best
+"""
+
+
+def slot_key(backend: str) -> str:
+    return f"pg:slots:{backend}"
+
+
+def _info_key(backend: str) -> str:
+    return f"pg:backend:info:{backend}"
+
+
+def _health_key(backend: str) -> str:
+    return f"pg:backend:down:{backend}"
+
+
+def backends() -> list[str]:
+    return list(settings.TGI_URLS)
+
+
+def concurrency_limit(backend: str) -> int:
+    return settings.GENERATION_CONCURRENCY
+
+
+def capacity() -> int:
+    return sum(concurrency_limit(backend) for backend in healthy_backends())
+
+
+def mark_down(backend: str, reason: str) -> None:
+    """Take a backend out of rotation until a later probe finds it healthy again."""
+    log.warning("backend %s leaves rotation: %s", backend, reason)
+    live.redis_client().set(_health_key(backend), reason, ex=DOWN_SECONDS)
+
+
+def healthy_backends() -> list[str]:
+    urls = backends()
+    if not urls:
+        return []
+    down = live.redis_client().mget([_health_key(url) for url in urls])
+    return [url for url, flag in zip(urls, down, strict=True) if flag is None]
+
+
+def probe(backend: str) -> bool:
+    try:
+        response = httpx.get(f"{backend}/health", timeout=settings.TGI_CONNECT_TIMEOUT)
+    except httpx.HTTPError as exc:
+        mark_down(backend, f"health check failed: {exc.__class__.__name__}")
+        return False
+    if response.status_code != 200:
+        mark_down(backend, f"health check answered {response.status_code}")
+        return False
+    live.redis_client().delete(_health_key(backend))
+    return True
+
+
+def backend_info(backend: str) -> dict:
+    """TGI's /info for a backend, cached in Redis so each generation need not ask."""
+    client = live.redis_client()
+    cached = client.get(_info_key(backend))
+    if cached:
+        return json.loads(cached)
+    try:
+        response = httpx.get(f"{backend}/info", timeout=settings.TGI_CONNECT_TIMEOUT)
+        response.raise_for_status()
+        info = response.json()
+    except (httpx.HTTPError, ValueError) as exc:
+        log.warning("could not read %s/info: %s", backend, exc)
+        return {}
+    if not isinstance(info, dict):
+        return {}
+    client.set(_info_key(backend), json.dumps(info), ex=INFO_CACHE_SECONDS)
+    return info
+
+
+def acquire_slot(message_id: str) -> str | None:
+    """Lease a slot on the least-loaded healthy backend for a message; None if all are full."""
+    candidates = healthy_backends()
+    if not candidates:
+        return None
+    now = time.time()
+    limits = [concurrency_limit(url) for url in candidates]
+    script = live.redis_client().register_script(_ACQUIRE)
+    chosen = script(
+        keys=[slot_key(url) for url in candidates],
+        args=[now, now + LEASE_SECONDS, message_id, *limits],
+    )
+    return candidates[int(chosen) - 1] if int(chosen) > 0 else None
+
+
+def renew_slot(backend: str, message_id: str) -> None:
+    # Re-adding also restores a lease lost with a Redis restart: the worker is alive and owns it.
+    live.redis_client().zadd(slot_key(backend), {message_id: time.time() + LEASE_SECONDS})
+
+
+async def arenew_slot(backend: str, message_id: str) -> None:
+    await live.async_redis_client().zadd(
+        slot_key(backend), {message_id: time.time() + LEASE_SECONDS}
+    )
+
+
+def release_slot(backend: str, message_id: str) -> None:
+    if backend:
+        live.redis_client().zrem(slot_key(backend), message_id)
+
+
+def holds_slot(backend: str, message_id: str) -> bool:
+    score = live.redis_client().zscore(slot_key(backend), message_id)
+    return score is not None and score > time.time()
+
+
+def slots_in_use(backend: str) -> int:
+    client = live.redis_client()
+    key = slot_key(backend)
+    client.zremrangebyscore(key, "-inf", time.time())
+    return int(client.zcard(key))
+
+
+# --- the wait estimate ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QueueSnapshot:
+    running_elapsed: list[float]  # seconds each in-flight generation has been running
+    capacity: int
+    mean_service: float  # recent mean seconds a generation holds a slot
+
+
+def wait_estimates(snapshot: QueueSnapshot, positions: int) -> list[float]:
+    """Seconds until each of the first `positions` in line would start.
+
+    Each slot frees when its generation is expected to end (mean service time, never less than
+    a little from now for the ones already overdue); then the line advances one by one onto the
+    earliest free slot. This is the M/G/c picture without the statistics: honest enough while
+    answers are of similar length, and it reacts at once to what is actually running.
+    """
+    if snapshot.capacity <= 0:
+        return []
+    mean = max(snapshot.mean_service, 0.1)
+    free_at = [max(mean - elapsed, mean * 0.1) for elapsed in snapshot.running_elapsed]
+    free_at = sorted(free_at)[: snapshot.capacity]
+    free_at += [0.0] * (snapshot.capacity - len(free_at))
+    heapq.heapify(free_at)
+    estimates = []
+    for _ in range(positions):
+        start = heapq.heappop(free_at)
+        estimates.append(start)
+        heapq.heappush(free_at, start + mean)
+    return estimates

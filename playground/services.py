@@ -1,0 +1,901 @@
+"""The one place that orchestrates the database, the queue, inference and live events.
+
+Views, consumers, tasks and commands call in here and stay thin. Data flows one way:
+submit (POST) → queued row → dispatch (slot lease) → Celery task → TGI stream → tag parser →
+persist (Redis log, then the row) → publish (channel layer) → consumer → browser.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import IntegrityError, close_old_connections, connections, transaction
+from django.utils import timezone
+
+from inference.client import (
+    BackendError,
+    BackendTimeoutError,
+    BackendUnavailableError,
+    OverloadedError,
+    SamplingParams,
+    TGIClient,
+)
+from inference.parser import Delta, Sections, TagParser, merge_deltas
+from inference.prompt import DEFAULT_SYSTEM_PROMPT, Turn, build_prompt, fit_history
+from playground import live, scheduler
+from playground.models import (
+    Conversation,
+    Message,
+    SamplePrompt,
+    active_for_ip,
+    active_for_session,
+)
+
+log = logging.getLogger(__name__)
+
+OVERLOAD_RETRIES = 6
+OVERLOAD_BACKOFF_SECONDS = 0.5
+# How long queued work waits out a backend outage before it is told plainly that it failed.
+OUTAGE_PATIENCE = timedelta(minutes=2)
+CANCEL_POLL_SECONDS = 0.2
+LEASE_RENEW_SECONDS = 10.0
+SERVICE_TIMES_KEY = "pg:service-times"
+
+ERROR_MESSAGES = {
+    "overloaded": "The model server is overloaded right now. Please try again in a minute.",
+    "validation": "The model server rejected this request.",
+    "generation": "The model server failed while writing this answer.",
+    "incomplete_stream": "The connection to the model server broke off before the answer "
+    "was complete.",
+    "backend_unavailable": "The model server could not be reached.",
+    "backend_timeout": "The model server stopped responding.",
+    "bad_stream": "The model server sent an answer the playground could not read.",
+    "backend_error": "The model server reported an error.",
+    "worker_lost": "The worker writing this answer stopped before it finished.",
+    "no_backend": "No model server is available.",
+}
+
+
+class PlaygroundError(Exception):
+    """A refusal a visitor can act on: rendered as JSON by the API and as text on pages."""
+
+    def __init__(
+        self, code: str, message: str, status: int = 400, retry_after: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
+        self.retry_after = retry_after
+
+
+class NotFound(PlaygroundError):
+    def __init__(self, what: str = "conversation") -> None:
+        super().__init__("not_found", f"No such {what}.", status=404)
+
+
+# --- reading ----------------------------------------------------------------------------------
+
+
+def get_owned_conversation(conversation_id: str, session_key: str | None) -> Conversation:
+    conversation = Conversation.objects.filter(pk=conversation_id).first()
+    if conversation is None or not session_key or conversation.session_key != session_key:
+        # Someone else's conversation looks exactly like a missing one.
+        raise NotFound()
+    return conversation
+
+
+def get_owned_message(message_id: str, session_key: str | None) -> Message:
+    message = Message.objects.select_related("conversation").filter(pk=message_id).first()
+    if message is None or not session_key or message.conversation.session_key != session_key:
+        raise NotFound("message")
+    return message
+
+
+def get_shared_conversation(token: str) -> Conversation:
+    conversation = Conversation.objects.filter(share_token=token).first() if token else None
+    if conversation is None:
+        raise NotFound()
+    return conversation
+
+
+def can_view(message: Message, *, session_key: str | None, share_token: str | None) -> bool:
+    conversation = message.conversation
+    if share_token:
+        return conversation.share_token == share_token
+    return bool(session_key) and conversation.session_key == session_key
+
+
+def samples() -> list[SamplePrompt]:
+    return list(SamplePrompt.objects.filter(enabled=True))
+
+
+# --- submitting -------------------------------------------------------------------------------
+
+
+def clean_prompt(prompt: Any) -> str:
+    if not isinstance(prompt, str):
+        raise PlaygroundError("invalid_params", "The prompt must be a string.")
+    text = prompt.strip()
+    if not text:
+        raise PlaygroundError("empty_prompt", "Write a prompt first.")
+    if len(text) > settings.PROMPT_MAX_CHARS:
+        raise PlaygroundError(
+            "prompt_too_long",
+            f"Prompts are limited to {settings.PROMPT_MAX_CHARS} characters "
+            f"(this one has {len(text)}).",
+        )
+    return text
+
+
+def resolve_prompt(*, prompt: Any = None, sample: Any = None) -> tuple[str, str]:
+    """Return (prompt text, sample slug) from either a free prompt or a sample slug."""
+    if sample not in (None, ""):
+        if not isinstance(sample, str):
+            raise PlaygroundError("invalid_params", "The sample must be a slug string.")
+        found = SamplePrompt.objects.filter(slug=sample, enabled=True).first()
+        if found is None:
+            raise PlaygroundError("unknown_sample", f"There is no sample prompt {sample!r}.")
+        return found.prompt, found.slug
+    if prompt is None:
+        raise PlaygroundError("empty_prompt", "Write a prompt or pick a sample.")
+    return clean_prompt(prompt), ""
+
+
+def _check_admission(session_key: str, client_ip: str | None) -> None:
+    if not scheduler.backends():
+        raise PlaygroundError("no_backend", ERROR_MESSAGES["no_backend"], status=503)
+    if active_for_session(session_key).exists():
+        raise PlaygroundError(
+            "already_generating",
+            "You already have an answer being written. Wait for it or stop it first.",
+            status=409,
+        )
+    if client_ip and active_for_ip(client_ip).count() >= settings.IP_MAX_ACTIVE:
+        raise PlaygroundError(
+            "rate_limited",
+            "Too many answers are being written for your network at once. "
+            "Please wait for one to finish.",
+            status=429,
+            retry_after=30,
+        )
+    waiting = Message.objects.filter(
+        role=Message.Role.ASSISTANT, status=Message.Status.QUEUED
+    ).count()
+    if waiting >= settings.QUEUE_MAX_WAITING:
+        wait = int(estimate_wait_for_new_arrival())
+        raise PlaygroundError(
+            "queue_full",
+            f"The line is full right now ({waiting} people waiting, about "
+            f"{format_duration(wait)} to get through). Please try again in a little while.",
+            status=429,
+            retry_after=max(5, min(wait, 600)),
+        )
+
+
+def submit(
+    *,
+    session_key: str,
+    client_ip: str | None,
+    prompt: Any = None,
+    sample: Any = None,
+    conversation: Conversation | None = None,
+) -> Message:
+    """Queue a new question (a new conversation, or a follow-up turn) and return the answer row."""
+    text, slug = resolve_prompt(prompt=prompt, sample=sample)
+    _check_admission(session_key, client_ip)
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            if conversation is None:
+                conversation = Conversation.objects.create(
+                    session_key=session_key, client_ip=client_ip, title=_title_for(text)
+                )
+            else:
+                Conversation.objects.filter(pk=conversation.pk).update(updated=now)
+            question = Message.objects.create(
+                conversation=conversation,
+                role=Message.Role.USER,
+                prompt=text,
+                sample_slug=slug,
+                status=Message.Status.DONE,
+                session_key=session_key,
+                client_ip=client_ip,
+                created=now,
+            )
+            answer = Message.objects.create(
+                conversation=conversation,
+                role=Message.Role.ASSISTANT,
+                reply_to=question,
+                prompt=text,
+                sample_slug=slug,
+                status=Message.Status.QUEUED,
+                session_key=session_key,
+                client_ip=client_ip,
+                created=now,
+            )
+    except IntegrityError:
+        # The partial unique index on active answers per session lost a race to a double submit.
+        raise PlaygroundError(
+            "already_generating",
+            "You already have an answer being written. Wait for it or stop it first.",
+            status=409,
+        ) from None
+    dispatch()
+    answer.refresh_from_db()
+    return answer
+
+
+def _title_for(prompt: str) -> str:
+    line = " ".join(prompt.split())
+    return line if len(line) <= 80 else line[:79].rstrip() + "…"
+
+
+# --- dispatching onto the backends ------------------------------------------------------------
+
+
+def dispatch() -> int:
+    """Hand queued messages, oldest first, to free backend slots. Returns how many started.
+
+    Runs under a short Redis lock so that the line is served strictly in order even when
+    several web and worker processes dispatch at the same moment.
+    """
+    from playground import tasks  # the task module imports this one
+
+    started = 0
+    lock = live.redis_client().lock("pg:dispatch-lock", timeout=10, blocking_timeout=5)
+    if not lock.acquire():
+        return 0
+    try:
+        while True:
+            message = (
+                Message.objects.filter(
+                    role=Message.Role.ASSISTANT,
+                    status=Message.Status.QUEUED,
+                    dispatched_at__isnull=True,
+                )
+                .order_by("created", "id")
+                .first()
+            )
+            if message is None:
+                break
+            backend = scheduler.acquire_slot(message.pk)
+            if backend is None:
+                break
+            if not message.mark_dispatched(backend):
+                scheduler.release_slot(backend, message.pk)
+                continue
+            tasks.generate.delay(message.pk)
+            started += 1
+    finally:
+        with contextlib.suppress(Exception):
+            lock.release()
+    if started:
+        publish_queue_positions()
+    return started
+
+
+# --- the generation itself --------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    status: str = Message.Status.DONE
+    error_code: str = ""
+    error_message: str = ""
+    finish_reason: str = ""
+    tokens: int = 0
+    generated_tokens: int | None = None
+    first_token_at: datetime | None = None
+    events: list[dict[str, Any]] = field(default_factory=list)
+    sections: dict[str, Any] = field(default_factory=dict)
+    requeue: bool = False
+
+
+def conversation_history(message: Message) -> list[Turn]:
+    """Earlier turns as the model should see them: each question with the *output* of its
+    latest finished answer. Thinking is left out on purpose: it would crowd the context and
+    the model card's format treats it as scratch work."""
+    turns: list[Turn] = []
+    earlier = Message.objects.filter(
+        conversation_id=message.conversation_id,
+        role=Message.Role.ASSISTANT,
+        created__lt=message.created,
+    ).exclude(reply_to_id=message.reply_to_id)
+    latest: dict[str, Message] = {}
+    for answer in earlier.order_by("created"):
+        if answer.status == Message.Status.DONE:
+            latest[answer.reply_to_id] = answer
+    for answer in sorted(latest.values(), key=lambda m: m.created):
+        output = (answer.sections or {}).get("output", "").strip()
+        if output:
+            turns.append(Turn(user=answer.prompt, assistant=output))
+    return turns
+
+
+def build_model_prompt(message: Message, info: dict) -> tuple[str, int]:
+    """The Llama 3.1 prompt for a message and how many old turns had to be left out."""
+    system_prompt = settings.SYSTEM_PROMPT or DEFAULT_SYSTEM_PROMPT
+    history = conversation_history(message)
+    budget = int(info.get("max_input_tokens") or 8191)
+    kept, dropped = fit_history(message.prompt, history, budget, system_prompt)
+    return build_prompt(message.prompt, kept, system_prompt), dropped
+
+
+def sampling_params() -> SamplingParams:
+    return SamplingParams(max_new_tokens=settings.MAX_NEW_TOKENS)
+
+
+def run_generation(message_id: str) -> None:
+    """Generate one answer. Safe to call twice for the same message: only one claim wins."""
+    message = Message.objects.select_related("conversation").filter(pk=message_id).first()
+    if message is None or message.role != Message.Role.ASSISTANT:
+        return
+    backend = message.backend
+    if not backend:
+        return
+    if not message.mark_running():
+        if message.is_final:
+            # Cancelled after its slot was leased but before it started: pass the slot on.
+            scheduler.release_slot(backend, message.pk)
+            dispatch()
+        return
+    try:
+        info = scheduler.backend_info(backend)
+        prompt, dropped = build_model_prompt(message, info)
+        params = sampling_params()
+        Message.objects.filter(pk=message.pk).update(
+            model_id=str(info.get("model_id", "")),
+            model_info=_provenance(info),
+            sampling={**params.to_parameters(), "history_turns_dropped": dropped},
+        )
+        outcome = asyncio.run(_generate(message.pk, backend, prompt, params, info))
+    except Exception:
+        log.exception("generation of %s crashed", message_id)
+        if message.fail("worker_error", "The playground failed while writing this answer."):
+            live.publish(message.pk, _final_event(message))
+        outcome = None
+    finally:
+        scheduler.release_slot(backend, message.pk)
+        close_old_connections()
+    if outcome is not None and outcome.requeue:
+        publish_queue_positions()
+    dispatch()
+
+
+def _provenance(info: dict) -> dict:
+    keys = ("model_id", "model_sha", "version", "max_input_tokens", "max_total_tokens")
+    return {key: info.get(key) for key in keys if key in info}
+
+
+async def _generate(
+    message_id: str, backend: str, prompt: str, params: SamplingParams, info: dict
+) -> Outcome:
+    """One event loop for the whole generation: read TGI, parse, coalesce, persist, publish."""
+    publisher = live.StreamPublisher(message_id)
+    outcome = Outcome()
+    try:
+        await publisher.reset()
+        await publisher.publish(
+            {"type": "started", "backend": backend, "model": info.get("model_id", "")}
+        )
+        await _stream_answer(publisher, outcome, backend, prompt, params)
+        if await publisher.cancel_requested():
+            outcome.status = Message.Status.CANCELLED
+        outcome.events = publisher.events
+        sections = Sections()
+        for event in outcome.events:
+            sections.apply(Delta(event["section"], event["text"], event.get("index")))
+        outcome.sections = sections.as_dict()
+        final = await asyncio.to_thread(_persist_outcome, message_id, outcome)
+        if final is not None:
+            await publisher.publish(final)
+        await publisher.expire_log()
+    finally:
+        await publisher.aclose()
+    return outcome
+
+
+async def _stream_answer(
+    publisher: live.StreamPublisher,
+    outcome: Outcome,
+    backend: str,
+    prompt: str,
+    params: SamplingParams,
+) -> None:
+    loop = asyncio.get_running_loop()
+    parser = TagParser()
+    pending: list[Delta] = []
+    wake = asyncio.Event()
+    reading_done = False
+    interval = settings.STREAM_FLUSH_INTERVAL
+
+    async def flush_forever() -> None:
+        # Publishes whatever has accumulated, at most once per interval: a token that arrives
+        # after a quiet spell goes out at once, a burst is merged into one delta.
+        last_flush = -interval
+        while True:
+            await wake.wait()
+            delay = last_flush + interval - loop.time()
+            if delay > 0 and not reading_done:
+                await asyncio.sleep(delay)
+            wake.clear()
+            batch = merge_deltas(pending)
+            pending.clear()
+            if batch:
+                await publisher.publish_deltas(batch)
+                last_flush = loop.time()
+            if reading_done and not pending:
+                return
+
+    async def read() -> None:
+        async with TGIClient(
+            backend,
+            connect_timeout=settings.TGI_CONNECT_TIMEOUT,
+            read_timeout=settings.TGI_READ_TIMEOUT,
+            api_key=settings.TGI_API_KEY,
+        ) as client:
+            for attempt in range(OVERLOAD_RETRIES + 1):
+                try:
+                    async with client.generate_stream(prompt, params) as events:
+                        async for event in events:
+                            if outcome.first_token_at is None:
+                                outcome.first_token_at = timezone.now()
+                            outcome.tokens += 1
+                            if event.text:
+                                pending.extend(parser.feed(event.text))
+                                wake.set()
+                            if event.finish_reason is not None:
+                                outcome.finish_reason = event.finish_reason
+                                outcome.generated_tokens = event.generated_tokens
+                    return
+                except OverloadedError:
+                    # TGI refuses at once when its own semaphore is full (another client may
+                    # share it). Nothing was written yet, so waiting and retrying loses nothing.
+                    if outcome.tokens or attempt == OVERLOAD_RETRIES:
+                        raise
+                    await asyncio.sleep(OVERLOAD_BACKOFF_SECONDS * 2**attempt)
+
+    async def watch() -> None:
+        # Cooperative stop and lease renewal, checked a few times a second.
+        renewed = loop.time()
+        while True:
+            await asyncio.sleep(CANCEL_POLL_SECONDS)
+            if await publisher.cancel_requested():
+                reader.cancel()
+                return
+            if loop.time() - renewed >= LEASE_RENEW_SECONDS:
+                await scheduler.arenew_slot(backend, publisher.message_id)
+                renewed = loop.time()
+
+    flusher = asyncio.create_task(flush_forever())
+    reader = asyncio.create_task(read())
+    watcher = asyncio.create_task(watch())
+    try:
+        await reader
+    except asyncio.CancelledError:
+        if not reader.cancelled():
+            raise
+        outcome.status = Message.Status.CANCELLED
+    except BackendError as exc:
+        _record_backend_error(outcome, backend, exc)
+    finally:
+        watcher.cancel()
+        pending.extend(parser.close())
+        reading_done = True
+        wake.set()
+        await flusher
+    if outcome.status == Message.Status.DONE and not outcome.finish_reason:
+        outcome.status = Message.Status.ERROR
+        outcome.error_code = "incomplete_stream"
+        outcome.error_message = ERROR_MESSAGES["incomplete_stream"]
+
+
+def _record_backend_error(outcome: Outcome, backend: str, exc: BackendError) -> None:
+    if isinstance(exc, BackendUnavailableError | BackendTimeoutError):
+        scheduler.mark_down(backend, str(exc))
+        if outcome.tokens == 0:
+            # The answer never started: put it back in line (same place) for another backend
+            # or for this one when it comes back, instead of failing the visitor at once.
+            outcome.requeue = True
+    outcome.status = Message.Status.ERROR
+    outcome.error_code = exc.code
+    base = ERROR_MESSAGES.get(exc.code, ERROR_MESSAGES["backend_error"])
+    detail = str(exc).strip()
+    outcome.error_message = f"{base} ({detail})" if detail else base
+
+
+def _persist_outcome(message_id: str, outcome: Outcome) -> dict[str, Any] | None:
+    """Write the end of a generation to its row; return the final event to publish, if any."""
+    try:
+        message = Message.objects.get(pk=message_id)
+        tokens = outcome.generated_tokens or outcome.tokens or None
+        if outcome.requeue and timezone.now() - message.created < OUTAGE_PATIENCE:
+            message.requeue()
+            return None
+        if outcome.status == Message.Status.DONE:
+            if not message.finish(
+                sections=outcome.sections,
+                deltas=outcome.events,
+                tokens=tokens,
+                finish_reason=outcome.finish_reason,
+                first_token_at=outcome.first_token_at,
+            ):
+                # Cancelled while the last tokens arrived: keep the text under the cancel.
+                message.store_partial(
+                    sections=outcome.sections,
+                    deltas=outcome.events,
+                    tokens=tokens,
+                    first_token_at=outcome.first_token_at,
+                )
+                message.refresh_from_db()
+                return _final_event(message)
+            _record_service_time(message)
+        elif outcome.status == Message.Status.CANCELLED:
+            message.cancel()
+            message.store_partial(
+                sections=outcome.sections,
+                deltas=outcome.events,
+                tokens=tokens,
+                first_token_at=outcome.first_token_at,
+            )
+        else:
+            message.fail(
+                outcome.error_code,
+                outcome.error_message,
+                sections=outcome.sections,
+                deltas=outcome.events,
+                tokens=tokens,
+                first_token_at=outcome.first_token_at,
+            )
+        message.refresh_from_db()
+        return _final_event(message)
+    finally:
+        # This runs in a helper thread of the generation's event loop: leave no connection open.
+        connections.close_all()
+
+
+def _record_service_time(message: Message) -> None:
+    if message.started_at and message.finished_at:
+        seconds = (message.finished_at - message.started_at).total_seconds()
+        client = live.redis_client()
+        client.lpush(SERVICE_TIMES_KEY, f"{seconds:.3f}")
+        client.ltrim(SERVICE_TIMES_KEY, 0, scheduler.SERVICE_SAMPLES - 1)
+
+
+def _final_event(message: Message) -> dict[str, Any]:
+    if message.status == Message.Status.DONE:
+        return {"type": "done", "stats": message_stats(message)}
+    if message.status == Message.Status.CANCELLED:
+        return {"type": "cancelled"}
+    return {
+        "type": "error",
+        "code": message.error_code or "error",
+        "message": message.error_message or "The answer failed.",
+    }
+
+
+# --- cancelling -------------------------------------------------------------------------------
+
+
+def cancel(message: Message) -> Message:
+    """Stop a message. Queued: it leaves the line at once. Running: the worker notices within
+    a fraction of a second, closes the backend stream (freeing the GPU slot) and keeps the
+    text written so far."""
+    if message.role != Message.Role.ASSISTANT or message.is_final:
+        return message
+    live.request_cancel(message.pk)
+    was_queued = message.status == Message.Status.QUEUED
+    if message.cancel() and was_queued:
+        live.publish(message.pk, {"type": "cancelled"})
+        publish_queue_positions()
+    message.refresh_from_db()
+    return message
+
+
+# --- the line: positions, estimates, status ---------------------------------------------------
+
+
+def _mean_service_seconds() -> float:
+    samples = [float(value) for value in live.redis_client().lrange(SERVICE_TIMES_KEY, 0, -1)]
+    return sum(samples) / len(samples) if samples else scheduler.DEFAULT_SERVICE_SECONDS
+
+
+def queue_snapshot() -> scheduler.QueueSnapshot:
+    now = timezone.now()
+    in_flight = Message.objects.filter(
+        role=Message.Role.ASSISTANT, status__in=Message.ACTIVE, dispatched_at__isnull=False
+    ).values_list("started_at", flat=True)
+    elapsed = [(now - started).total_seconds() if started else 0.0 for started in in_flight]
+    return scheduler.QueueSnapshot(
+        running_elapsed=elapsed,
+        capacity=scheduler.capacity(),
+        mean_service=_mean_service_seconds(),
+    )
+
+
+def waiting_line() -> list[str]:
+    return list(
+        Message.objects.filter(
+            role=Message.Role.ASSISTANT, status=Message.Status.QUEUED, dispatched_at__isnull=True
+        )
+        .order_by("created", "id")
+        .values_list("id", flat=True)
+    )
+
+
+def position_of(message: Message) -> int | None:
+    """1-based place in line of a waiting message; 0 once it has a slot; None when not queued."""
+    if message.status != Message.Status.QUEUED:
+        return None
+    if message.dispatched_at is not None:
+        return 0
+    ahead = Message.objects.filter(
+        role=Message.Role.ASSISTANT,
+        status=Message.Status.QUEUED,
+        dispatched_at__isnull=True,
+        created__lt=message.created,
+    ).count()
+    return ahead + 1
+
+
+def eta_for_position(position: int, snapshot: scheduler.QueueSnapshot | None = None) -> float:
+    if position <= 0:
+        return 0.0
+    snapshot = snapshot or queue_snapshot()
+    estimates = scheduler.wait_estimates(snapshot, position)
+    return round(estimates[-1], 1) if estimates else 0.0
+
+
+def estimate_wait_for_new_arrival() -> float:
+    waiting = Message.objects.filter(
+        role=Message.Role.ASSISTANT, status=Message.Status.QUEUED, dispatched_at__isnull=True
+    ).count()
+    return eta_for_position(waiting + 1)
+
+
+def queue_status() -> dict[str, Any]:
+    counts = {
+        Message.Status.QUEUED: 0,
+        Message.Status.RUNNING: 0,
+    }
+    waiting = Message.objects.filter(
+        role=Message.Role.ASSISTANT, status=Message.Status.QUEUED, dispatched_at__isnull=True
+    ).count()
+    counts[Message.Status.RUNNING] = Message.objects.filter(
+        role=Message.Role.ASSISTANT, status__in=Message.ACTIVE, dispatched_at__isnull=False
+    ).count()
+    snapshot = queue_snapshot()
+    return {
+        "accepting": bool(scheduler.backends()) and waiting < settings.QUEUE_MAX_WAITING,
+        "queue": {
+            "waiting": waiting,
+            "running": counts[Message.Status.RUNNING],
+            "capacity": snapshot.capacity,
+            "eta_seconds": eta_for_position(waiting + 1, snapshot),
+        },
+    }
+
+
+def publish_queue_positions() -> None:
+    """Tell everyone waiting where they stand now (one channel-layer round for all of them)."""
+    line = waiting_line()
+    if not line:
+        return
+    snapshot = queue_snapshot()
+    estimates = scheduler.wait_estimates(snapshot, len(line))
+    events = [
+        (message_id, {"type": "queued", "position": place, "eta_seconds": round(eta, 1)})
+        for place, (message_id, eta) in enumerate(zip(line, estimates, strict=False), start=1)
+    ]
+
+    async def send_all() -> None:
+        layer = get_channel_layer()
+        for message_id, event in events:
+            await layer.group_send(
+                live.group_name(message_id), {"type": "stream.event", "event": event}
+            )
+
+    async_to_sync(send_all)()
+
+
+def format_duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, rest = divmod(seconds, 60)
+    return (
+        f"{minutes} min {rest:02d} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"
+    )
+
+
+# --- the JSON shapes of DESIGN 4.2 ------------------------------------------------------------
+
+
+def _seconds(start: datetime | None, end: datetime | None) -> float | None:
+    if start is None or end is None:
+        return None
+    return round((end - start).total_seconds(), 3)
+
+
+def message_stats(message: Message) -> dict[str, Any] | None:
+    if message.role != Message.Role.ASSISTANT or message.started_at is None:
+        return None
+    if not message.is_final:
+        return None
+    generating = _seconds(message.first_token_at, message.finished_at)
+    tokens = message.tokens or 0
+    return {
+        "queue_seconds": _seconds(message.created, message.started_at),
+        "ttft_seconds": _seconds(message.started_at, message.first_token_at),
+        "duration_seconds": _seconds(message.started_at, message.finished_at),
+        "tokens": tokens,
+        "tokens_per_second": round(tokens / generating, 1) if generating else None,
+        "finish_reason": message.finish_reason or None,
+    }
+
+
+def live_sections(message: Message) -> tuple[dict[str, Any], int]:
+    """Sections and last seq of a message: from the row when final, else from the live log."""
+    events = message.deltas if message.is_final else live.read_delta_log(message.pk)
+    sections = Sections()
+    for event in events:
+        sections.apply(Delta(event["section"], event["text"], event.get("index")))
+    return sections.as_dict(), len(events)
+
+
+def stream_url(message: Message, share_token: str | None = None) -> str:
+    url = f"/ws/messages/{message.pk}/"
+    return f"{url}?share={share_token}" if share_token else url
+
+
+def message_payload(
+    message: Message,
+    *,
+    share_token: str | None = None,
+    snapshot: scheduler.QueueSnapshot | None = None,
+) -> dict[str, Any]:
+    if message.role == Message.Role.USER:
+        sections, seq = Sections().as_dict(), 0
+    else:
+        sections, seq = live_sections(message)
+    position = position_of(message)
+    eta = eta_for_position(position, snapshot) if position is not None else None
+    error = (
+        {"code": message.error_code, "message": message.error_message}
+        if message.status == Message.Status.ERROR
+        else None
+    )
+    return {
+        "id": message.pk,
+        "role": message.role,
+        "status": message.status,
+        "position": position,
+        "eta_seconds": eta,
+        "stream_url": stream_url(message, share_token),
+        "prompt": message.prompt,
+        "sections": sections,
+        "stats": message_stats(message),
+        "error": error,
+        "seq": seq,
+        "sample": message.sample_slug or None,
+        "backend": message.backend or None,
+        "model": message.model_id or None,
+        "created": message.created.isoformat(),
+    }
+
+
+def share_url(conversation: Conversation) -> str:
+    return f"/s/{conversation.share_token}/"
+
+
+def conversation_payload(conversation: Conversation) -> dict[str, Any]:
+    messages = list(conversation.messages.order_by("created", "role"))
+    snapshot = (
+        queue_snapshot() if any(m.status == Message.Status.QUEUED for m in messages) else None
+    )
+    return {
+        "id": conversation.pk,
+        "title": conversation.title,
+        "share_url": share_url(conversation),
+        "messages": [message_payload(m, snapshot=snapshot) for m in _in_order(messages)],
+    }
+
+
+def shared_payload(conversation: Conversation) -> dict[str, Any]:
+    messages = list(conversation.messages.order_by("created", "role"))
+    return {
+        "title": conversation.title,
+        "messages": [
+            message_payload(m, share_token=conversation.share_token) for m in _in_order(messages)
+        ],
+    }
+
+
+def _in_order(messages: list[Message]) -> list[Message]:
+    # A question and its answer are created in the same instant; the question comes first.
+    return sorted(messages, key=lambda m: (m.created, m.role != Message.Role.USER))
+
+
+# --- keeping the database true ------------------------------------------------------------------
+
+
+def reconcile() -> dict[str, int]:
+    """Repair what crashes and restarts leave behind; safe to run anywhere, any time.
+
+    - a message dispatched or running whose slot lease is gone (its worker died, or Redis
+      restarted and no worker renewed it) goes back in line if nothing was written yet, and
+      fails plainly otherwise;
+    - backends are probed, so one that left rotation comes back when healthy;
+    - the line is dispatched and everyone waiting hears their place (at least every few s).
+    """
+    for backend in scheduler.backends():
+        scheduler.probe(backend)
+    requeued = failed = 0
+    grace = timezone.now() - timedelta(seconds=scheduler.LEASE_SECONDS)
+    stale = Message.objects.filter(
+        role=Message.Role.ASSISTANT,
+        status__in=Message.ACTIVE,
+        dispatched_at__isnull=False,
+        dispatched_at__lt=grace,
+    )
+    for message in stale:
+        if scheduler.holds_slot(message.backend, message.pk):
+            continue
+        if live.read_delta_log(message.pk):
+            if message.fail("worker_lost", ERROR_MESSAGES["worker_lost"]):
+                failed += 1
+                _finish_from_log(message)
+        elif message.requeue():
+            requeued += 1
+    started = dispatch()
+    publish_queue_positions()
+    return {"requeued": requeued, "failed": failed, "dispatched": started}
+
+
+def _finish_from_log(message: Message) -> None:
+    sections, _ = live_sections(Message(pk=message.pk, status=Message.Status.RUNNING))
+    events = live.read_delta_log(message.pk)
+    Message.objects.filter(pk=message.pk).update(sections=sections, deltas=events)
+    message.refresh_from_db()
+    live.publish(message.pk, _final_event(message))
+
+
+# --- what a stream viewer gets on connect -----------------------------------------------------
+
+
+@dataclass
+class StreamState:
+    final_event: dict[str, Any] | None
+    stored_events: list[dict[str, Any]]
+    status_event: dict[str, Any] | None
+
+
+def stream_state(
+    message_id: str, *, session_key: str | None, share_token: str | None
+) -> StreamState | None:
+    """What a WebSocket viewer needs on connect, or None if they may not see the message."""
+    message = Message.objects.select_related("conversation").filter(pk=message_id).first()
+    if message is None or not can_view(message, session_key=session_key, share_token=share_token):
+        return None
+    if message.is_final:
+        events = message.deltas if message.role == Message.Role.ASSISTANT else []
+        return StreamState(_final_event(message), events, None)
+    if message.status == Message.Status.RUNNING:
+        status_event = {"type": "started", "backend": message.backend, "model": message.model_id}
+    else:
+        position = position_of(message) or 0
+        status_event = {
+            "type": "queued",
+            "position": position,
+            "eta_seconds": eta_for_position(position),
+        }
+    return StreamState(None, [], status_event)

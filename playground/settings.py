@@ -1,0 +1,197 @@
+"""Settings for Reflection Playground.
+
+Every knob comes from an environment variable with a safe default; values are parsed strictly
+(see ``playground/env.py``) so a typo stops the process at start-up with a clear message.
+"""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import dj_database_url
+
+from playground.env import (
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_rate,
+    env_str,
+    env_urls,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("VAR_DIR") or BASE_DIR / "var")
+
+DEBUG = env_bool("DEBUG", False)
+
+
+def _secret_key() -> str:
+    configured = env_str("SECRET_KEY")
+    if configured:
+        return configured
+    # A fresh machine has no secret configured. Rather than ship a well-known key, keep a
+    # random one next to the SQLite database so sessions survive restarts of `make run`.
+    key_file = VAR_DIR / "secret_key"
+    if key_file.exists():
+        return key_file.read_text().strip()
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(50)
+    key_file.write_text(key)
+    key_file.chmod(0o600)
+    return key
+
+
+SECRET_KEY = _secret_key()
+SECRET_KEY_FROM_ENV = bool(env_str("SECRET_KEY"))
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "django_htmx",
+    "playground",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "playground.urls"
+ASGI_APPLICATION = "playground.asgi.application"
+WSGI_APPLICATION = None
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+
+def _database() -> dict:
+    url = env_str("DATABASE_URL")
+    if url:
+        config = dj_database_url.parse(url, conn_max_age=60, conn_health_checks=True)
+        return config
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    return {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": VAR_DIR / "db.sqlite3",
+        # Web, worker threads and tests write concurrently: WAL lets readers proceed during a
+        # write, IMMEDIATE transactions avoid upgrade deadlocks, and the timeout absorbs bursts.
+        "OPTIONS": {
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 30,
+        },
+        "TEST": {"NAME": VAR_DIR / "test-db.sqlite3"},
+    }
+
+
+DATABASES = {"default": _database()}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+SESSION_COOKIE_AGE = 60 * 60 * 24 * 90
+SESSION_SAVE_EVERY_REQUEST = False
+SESSION_COOKIE_SAMESITE = "Lax"
+CSRF_FAILURE_VIEW = "playground.views.csrf_failure"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = BASE_DIR / "staticfiles"
+# Serve straight from the source folders when nothing was collected (a fresh `make run`).
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
+
+# --- Redis, channels and Celery -------------------------------------------------------------
+# `make run` and the test suite start an embedded redis-server and pass its URL here.
+REDIS_URL = env_str("REDIS_URL")
+
+CHANNEL_LAYERS = {
+    "default": {
+        # Pub/sub: a group message is one PUBLISH whatever the number of viewers, so a thousand
+        # people watching one shared answer cost the publisher nothing extra. Messages missed
+        # while disconnected are recovered from the persisted delta log (seq numbers).
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL or "redis://127.0.0.1:6379/0"]},
+    }
+}
+
+CELERY_BROKER_URL = REDIS_URL
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_DEFAULT_QUEUE = "playground"
+# The database, not the broker, says what is queued or running (see services.reconcile), so a
+# redelivered task must simply find its message already claimed.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# --- The model backends and the queue in front of them ---------------------------------------
+TGI_URLS = env_urls("TGI_URL")
+TGI_API_KEY = env_str("TGI_API_KEY") or None
+TGI_CONNECT_TIMEOUT = env_float("TGI_CONNECT_TIMEOUT", 5.0, minimum=0.1)
+TGI_READ_TIMEOUT = env_float("TGI_READ_TIMEOUT", 120.0, minimum=1.0)
+GENERATION_CONCURRENCY = env_int("GENERATION_CONCURRENCY", 16, minimum=1, maximum=1024)
+QUEUE_MAX_WAITING = env_int("QUEUE_MAX_WAITING", 500, minimum=1)
+IP_MAX_ACTIVE = env_int("IP_MAX_ACTIVE", 3, minimum=1)
+IP_RATE_LIMIT = env_rate("IP_RATE_LIMIT", "20/m")
+PROMPT_MAX_CHARS = env_int("PROMPT_MAX_CHARS", 4000, minimum=1)
+MAX_NEW_TOKENS = env_int("MAX_NEW_TOKENS", 2048, minimum=1)
+SYSTEM_PROMPT = env_str("SYSTEM_PROMPT") or None
+# How often, at most, a generation publishes coalesced deltas. Tokens that arrive further apart
+# than this go out at once; only bursts are merged, so the channel layer never floods.
+STREAM_FLUSH_INTERVAL = env_float("STREAM_FLUSH_INTERVAL", 0.02, minimum=0.0, maximum=1.0)
+# Behind N reverse proxies, the client address is the N-th entry from the right of
+# X-Forwarded-For. 0 means the header is ignored (it is trivially forged without a proxy).
+NUM_PROXIES = env_int("NUM_PROXIES", 0, minimum=0, maximum=10)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO").upper()},
+    "loggers": {
+        "django.channels.server": {"level": "WARNING"},
+        "daphne": {"level": "WARNING"},
+        "httpx": {"level": "WARNING"},
+    },
+}

@@ -1,0 +1,18 @@
+"""Celery tasks: thin wrappers around services."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from playground import services
+
+
+@shared_task(name="playground.tasks.generate", acks_late=True, ignore_result=True)
+def generate(message_id: str) -> None:
+    services.run_generation(message_id)
+
+
+# Expires so that a backlog of beats after an outage does not run the repair many times over.
+@shared_task(name="playground.tasks.reconcile", ignore_result=True, expires=10)
+def reconcile() -> dict[str, int]:
+    return services.reconcile()

@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import path, re_path
+
+from playground import api, views
+
+ID = r"(?P<{}>[A-Za-z0-9_-]{{1,48}})"
+
+api_patterns = [
+    path("api/v1/samples", api.samples),
+    path("api/v1/status", api.status),
+    path("api/v1/conversations", api.create_conversation),
+    re_path(rf"^api/v1/conversations/{ID.format('conversation_id')}$", api.conversation),
+    re_path(rf"^api/v1/conversations/{ID.format('conversation_id')}/messages$", api.create_message),
+    re_path(rf"^api/v1/messages/{ID.format('message_id')}$", api.message),
+    re_path(rf"^api/v1/messages/{ID.format('message_id')}/cancel$", api.cancel_message),
+    re_path(rf"^api/v1/shared/{ID.format('token')}$", api.shared),
+]
+
+page_patterns = [
+    path("", views.home, name="home"),
+    path("status", views.status_partial, name="status_partial"),
+    path("c/new", views.new_conversation, name="new_conversation"),
+    re_path(rf"^c/{ID.format('conversation_id')}/$", views.conversation, name="conversation"),
+    re_path(rf"^c/{ID.format('conversation_id')}/send$", views.send_message, name="send_message"),
+    re_path(rf"^m/{ID.format('message_id')}/cancel$", views.cancel_message, name="cancel"),
+    re_path(rf"^s/{ID.format('token')}/$", views.shared, name="shared"),
+    path("healthz", views.healthz, name="healthz"),
+    path("readyz", views.readyz, name="readyz"),
+    path("admin/", admin.site.urls),
+]
+
+urlpatterns = api_patterns + page_patterns
+
+handler404 = "playground.views.page_not_found"
+handler500 = "playground.views.server_error"

@@ -1,0 +1,172 @@
+"""Server-rendered pages. Forms post here and redirect; htmx boosts them into page swaps."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.csrf import ensure_csrf_cookie
+from django.views.decorators.http import require_GET, require_POST
+
+from playground import api, live, presenters, scheduler, services
+from playground.services import PlaygroundError
+from playground.visitors import client_ip, session_key
+
+
+def _status_context() -> dict[str, Any]:
+    status = services.queue_status()
+    return {"status": status, "wait_text": services.format_duration(status["queue"]["eta_seconds"])}
+
+
+def _home_context(request: HttpRequest, **extra: Any) -> dict[str, Any]:
+    return {
+        "samples": services.samples(),
+        "prompt_max_chars": settings.PROMPT_MAX_CHARS,
+        **_status_context(),
+        **extra,
+    }
+
+
+@require_GET
+@ensure_csrf_cookie
+def home(request: HttpRequest) -> HttpResponse:
+    session_key(request)
+    return render(request, "playground/home.html", _home_context(request))
+
+
+@require_GET
+def status_partial(request: HttpRequest) -> HttpResponse:
+    return render(request, "playground/_status.html", _status_context())
+
+
+@require_POST
+def new_conversation(request: HttpRequest) -> HttpResponse:
+    prompt = request.POST.get("prompt")
+    sample = request.POST.get("sample")
+    try:
+        message = services.submit(
+            session_key=session_key(request),
+            client_ip=client_ip(request),
+            prompt=prompt if not sample else None,
+            sample=sample or None,
+        )
+    except PlaygroundError as exc:
+        context = _home_context(request, error=exc, prompt=prompt or "")
+        response = render(request, "playground/home.html", context, status=exc.status)
+        if exc.retry_after is not None:
+            response["Retry-After"] = str(exc.retry_after)
+        return response
+    return redirect("conversation", conversation_id=message.conversation_id)
+
+
+def _conversation_context(conversation: Any, **extra: Any) -> dict[str, Any]:
+    return {
+        "conversation": conversation,
+        "turns": presenters.turns(conversation),
+        "share_url": services.share_url(conversation),
+        "prompt_max_chars": settings.PROMPT_MAX_CHARS,
+        **extra,
+    }
+
+
+@require_GET
+@ensure_csrf_cookie
+def conversation(request: HttpRequest, conversation_id: str) -> HttpResponse:
+    try:
+        found = services.get_owned_conversation(conversation_id, session_key(request))
+    except PlaygroundError:
+        return render(request, "playground/not_found.html", status=404)
+    return render(request, "playground/conversation.html", _conversation_context(found))
+
+
+@require_POST
+def send_message(request: HttpRequest, conversation_id: str) -> HttpResponse:
+    try:
+        found = services.get_owned_conversation(conversation_id, session_key(request))
+    except PlaygroundError:
+        return render(request, "playground/not_found.html", status=404)
+    prompt = request.POST.get("prompt")
+    try:
+        services.submit(
+            session_key=session_key(request),
+            client_ip=client_ip(request),
+            prompt=prompt,
+            conversation=found,
+        )
+    except PlaygroundError as exc:
+        context = _conversation_context(found, error=exc, prompt=prompt or "")
+        return render(request, "playground/conversation.html", context, status=exc.status)
+    return redirect("conversation", conversation_id=found.pk)
+
+
+@require_POST
+def cancel_message(request: HttpRequest, message_id: str) -> HttpResponse:
+    try:
+        message = services.get_owned_message(message_id, session_key(request))
+    except PlaygroundError:
+        return render(request, "playground/not_found.html", status=404)
+    services.cancel(message)
+    return redirect("conversation", conversation_id=message.conversation_id)
+
+
+@require_GET
+def shared(request: HttpRequest, token: str) -> HttpResponse:
+    try:
+        found = services.get_shared_conversation(token)
+    except PlaygroundError:
+        return render(request, "playground/not_found.html", status=404)
+    context = _conversation_context(found, shared=True, share_token=found.share_token)
+    context["turns"] = presenters.turns(found, share_token=found.share_token)
+    return render(request, "playground/conversation.html", context)
+
+
+def healthz(request: HttpRequest) -> HttpResponse:
+    return JsonResponse({"status": "ok"})
+
+
+def readyz(request: HttpRequest) -> HttpResponse:
+    checks: dict[str, str] = {}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        checks["database"] = "ok"
+    except Exception as exc:  # any driver error means "not ready"
+        checks["database"] = f"error: {exc.__class__.__name__}"
+    try:
+        live.redis_client().ping()
+        checks["redis"] = "ok"
+        healthy = scheduler.healthy_backends()
+        checks["backends"] = f"{len(healthy)}/{len(scheduler.backends())} healthy"
+        if not healthy:
+            checks["backends"] = "error: " + checks["backends"]
+    except Exception as exc:
+        checks["redis"] = f"error: {exc.__class__.__name__}"
+    ready = all(not value.startswith("error") for value in checks.values())
+    return JsonResponse({"ready": ready, "checks": checks}, status=200 if ready else 503)
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    message = "The form expired or the CSRF token is missing. Reload the page and try again."
+    if request.path.startswith("/api/"):
+        return api.error_response("csrf", message, 403)
+    return render(request, "playground/error.html", {"message": message}, status=403)
+
+
+def page_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if request.path.startswith("/api/"):
+        return api.not_found(request)
+    return render(request, "playground/not_found.html", status=404)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    if request.path.startswith("/api/"):
+        return api.error_response("server_error", "Something went wrong on our side.", 500)
+    return render(
+        request,
+        "playground/error.html",
+        {"message": "Something went wrong on our side."},
+        status=500,
+    )

@@ -1,0 +1,59 @@
+"""Shared fixtures: a clean Redis per test, a configured backend, captured task enqueues."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from playground import live
+from playground.models import SamplePrompt
+
+
+@pytest.fixture(autouse=True)
+def clean_redis() -> Iterator[None]:
+    """Each test starts with an empty Redis database (the session's own, never a shared one)."""
+    live.redis_client().flushdb()
+    yield
+    live.redis_client().flushdb()
+
+
+@pytest.fixture
+def backend(settings: Any) -> str:
+    url = "http://backend.test:8080"
+    settings.TGI_URLS = [url]
+    settings.GENERATION_CONCURRENCY = 2
+    return url
+
+
+@pytest.fixture
+def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Message ids handed to Celery, instead of sending them to a broker no worker reads."""
+    from playground import tasks
+
+    sent: list[str] = []
+    monkeypatch.setattr(tasks.generate, "delay", lambda message_id: sent.append(message_id))
+    return sent
+
+
+@pytest.fixture
+def samples(db: None) -> list[SamplePrompt]:
+    from inference.samples import SAMPLES
+
+    return [
+        SamplePrompt.objects.create(
+            slug=s.slug, title=s.title, prompt=s.prompt, expected_answer=s.expected, position=i
+        )
+        for i, s in enumerate(SAMPLES)
+    ]
+
+
+@pytest.fixture
+def visitor(db: None) -> Client:
+    """A browser-like client with a session and a CSRF token, checking CSRF like production."""
+    client = Client(enforce_csrf_checks=True)
+    client.get("/api/v1/status")
+    client.defaults["HTTP_X_CSRFTOKEN"] = client.cookies["csrftoken"].value
+    return client
