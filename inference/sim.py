@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import logging
 import math
 import os
 import random
@@ -44,6 +45,8 @@ from typing import Any
 from aiohttp import web
 
 from inference.samples import find_sample_by_prompt
+
+logger = logging.getLogger(__name__)
 
 TGI_VERSION = "3.3.6-dev0"
 ROUTER_NAME = "text-generation-router"
@@ -673,11 +676,18 @@ class _Job:
     emitted: int = 0
     generated: list[str] = field(default_factory=list)  # non-special texts, for generated_text
     tail: str = ""  # the end of everything generated, for stop sequences
-    done: bool = False
+    done: bool = False  # out of the engine: finished, failed or cancelled
+    settled: bool = False  # the handler has accounted for its outcome
     finish_reason: str | None = None
     timer: asyncio.TimerHandle | None = None
     queued_at: float = 0.0
     joined_at: float = 0.0
+
+
+def _report_engine_exit(task: asyncio.Task[None]) -> None:
+    # Every stream would hang without the engine, so a crash must at least be loud.
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("simulator engine stopped", exc_info=task.exception())
 
 
 class Engine:
@@ -690,7 +700,6 @@ class Engine:
         self._active: dict[_Job, None] = {}  # the running batch, in join order
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._stop_keep = 0
         self.closed = False
 
     @property
@@ -711,6 +720,7 @@ class Engine:
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="sim-engine")
+        self._task.add_done_callback(_report_engine_exit)
 
     async def close(self) -> None:
         """Stop stepping and end every job without a final event (as a dying server would)."""
@@ -1031,9 +1041,11 @@ class Simulator:
         metrics.observe("tgi_request_mean_time_per_token_duration", timing.per_token)
         metrics.observe("tgi_request_generated_tokens", job.emitted)
         self.stats.completed += 1
+        job.settled = True
 
-    def _fault_error(self, emitted: int) -> InferError:
+    def _fault_error(self, job: _Job, emitted: int) -> InferError:
         self.stats.faults += 1
+        job.settled = True
         return _generation(
             f"Server error: simulated fault injected by the simulator after {emitted} tokens"
         )
@@ -1070,12 +1082,13 @@ class Simulator:
             self._record_failure(error)
             with contextlib.suppress(ConnectionError):
                 await response.write(_sse(error.body()))
-        except (ConnectionError, _ClientGone):
-            if jobs:
+        except ConnectionError:
+            # A write found the connection closed: the client left (or never stayed).
+            if jobs and not jobs[0].settled:
                 self._record_drop()
         except asyncio.CancelledError:
             # With handler_cancellation, aiohttp cancels the handler when the client leaves.
-            if jobs and not jobs[0].done:
+            if jobs and not jobs[0].settled:
                 self._record_drop()
             raise
         finally:
@@ -1138,8 +1151,9 @@ class Simulator:
                 with contextlib.suppress(ConnectionError):
                     await response.write(_sse(final))
                 return
+            job.settled = True
             if kind == _ERROR:
-                raise self._fault_error(item[1])
+                raise self._fault_error(job, item[1])
             if kind == _DROP:
                 self.stats.faults += 1
                 _abort(request)
@@ -1159,7 +1173,7 @@ class Simulator:
             # A best_of=n request holds n permits, as in TGI.
             with self._permit(n):
                 jobs = await self._start_jobs(req, n)
-                outcomes = await asyncio.gather(*(self._collect(request, job) for job in jobs))
+                outcomes = await self._collect_all(request, jobs)
                 for job in jobs:
                     self._record_success(job, started)
         except InferError as error:
@@ -1173,7 +1187,7 @@ class Simulator:
             self._record_drop()
             return web.Response()
         except asyncio.CancelledError:
-            if any(not job.done for job in jobs):
+            if jobs and not all(job.settled for job in jobs):
                 self._record_drop()
             raise
         finally:
@@ -1226,6 +1240,19 @@ class Simulator:
             "tokens": [_token_json(token, text) for token, text in tokens],
         }
 
+    async def _collect_all(
+        self, request: web.Request, jobs: list[_Job]
+    ) -> list[list[tuple[SimToken, str]]]:
+        if len(jobs) == 1:
+            return [await self._collect(request, jobs[0])]
+        tasks = [asyncio.ensure_future(self._collect(request, job)) for job in jobs]
+        try:
+            return await asyncio.gather(*tasks)
+        finally:
+            # gather leaves the other sequences running when one fails.
+            for task in tasks:
+                task.cancel()
+
     async def _collect(self, request: web.Request, job: _Job) -> list[tuple[SimToken, str]]:
         """Wait for a job that is not streamed; its tokens with their emitted texts."""
         tokens: list[tuple[SimToken, str]] = []
@@ -1242,10 +1269,12 @@ class Simulator:
                 if finish is not None:
                     return tokens
             elif kind == _ERROR:
-                raise self._fault_error(item[1])
+                raise self._fault_error(job, item[1])
             elif kind == _DROP:
+                job.settled = True
                 raise _SimulatedDrop
             else:
+                job.settled = True
                 raise _generation("Server error: the simulator is shutting down")
 
 
@@ -1329,6 +1358,25 @@ def create_app(config: SimConfig | None = None) -> web.Application:
 # CLI
 
 
+_HELP = {
+    "model_id": "model id reported by /info (say that it is a simulator)",
+    "tokens_per_second": "decode speed of a single stream (batch of 1)",
+    "batch_slowdown": "alpha in t(B) = t(1) * (1 + alpha * (B - 1)) for B streams in the batch",
+    "prefill_tokens_per_second": "prompt tokens per second of prefill (time to first token)",
+    "validation_ms": "time spent validating each request",
+    "max_concurrent_requests": "requests beyond this fail at once with `overloaded`",
+    "max_input_tokens": "longest accepted prompt, in tokens (about 4 UTF-8 bytes each)",
+    "max_total_tokens": "prompt plus min(max_new_tokens, 1024) must fit in this",
+    "seed": "makes token splitting, request seeds and fault choice repeatable",
+    "stamp_emission_times": "prefix each non-special token text with ⟦unix time⟧ when emitted",
+    "split_tags": "emit the Reflection tags as ordinary text pieces, not special tokens",
+    "fault_error_after_tokens": "send a `generation` error event after N tokens",
+    "fault_drop_after_tokens": "close the connection after N tokens, without a final event",
+    "fault_slow_start_seconds": "extra delay before the first token",
+    "fault_rate": "probability that a request gets the configured faults",
+}
+
+
 def _optional_int(text: str) -> int | None:
     return None if text.lower() in ("", "none") else int(text)
 
@@ -1339,21 +1387,21 @@ def _parser() -> argparse.ArgumentParser:
         description="A TGI-compatible simulator of a Reflection-style model.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8080, help="0 picks a free port")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument("--port", type=int, default=8080, help="port to listen on; 0 picks one")
     for spec in dataclasses.fields(SimConfig):
         flag = "--" + spec.name.replace("_", "-")
-        default = spec.default
-        if spec.type in ("bool", bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
-        elif spec.type in ("int | None", int | None):
-            parser.add_argument(flag, type=_optional_int, default=default, metavar="N")
-        elif spec.type in ("float", float):
-            parser.add_argument(flag, type=float, default=default)
-        elif spec.type in ("int", int):
-            parser.add_argument(flag, type=int, default=default)
-        else:
-            parser.add_argument(flag, default=default)
+        options: dict[str, Any] = {"default": spec.default, "help": _HELP[spec.name]}
+        # Annotations are strings here (from __future__ import annotations).
+        if spec.type == "bool":
+            options["action"] = argparse.BooleanOptionalAction
+        elif spec.type == "int | None":
+            options.update(type=_optional_int, metavar="N")
+        elif spec.type == "float":
+            options.update(type=float, metavar="X")
+        elif spec.type == "int":
+            options.update(type=int, metavar="N")
+        parser.add_argument(flag, **options)
     return parser
 
 

@@ -43,8 +43,6 @@ log = logging.getLogger(__name__)
 
 OVERLOAD_RETRIES = 6
 OVERLOAD_BACKOFF_SECONDS = 0.5
-# How long queued work waits out a backend outage before it is told plainly that it failed.
-OUTAGE_PATIENCE = timedelta(minutes=2)
 CANCEL_POLL_SECONDS = 0.2
 LEASE_RENEW_SECONDS = 10.0
 SERVICE_TIMES_KEY = "pg:service-times"
@@ -518,7 +516,8 @@ def _persist_outcome(message_id: str, outcome: Outcome) -> dict[str, Any] | None
     try:
         message = Message.objects.get(pk=message_id)
         tokens = outcome.generated_tokens or outcome.tokens or None
-        if outcome.requeue and timezone.now() - message.created < OUTAGE_PATIENCE:
+        patience = timedelta(seconds=settings.BACKEND_OUTAGE_PATIENCE)
+        if outcome.requeue and timezone.now() - message.created < patience:
             message.requeue()
             return None
         if outcome.status == Message.Status.DONE:
@@ -856,9 +855,28 @@ def reconcile() -> dict[str, int]:
                 _finish_from_log(message)
         elif message.requeue():
             requeued += 1
+    if not scheduler.healthy_backends():
+        failed += _fail_outage_victims()
     started = dispatch()
     publish_queue_positions()
     return {"requeued": requeued, "failed": failed, "dispatched": started}
+
+
+def _fail_outage_victims() -> int:
+    """With every backend down, tell those who waited longer than the patience plainly."""
+    cutoff = timezone.now() - timedelta(seconds=settings.BACKEND_OUTAGE_PATIENCE)
+    victims = Message.objects.filter(
+        role=Message.Role.ASSISTANT,
+        status=Message.Status.QUEUED,
+        dispatched_at__isnull=True,
+        created__lt=cutoff,
+    )
+    failed = 0
+    for message in victims:
+        if message.fail("backend_unavailable", ERROR_MESSAGES["backend_unavailable"]):
+            failed += 1
+            live.publish(message.pk, _final_event(message))
+    return failed
 
 
 def _finish_from_log(message: Message) -> None:

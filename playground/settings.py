@@ -169,6 +169,8 @@ TGI_URLS = env_urls("TGI_URL")
 TGI_API_KEY = env_str("TGI_API_KEY") or None
 TGI_CONNECT_TIMEOUT = env_float("TGI_CONNECT_TIMEOUT", 5.0, minimum=0.1)
 TGI_READ_TIMEOUT = env_float("TGI_READ_TIMEOUT", 120.0, minimum=1.0)
+# How long queued work waits out a backend outage before it is told plainly that it failed.
+BACKEND_OUTAGE_PATIENCE = env_float("BACKEND_OUTAGE_PATIENCE", 120.0, minimum=0.0)
 GENERATION_CONCURRENCY = env_int("GENERATION_CONCURRENCY", 16, minimum=1, maximum=1024)
 QUEUE_MAX_WAITING = env_int("QUEUE_MAX_WAITING", 500, minimum=1)
 IP_MAX_ACTIVE = env_int("IP_MAX_ACTIVE", 3, minimum=1)

@@ -1,0 +1,47 @@
+"""Run the TGI simulator in a background thread on a real loopback port, for tests."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+from aiohttp import web
+
+from inference.sim import SimConfig, create_app
+from playground.devstack import free_port
+
+
+@contextmanager
+def running_simulator(**overrides: Any) -> Iterator[str]:
+    config = SimConfig(**{"tokens_per_second": 400.0, "seed": 7, **overrides})
+    port = free_port()
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    runner = web.AppRunner(create_app(config), access_log=None)
+
+    def serve() -> None:
+        asyncio.set_event_loop(loop)
+        loop.run_until_complete(runner.setup())
+        loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
+        ready.set()
+        loop.run_forever()
+        loop.run_until_complete(runner.cleanup())
+        loop.close()
+
+    thread = threading.Thread(target=serve, name="simulator", daemon=True)
+    thread.start()
+    if not ready.wait(10):
+        raise RuntimeError("the simulator did not start")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+
+
+def sim_stats(url: str) -> dict[str, int]:
+    return httpx.get(f"{url}/sim/stats", timeout=5).json()

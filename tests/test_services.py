@@ -1,0 +1,353 @@
+"""services: dispatch, the generation path against the simulator over real HTTP, repairs.
+
+These tests call `services.run_generation` in the test process, the way the Celery task does,
+against a real simulator on a loopback port and the session's real Redis.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from django.utils import timezone
+
+from inference.parser import parse
+from inference.samples import get_sample
+from playground import live, scheduler, services
+from playground.models import Message
+from tests.simulator import running_simulator, sim_stats
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def sim(settings: Any) -> Iterator[str]:
+    with running_simulator() as url:
+        settings.TGI_URLS = [url]
+        settings.GENERATION_CONCURRENCY = 2
+        yield url
+
+
+def submit(sample: str = "strawberry", session: str = "s1", ip: str = "10.0.0.1") -> Message:
+    return services.submit(session_key=session, client_ip=ip, sample=sample)
+
+
+def wait_until(predicate: Any, timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_it_streams_a_sample_answer_into_the_message(
+    sim: str, samples: Any, enqueued: list[str]
+) -> None:
+    message = submit()
+    assert enqueued == [message.pk]
+
+    services.run_generation(message.pk)
+
+    message.refresh_from_db()
+    assert message.status == Message.Status.DONE
+    expected = parse(get_sample("strawberry").scripted_answer).as_dict()
+    assert message.sections == expected
+    assert [event["seq"] for event in message.deltas] == list(range(1, len(message.deltas) + 1))
+    assert live.read_delta_log(message.pk) == message.deltas
+    assert message.finish_reason == "eos_token"
+    assert message.model_id == "reflection-playground/simulator"
+    assert message.sampling["temperature"] == 0.7 and message.sampling["top_p"] == 0.95
+    stats = services.message_stats(message)
+    assert stats is not None and stats["tokens"] > 50 and stats["ttft_seconds"] >= 0
+    assert scheduler.slots_in_use(sim) == 0
+
+
+def test_a_redelivered_task_is_a_no_op(sim: str, samples: Any, enqueued: list[str]) -> None:
+    message = submit()
+    services.run_generation(message.pk)
+    requests_before = sim_stats(sim)["requests"]
+
+    services.run_generation(message.pk)
+
+    assert sim_stats(sim)["requests"] == requests_before
+    message.refresh_from_db()
+    assert message.status == Message.Status.DONE
+
+
+def test_it_never_dispatches_beyond_the_concurrency_limit_and_serves_in_order(
+    sim: str, samples: Any, enqueued: list[str]
+) -> None:
+    messages = [submit(session=f"s{i}", ip=f"10.0.0.{i}") for i in range(5)]
+
+    assert enqueued == [messages[0].pk, messages[1].pk]
+    assert [services.position_of(m) for m in messages] == [0, 0, 1, 2, 3]
+    assert scheduler.slots_in_use(sim) == 2
+
+    services.run_generation(messages[0].pk)
+
+    assert enqueued == [messages[0].pk, messages[1].pk, messages[2].pk]
+    for message in messages:
+        message.refresh_from_db()
+    assert [services.position_of(m) for m in messages[2:]] == [0, 1, 2]
+    assert scheduler.slots_in_use(sim) == 2
+
+
+def test_an_error_mid_stream_ends_the_message_with_that_error_and_keeps_the_text(
+    settings: Any, samples: Any, enqueued: list[str]
+) -> None:
+    with running_simulator(fault_error_after_tokens=8) as url:
+        settings.TGI_URLS = [url]
+        message = submit()
+        services.run_generation(message.pk)
+
+    message.refresh_from_db()
+    assert message.status == Message.Status.ERROR
+    assert message.error_code == "generation"
+    assert "failed while writing" in message.error_message
+    assert message.deltas, "the text written before the failure is kept"
+    assert scheduler.slots_in_use(url) == 0
+
+
+def test_a_dropped_backend_connection_is_an_incomplete_stream_error(
+    settings: Any, samples: Any, enqueued: list[str]
+) -> None:
+    with running_simulator(fault_drop_after_tokens=8) as url:
+        settings.TGI_URLS = [url]
+        message = submit()
+        services.run_generation(message.pk)
+
+    message.refresh_from_db()
+    assert message.status == Message.Status.ERROR
+    assert message.error_code == "incomplete_stream"
+
+
+def test_an_unreachable_backend_puts_the_message_back_in_line(
+    settings: Any, samples: Any, enqueued: list[str]
+) -> None:
+    dead = "http://127.0.0.1:9"
+    settings.TGI_URLS = [dead]
+    message = submit()
+
+    services.run_generation(message.pk)
+
+    message.refresh_from_db()
+    assert message.status == Message.Status.QUEUED
+    assert message.dispatched_at is None
+    assert scheduler.healthy_backends() == []
+    assert scheduler.slots_in_use(dead) == 0
+
+
+def test_an_outage_longer_than_the_patience_fails_queued_work_plainly(
+    settings: Any, samples: Any, enqueued: list[str]
+) -> None:
+    settings.TGI_URLS = ["http://127.0.0.1:9"]
+    settings.BACKEND_OUTAGE_PATIENCE = 0
+    message = submit()
+    services.run_generation(message.pk)
+    Message.objects.filter(pk=message.pk).update(created=timezone.now() - timedelta(seconds=5))
+
+    services.reconcile()
+
+    message.refresh_from_db()
+    assert message.status == Message.Status.ERROR
+    assert message.error_code == "backend_unavailable"
+
+
+@contextmanager
+def occupied_backend(url: str) -> Iterator[None]:
+    """Hold the simulator's only slot with a slow stream of our own (another TGI client)."""
+    body = {"inputs": "hold the slot", "parameters": {"max_new_tokens": 500}}
+    with (
+        httpx.Client(timeout=30) as client,
+        client.stream("POST", f"{url}/generate_stream", json=body) as response,
+    ):
+        lines = response.iter_lines()  # keep the generator: collecting it closes the stream
+        next(lines)
+        yield
+
+
+def test_overload_answers_are_retried_without_losing_the_message(
+    settings: Any, samples: Any, enqueued: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(services, "OVERLOAD_BACKOFF_SECONDS", 0.05)
+    with running_simulator(max_concurrent_requests=1, tokens_per_second=20) as url:
+        settings.TGI_URLS = [url]
+        message = submit()
+        worker = threading.Thread(target=services.run_generation, args=(message.pk,))
+        with occupied_backend(url):
+            worker.start()
+            assert wait_until(lambda: sim_stats(url)["overloaded"] >= 2)
+        worker.join(30)
+
+    message.refresh_from_db()
+    assert message.status == Message.Status.DONE
+    assert message.sections["output"]
+
+
+def test_overload_that_outlasts_the_retries_is_reported(
+    settings: Any, samples: Any, enqueued: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(services, "OVERLOAD_BACKOFF_SECONDS", 0.01)
+    with running_simulator(max_concurrent_requests=1, tokens_per_second=5) as url:
+        settings.TGI_URLS = [url]
+        message = submit()
+        with occupied_backend(url):
+            services.run_generation(message.pk)
+            stats = sim_stats(url)
+
+    assert stats["overloaded"] == services.OVERLOAD_RETRIES + 1
+    message.refresh_from_db()
+    assert message.status == Message.Status.ERROR
+    assert message.error_code == "overloaded"
+
+
+def test_cancel_closes_the_backend_stream_within_a_second_and_keeps_the_text(
+    settings: Any, samples: Any, enqueued: list[str]
+) -> None:
+    with running_simulator(tokens_per_second=50) as url:
+        settings.TGI_URLS = [url]
+        message = submit(sample="agatha")
+        worker = threading.Thread(target=services.run_generation, args=(message.pk,))
+        worker.start()
+        assert wait_until(lambda: len(live.read_delta_log(message.pk)) >= 3)
+
+        cancelled_at = time.monotonic()
+        services.cancel(Message.objects.get(pk=message.pk))
+        worker.join(5)
+        took = time.monotonic() - cancelled_at
+        assert wait_until(lambda: sim_stats(url)["dropped"] == 1, 2)
+
+    assert not worker.is_alive()
+    assert took < 1.5
+    message.refresh_from_db()
+    assert message.status == Message.Status.CANCELLED
+    assert message.deltas and message.sections["thinking"]
+    assert scheduler.slots_in_use(url) == 0
+
+
+def test_cancelling_a_queued_message_frees_its_place(
+    sim: str, samples: Any, enqueued: list[str]
+) -> None:
+    messages = [submit(session=f"s{i}", ip=f"10.0.0.{i}") for i in range(4)]
+
+    services.cancel(messages[2])
+
+    messages[3].refresh_from_db()
+    assert services.position_of(messages[3]) == 1
+    assert Message.objects.get(pk=messages[2].pk).status == Message.Status.CANCELLED
+
+
+def test_a_follow_up_sends_only_the_earlier_output_back_to_the_model(
+    sim: str, samples: Any, enqueued: list[str]
+) -> None:
+    first = submit()
+    services.run_generation(first.pk)
+    first.refresh_from_db()
+    follow_up = services.submit(
+        session_key="s1", client_ip="10.0.0.1", prompt="And in raspberry?", conversation=first.conversation
+    )
+
+    prompt, dropped = services.build_model_prompt(follow_up, {"max_input_tokens": 8000})
+
+    assert dropped == 0
+    assert first.sections["output"].strip() in prompt
+    assert first.sections["thinking"].strip() not in prompt
+    assert prompt.endswith(
+        "And in raspberry?<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
+    )
+
+
+def test_a_tight_context_budget_drops_the_oldest_turns(
+    sim: str, samples: Any, enqueued: list[str]
+) -> None:
+    first = submit()
+    services.run_generation(first.pk)
+    follow_up = services.submit(
+        session_key="s1", client_ip="10.0.0.1", prompt="Why?", conversation=first.conversation
+    )
+
+    prompt, dropped = services.build_model_prompt(follow_up, {"max_input_tokens": 120})
+
+    assert dropped == 1
+    assert "strawberry" not in prompt
+
+
+def test_the_reconciler_requeues_work_whose_worker_vanished_before_writing(
+    sim: str, samples: Any, enqueued: list[str]
+) -> None:
+    message = submit()
+    assert message.mark_running()
+    long_ago = timezone.now() - timedelta(seconds=scheduler.LEASE_SECONDS + 5)
+    Message.objects.filter(pk=message.pk).update(dispatched_at=long_ago)
+    live.redis_client().delete(scheduler.slot_key(sim))
+
+    result = services.reconcile()
+
+    message.refresh_from_db()
+    assert result["requeued"] == 1
+    assert message.status == Message.Status.QUEUED
+    assert result["dispatched"] == 1, "and it is dispatched again at once"
+
+
+def test_the_reconciler_fails_a_half_written_answer_whose_worker_died(
+    sim: str, samples: Any, enqueued: list[str]
+) -> None:
+    message = submit()
+    assert message.mark_running()
+    long_ago = timezone.now() - timedelta(seconds=scheduler.LEASE_SECONDS + 5)
+    Message.objects.filter(pk=message.pk).update(dispatched_at=long_ago)
+    live.redis_client().rpush(
+        live.delta_log_key(message.pk),
+        '{"type": "delta", "seq": 1, "section": "thinking", "text": "Let me"}',
+    )
+    live.redis_client().delete(scheduler.slot_key(sim))
+
+    result = services.reconcile()
+
+    message.refresh_from_db()
+    assert result["failed"] == 1
+    assert message.status == Message.Status.ERROR
+    assert message.error_code == "worker_lost"
+    assert message.sections["thinking"] == "Let me"
+
+
+def test_the_reconciler_leaves_live_generations_alone(
+    sim: str, samples: Any, enqueued: list[str]
+) -> None:
+    message = submit()
+    assert message.mark_running()
+    Message.objects.filter(pk=message.pk).update(
+        dispatched_at=timezone.now() - timedelta(minutes=5)
+    )
+    scheduler.renew_slot(sim, message.pk)
+
+    assert services.reconcile()["requeued"] == 0
+    message.refresh_from_db()
+    assert message.status == Message.Status.RUNNING
+
+
+def test_wait_estimates_follow_the_slots_as_they_free_up() -> None:
+    snapshot = scheduler.QueueSnapshot(running_elapsed=[5.0, 25.0], capacity=2, mean_service=30.0)
+
+    estimates = scheduler.wait_estimates(snapshot, 4)
+
+    assert estimates == [5.0, 25.0, 35.0, 55.0]
+
+
+def test_wait_estimates_start_at_once_on_idle_slots() -> None:
+    snapshot = scheduler.QueueSnapshot(running_elapsed=[], capacity=3, mean_service=10.0)
+
+    assert scheduler.wait_estimates(snapshot, 4) == [0.0, 0.0, 0.0, 10.0]
+
+
+def test_overdue_generations_are_expected_to_end_soon_not_in_the_past() -> None:
+    snapshot = scheduler.QueueSnapshot(running_elapsed=[90.0], capacity=1, mean_service=30.0)
+
+    assert scheduler.wait_estimates(snapshot, 1) == [3.0]
