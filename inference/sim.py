@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -195,20 +196,31 @@ def choose_answer(inputs: str) -> str:
     return sample.scripted_answer if sample is not None else generic_answer(question)
 
 
-def _ordinary_token(text: str, rng: random.Random) -> SimToken:
+@functools.lru_cache(maxsize=65536)
+def _token_id(text: str) -> int:
     # The same text always gets the same id, as it would in a real vocabulary.
-    token_id = zlib.crc32(text.encode("utf-8")) % _ORDINARY_VOCAB
-    logprob = round(-abs(rng.gauss(0.0, 0.6)), 4)
-    return SimToken(id=token_id, text=text, special=False, logprob=logprob)
+    return zlib.crc32(text.encode("utf-8")) % _ORDINARY_VOCAB
 
 
-def _split_piece(piece: str, rng: random.Random) -> Iterator[str]:
-    while len(piece) > _MAX_PIECE_CHARS:
-        cut = rng.randint(3, _MAX_PIECE_CHARS)
-        yield piece[:cut]
-        piece = piece[cut:]
-    if piece:
-        yield piece
+def _logprob(draw: float, scale: float) -> float:
+    # Cubing skews the draws towards 0, as a confident model's logprobs are.
+    return -round(draw**3 * scale, 4)
+
+
+def _ordinary_token(text: str, rng: random.Random) -> SimToken:
+    return SimToken(_token_id(text), text, False, _logprob(rng.random(), 2.5))
+
+
+@functools.lru_cache(maxsize=64)
+def _segments(answer: str) -> tuple[tuple[bool, tuple[str, ...]], ...]:
+    """The part of tokenizing that needs no randomness: (is_tag, pieces) per segment."""
+    segments = []
+    for segment in _TAG_SPLIT.split(answer):
+        if segment in TAG_TOKEN_IDS:
+            segments.append((True, (segment,)))
+        elif segment:
+            segments.append((False, tuple(m[0] for m in _PIECE.finditer(segment))))
+    return tuple(segments)
 
 
 def _split_tag(tag: str, rng: random.Random) -> list[str]:
@@ -223,21 +235,24 @@ def tokenize_answer(answer: str, rng: random.Random, *, split_tags: bool = False
 
     The six Reflection tags are single special tokens, unless `split_tags`, which turns each into
     a few ordinary pieces. Non-special token texts plus tag texts concatenate back to `answer`.
+    Words longer than six characters are cut into pieces of three to six at random.
     """
     tokens: list[SimToken] = []
-    for segment in _TAG_SPLIT.split(answer):
-        if not segment:
-            continue
-        if segment in TAG_TOKEN_IDS:
+    for is_tag, pieces in _segments(answer):
+        if is_tag:
+            tag = pieces[0]
             if split_tags:
-                tokens.extend(_ordinary_token(part, rng) for part in _split_tag(segment, rng))
+                tokens.extend(_ordinary_token(part, rng) for part in _split_tag(tag, rng))
             else:
-                logprob = round(-abs(rng.gauss(0.0, 0.05)), 4)
-                tokens.append(SimToken(TAG_TOKEN_IDS[segment], segment, True, logprob))
+                tokens.append(SimToken(TAG_TOKEN_IDS[tag], tag, True, _logprob(rng.random(), 0.1)))
             continue
-        for match in _PIECE.finditer(segment):
-            tokens.extend(_ordinary_token(part, rng) for part in _split_piece(match[0], rng))
-    tokens.append(SimToken(EOT_ID, EOT_TEXT, True, round(-abs(rng.gauss(0.0, 0.05)), 4)))
+        for piece in pieces:
+            while len(piece) > _MAX_PIECE_CHARS:
+                cut = rng.randint(3, _MAX_PIECE_CHARS)
+                tokens.append(_ordinary_token(piece[:cut], rng))
+                piece = piece[cut:]
+            tokens.append(_ordinary_token(piece, rng))
+    tokens.append(SimToken(EOT_ID, EOT_TEXT, True, _logprob(rng.random(), 0.1)))
     return tokens
 
 
@@ -658,6 +673,7 @@ _TOKEN = "token"
 _ERROR = "error"
 _DROP = "drop"
 _SHUTDOWN = "shutdown"
+_KEEP_ALIVE = "keep-alive"
 
 
 @dataclass(eq=False)
@@ -682,6 +698,7 @@ class _Job:
     timer: asyncio.TimerHandle | None = None
     queued_at: float = 0.0
     joined_at: float = 0.0
+    last_item_at: float = 0.0  # when the engine last gave the handler something to send
 
 
 def _report_engine_exit(task: asyncio.Task[None]) -> None:
@@ -699,7 +716,7 @@ class Engine:
         self._ready: list[_Job] = []  # prefilled, join at the next step boundary
         self._active: dict[_Job, None] = {}  # the running batch, in join order
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self.closed = False
 
     @property
@@ -719,23 +736,28 @@ class Engine:
         return (1.0 / config.tokens_per_second) * (1.0 + config.batch_slowdown * (batch - 1))
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="sim-engine")
-        self._task.add_done_callback(_report_engine_exit)
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._run(), name="sim-engine"),
+            loop.create_task(self._keep_alive(), name="sim-keep-alive"),
+        ]
+        for task in self._tasks:
+            task.add_done_callback(_report_engine_exit)
 
     async def close(self) -> None:
         """Stop stepping and end every job without a final event (as a dying server would)."""
         self.closed = True
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
         for job in [*self._waiting, *self._ready, *self._active]:
             self.cancel(job)
             job.outbox.put_nowait((_SHUTDOWN,))
 
     def submit(self, job: _Job, delay: float) -> None:
         loop = asyncio.get_running_loop()
-        job.queued_at = loop.time()
+        job.queued_at = job.last_item_at = loop.time()
         job.timer = loop.call_later(delay, self._prefilled, job)
         self._waiting.add(job)
 
@@ -774,7 +796,7 @@ class Engine:
                 now = loop.time()
                 wall = time.time()
                 for job in list(self._active):
-                    self._advance(job, wall)
+                    self._advance(job, now, wall)
                 self._admit(now, wall)
             if self._active:
                 # Deadlines advance from the previous deadline, not from `now`, so sleep
@@ -787,9 +809,23 @@ class Engine:
             job.joined_at = now
             self._active[job] = None
             # The prefill forward pass yields the first token.
-            self._advance(job, wall)
+            self._advance(job, now, wall)
 
-    def _advance(self, job: _Job, wall: float) -> None:
+    async def _keep_alive(self) -> None:
+        # One timer for all streams instead of a timeout around every token: axum sends a
+        # comment after KEEP_ALIVE_SECONDS without events, e.g. during a long prefill.
+        loop = asyncio.get_running_loop()
+        while True:
+            interval = KEEP_ALIVE_SECONDS
+            await asyncio.sleep(min(1.0, interval / 4))
+            now = loop.time()
+            for job in (*self._waiting, *self._ready, *self._active):
+                if now - job.last_item_at >= interval:
+                    job.last_item_at = now
+                    job.outbox.put_nowait((_KEEP_ALIVE,))
+
+    def _advance(self, job: _Job, now: float, wall: float) -> None:
+        job.last_item_at = now
         n = job.emitted
         if job.error_after is not None and n >= job.error_after:
             self.cancel(job)
@@ -1096,15 +1132,6 @@ class Simulator:
                 self.engine.cancel(job)
         return response
 
-    async def _next_item(self, job: _Job, response: web.StreamResponse) -> tuple[Any, ...]:
-        while True:
-            # An idle stream gets axum's keep-alive comment, which also notices a gone client.
-            try:
-                async with asyncio.timeout(KEEP_ALIVE_SECONDS):
-                    return await job.outbox.get()
-            except TimeoutError:
-                await response.write(b":\n\n")
-
     async def _stream_job(
         self,
         request: web.Request,
@@ -1115,8 +1142,12 @@ class Simulator:
     ) -> None:
         index = 0
         while True:
-            item = await self._next_item(job, response)
+            item = await job.outbox.get()
             kind = item[0]
+            if kind == _KEEP_ALIVE:
+                # Also how a client that left during a long wait is noticed.
+                await response.write(b":\n\n")
+                continue
             if kind == _TOKEN:
                 _, token, text, finish = item
                 index += 1
@@ -1268,6 +1299,8 @@ class Simulator:
                     raise _ClientGone
                 if finish is not None:
                     return tokens
+            elif kind == _KEEP_ALIVE:
+                continue
             elif kind == _ERROR:
                 raise self._fault_error(job, item[1])
             elif kind == _DROP:

@@ -197,25 +197,21 @@ class Message(models.Model):
             )
         return self._transition(self.ACTIVE, **changes)
 
-    def cancel(self) -> bool:
-        return self._transition(
-            self.ACTIVE, status=self.Status.CANCELLED, finished_at=timezone.now()
-        )
-
-    def store_partial(
+    def cancel(
         self,
         *,
-        sections: dict,
-        deltas: list,
-        tokens: int | None,
-        first_token_at: datetime | None,
-    ) -> None:
-        """Keep what was written before a cancel: the text the visitor already saw stays."""
-        Message.objects.filter(pk=self.pk, status=self.Status.CANCELLED).update(
-            sections=sections, deltas=deltas, tokens=tokens, first_token_at=first_token_at
-        )
-        self.sections, self.deltas, self.tokens = sections, deltas, tokens
-        self.first_token_at = first_token_at
+        sections: dict | None = None,
+        deltas: list | None = None,
+        tokens: int | None = None,
+        first_token_at: datetime | None = None,
+    ) -> bool:
+        """Stop the message, keeping the text written so far (the visitor already saw it)."""
+        changes: dict[str, Any] = {"status": self.Status.CANCELLED, "finished_at": timezone.now()}
+        if sections is not None:
+            changes.update(
+                sections=sections, deltas=deltas or [], tokens=tokens, first_token_at=first_token_at
+            )
+        return self._transition(self.ACTIVE, **changes)
 
 
 class SamplePrompt(models.Model):

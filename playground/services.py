@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -43,7 +44,8 @@ log = logging.getLogger(__name__)
 
 OVERLOAD_RETRIES = 6
 OVERLOAD_BACKOFF_SECONDS = 0.5
-CANCEL_POLL_SECONDS = 0.2
+CANCEL_POLL_SECONDS = 0.1
+CANCEL_WAIT_SECONDS = 3.0
 LEASE_RENEW_SECONDS = 10.0
 SERVICE_TIMES_KEY = "pg:service-times"
 
@@ -389,10 +391,7 @@ async def _generate(
         if await publisher.cancel_requested():
             outcome.status = Message.Status.CANCELLED
         outcome.events = publisher.events
-        sections = Sections()
-        for event in outcome.events:
-            sections.apply(Delta(event["section"], event["text"], event.get("index")))
-        outcome.sections = sections.as_dict()
+        outcome.sections = _sections_of(outcome.events)
         final = await asyncio.to_thread(_persist_outcome, message_id, outcome)
         if final is not None:
             await publisher.publish(final)
@@ -539,8 +538,7 @@ def _persist_outcome(message_id: str, outcome: Outcome) -> dict[str, Any] | None
                 return _final_event(message)
             _record_service_time(message)
         elif outcome.status == Message.Status.CANCELLED:
-            message.cancel()
-            message.store_partial(
+            message.cancel(
                 sections=outcome.sections,
                 deltas=outcome.events,
                 tokens=tokens,
@@ -587,17 +585,35 @@ def _final_event(message: Message) -> dict[str, Any]:
 
 def cancel(message: Message) -> Message:
     """Stop a message. Queued: it leaves the line at once. Running: the worker notices within
-    a fraction of a second, closes the backend stream (freeing the GPU slot) and keeps the
-    text written so far."""
+    a fraction of a second, closes the backend stream (freeing the GPU slot), stores the text
+    written so far and announces the end; this waits for that, so the answer returned (and
+    what any viewer sees) is the final one. A worker that does not respond in time (it died)
+    is overruled from the persisted delta log."""
     if message.role != Message.Role.ASSISTANT or message.is_final:
         return message
     live.request_cancel(message.pk)
-    was_queued = message.status == Message.Status.QUEUED
-    if message.cancel() and was_queued:
+    if message.status == Message.Status.QUEUED and message.cancel():
         live.publish(message.pk, {"type": "cancelled"})
         publish_queue_positions()
+    else:
+        deadline = time.monotonic() + CANCEL_WAIT_SECONDS
+        while time.monotonic() < deadline:
+            message.refresh_from_db()
+            if message.is_final:
+                return message
+            time.sleep(0.05)
+        events = live.read_delta_log(message.pk)
+        if message.cancel(sections=_sections_of(events), deltas=events):
+            live.publish(message.pk, {"type": "cancelled"})
     message.refresh_from_db()
     return message
+
+
+def _sections_of(events: list[dict[str, Any]]) -> dict[str, Any]:
+    sections = Sections()
+    for event in events:
+        sections.apply(Delta(event["section"], event["text"], event.get("index")))
+    return sections.as_dict()
 
 
 # --- the line: positions, estimates, status ---------------------------------------------------
@@ -745,10 +761,7 @@ def message_stats(message: Message) -> dict[str, Any] | None:
 def live_sections(message: Message) -> tuple[dict[str, Any], int]:
     """Sections and last seq of a message: from the row when final, else from the live log."""
     events = message.deltas if message.is_final else live.read_delta_log(message.pk)
-    sections = Sections()
-    for event in events:
-        sections.apply(Delta(event["section"], event["text"], event.get("index")))
-    return sections.as_dict(), len(events)
+    return _sections_of(events), len(events)
 
 
 def stream_url(message: Message, share_token: str | None = None) -> str:
@@ -880,9 +893,8 @@ def _fail_outage_victims() -> int:
 
 
 def _finish_from_log(message: Message) -> None:
-    sections, _ = live_sections(Message(pk=message.pk, status=Message.Status.RUNNING))
     events = live.read_delta_log(message.pk)
-    Message.objects.filter(pk=message.pk).update(sections=sections, deltas=events)
+    Message.objects.filter(pk=message.pk).update(sections=_sections_of(events), deltas=events)
     message.refresh_from_db()
     live.publish(message.pk, _final_event(message))
 

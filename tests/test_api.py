@@ -93,7 +93,7 @@ def assert_error(response: HttpResponse, status: int, code: str) -> dict[str, An
 
 
 def assert_message_shape(message: dict[str, Any]) -> None:
-    assert MESSAGE_FIELDS <= set(message)
+    assert set(message) >= MESSAGE_FIELDS
     assert isinstance(message["id"], str) and OPAQUE.fullmatch(message["id"])
     assert message["role"] in {"user", "assistant"}
     assert message["status"] in STATUSES
@@ -112,7 +112,7 @@ def assert_message_shape(message: dict[str, Any]) -> None:
     assert isinstance(sections["output"], str)
     assert isinstance(sections["text"], str)
     stats = message["stats"]
-    assert stats is None or STATS_FIELDS <= set(stats)
+    assert stats is None or set(stats) >= STATS_FIELDS
     error = message["error"]
     assert error is None or (
         set(error) >= {"code", "message"}
@@ -388,9 +388,7 @@ def test_it_rejects_malformed_json(
     assert enqueued == []
 
 
-@pytest.mark.parametrize(
-    "body", ['["a prompt"]', "42", '"a prompt"', "null", "true"], ids=str
-)
+@pytest.mark.parametrize("body", ['["a prompt"]', "42", '"a prompt"', "null", "true"], ids=str)
 def test_it_rejects_a_json_body_that_is_not_an_object(
     visitor: Client, backend: str, enqueued: list[str], body: str
 ) -> None:
@@ -867,9 +865,7 @@ def test_someone_else_cannot_cancel_a_message(
     assert not live.redis_client().exists(f"pg:cancel:{message_id}")
 
 
-def test_cancel_needs_a_csrf_token(
-    visitor: Client, backend: str, enqueued: list[str]
-) -> None:
+def test_cancel_needs_a_csrf_token(visitor: Client, backend: str, enqueued: list[str]) -> None:
     message_id = ask(visitor)["message"]["id"]
     del visitor.defaults["HTTP_X_CSRFTOKEN"]
     assert_error(visitor.post(f"/api/v1/messages/{message_id}/cancel"), 403, "csrf")

@@ -1,4 +1,4 @@
-"""Strict parsing of the environment (playground/env.py): good values pass, bad ones stop start-up."""
+"""Strict parsing of the environment (playground/env.py): bad values stop start-up."""
 
 from __future__ import annotations
 
@@ -213,9 +213,7 @@ def test_env_urls_accepts_http_and_https_and_strips_trailing_slashes(
     "raw",
     ["ftp://x", "tgi:8080", "http://", "http:/x", "http://a b", "http://ok:1,ftp://bad"],
 )
-def test_env_urls_rejects_anything_but_http_urls(
-    monkeypatch: pytest.MonkeyPatch, raw: str
-) -> None:
+def test_env_urls_rejects_anything_but_http_urls(monkeypatch: pytest.MonkeyPatch, raw: str) -> None:
     monkeypatch.setenv("TGI_URL", raw)
     with raises_naming("TGI_URL", raw):
         env_urls("TGI_URL")

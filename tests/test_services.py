@@ -251,7 +251,10 @@ def test_a_follow_up_sends_only_the_earlier_output_back_to_the_model(
     services.run_generation(first.pk)
     first.refresh_from_db()
     follow_up = services.submit(
-        session_key="s1", client_ip="10.0.0.1", prompt="And in raspberry?", conversation=first.conversation
+        session_key="s1",
+        client_ip="10.0.0.1",
+        prompt="And in raspberry?",
+        conversation=first.conversation,
     )
 
     prompt, dropped = services.build_model_prompt(follow_up, {"max_input_tokens": 8000})

@@ -84,9 +84,7 @@ def test_behind_proxies_a_missing_header_falls_back_to_the_peer(settings: Any) -
     "forwarded_for",
     ["garbage", "198.51.100.1:4444", "999.1.1.1", "<script>", "unknown", "[2001:db8::1]"],
 )
-def test_behind_a_proxy_a_garbage_entry_gives_no_address(
-    settings: Any, forwarded_for: str
-) -> None:
+def test_behind_a_proxy_a_garbage_entry_gives_no_address(settings: Any, forwarded_for: str) -> None:
     settings.NUM_PROXIES = 1
     assert client_ip(request_from("10.0.0.1", forwarded_for)) is None
 

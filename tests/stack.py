@@ -1,0 +1,159 @@
+"""A whole playground for integration tests: real Redis, Celery worker, daphne and simulator.
+
+The stack gets its own Redis database number and its own database (a separate SQLite file, or
+a separate PostgreSQL database when DATABASE_URL points at PostgreSQL), so it never touches what
+the unit tests use. Tests talk to it only over HTTP and WebSockets, like a browser would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import websockets
+
+from playground.devstack import Stack, free_port
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+def _redis_db(url: str, db: int) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{db}"))
+
+
+def _database_url(name: str) -> str:
+    url = os.environ.get("DATABASE_URL", "")
+    if url.startswith(("postgres://", "postgresql://")):
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            connection.execute(f'CREATE DATABASE "{name}"')
+        return urlunsplit(urlsplit(url)._replace(path=f"/{name}"))
+    path = Path(tempfile.mkdtemp(prefix="playground-it-")) / f"{name}.sqlite3"
+    return f"sqlite:///{path}"
+
+
+@contextmanager
+def playground_stack(
+    name: str, redis_db: int, sim_args: list[str] | None = None, **env: str
+) -> Iterator[Stack]:
+    stack_env = dict(os.environ)
+    stack_env.update(
+        {
+            "REDIS_URL": _redis_db(os.environ["REDIS_URL"], redis_db),
+            "DATABASE_URL": _database_url(f"playground_{name}"),
+            "VAR_DIR": tempfile.mkdtemp(prefix="playground-var-"),
+            "SECRET_KEY": "integration-tests-only",
+            "IP_MAX_ACTIVE": "1000",
+            "IP_RATE_LIMIT": "100000/m",
+            **env,
+        }
+    )
+    stack_env.pop("TGI_URL", None)
+    import redis
+
+    redis.Redis.from_url(stack_env["REDIS_URL"]).flushdb()
+    stack = Stack(
+        port=free_port(),
+        env=stack_env,
+        sim_args=sim_args or ["--tokens-per-second", "150", "--seed", "3"],
+        log_dir=ARTIFACTS / "logs" / name,
+    )
+    try:
+        stack.start()
+        stack.wait_for_worker()
+        yield stack
+    finally:
+        stack.stop()
+
+
+class Visitor:
+    """A browser-like visitor: a cookie jar with a session and a CSRF token."""
+
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
+        self.http = httpx.Client(base_url=base_url, timeout=30)
+        self.http.get("/")
+        self.http.headers["X-CSRFToken"] = self.http.cookies["csrftoken"]
+        self.last_close_code: int | None = None
+
+    def post(self, path: str, body: dict[str, Any]) -> httpx.Response:
+        return self.http.post(path, json=body)
+
+    def get(self, path: str) -> httpx.Response:
+        return self.http.get(path)
+
+    def ws_url(self, stream_url: str, after: int | None = None) -> str:
+        url = self.base_url.replace("http://", "ws://") + stream_url
+        if after is not None:
+            url += ("&" if "?" in url else "?") + f"after={after}"
+        return url
+
+    def cookie_header(self) -> str:
+        return "; ".join(f"{name}={value}" for name, value in self.http.cookies.items())
+
+    def events(
+        self,
+        stream_url: str,
+        after: int | None = None,
+        limit: int | None = None,
+        timeout: float = 60,
+        anonymous: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Read events until the server closes (after a final event) or `limit` deltas."""
+        return asyncio.run(self.aevents(stream_url, after, limit, timeout, anonymous))
+
+    async def aevents(
+        self,
+        stream_url: str,
+        after: int | None = None,
+        limit: int | None = None,
+        timeout: float = 60,
+        anonymous: bool = False,
+    ) -> list[dict[str, Any]]:
+        headers = {} if anonymous else {"Cookie": self.cookie_header()}
+        received: list[dict[str, Any]] = []
+        async with asyncio.timeout(timeout):
+            async with websockets.connect(
+                self.ws_url(stream_url, after), additional_headers=headers
+            ) as socket:
+                try:
+                    async for raw in socket:
+                        event = json.loads(raw)
+                        received.append(event)
+                        deltas = sum(1 for e in received if e["type"] == "delta")
+                        if limit is not None and deltas >= limit:
+                            break
+                except websockets.ConnectionClosedError:
+                    pass  # a refusal closes with an application code (4404); the events tell why
+                self.last_close_code = socket.close_code
+        return received
+
+    def close(self) -> None:
+        self.http.close()
+
+
+def deltas_of(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [event for event in events if event["type"] == "delta"]
+
+
+def sections_from(deltas: list[dict[str, Any]]) -> dict[str, Any]:
+    sections: dict[str, Any] = {"thinking": "", "reflections": [], "output": "", "text": ""}
+    for delta in deltas:
+        if delta["section"] == "reflection":
+            while len(sections["reflections"]) <= delta["index"]:
+                sections["reflections"].append("")
+            sections["reflections"][delta["index"]] += delta["text"]
+        else:
+            sections[delta["section"]] += delta["text"]
+    return sections
