@@ -790,9 +790,9 @@ class Engine:
                 deadline = now
                 self._admit(now, time.time())
             else:
-                delay = deadline - loop.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
+                # Sleeping even when late (sleep(0) just yields) lets the handlers send what
+                # the last step produced; a late engine must not hog the loop to catch up.
+                await asyncio.sleep(max(deadline - loop.time(), 0.0))
                 now = loop.time()
                 wall = time.time()
                 for job in list(self._active):

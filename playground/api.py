@@ -101,6 +101,7 @@ def create_conversation(request: HttpRequest) -> HttpResponse:
 @api_view("GET")
 def conversation(request: HttpRequest, conversation_id: str) -> HttpResponse:
     found = services.get_owned_conversation(conversation_id, session_key(request))
+    services.note_presence(list(found.messages.all()))
     return JsonResponse(services.conversation_payload(found))
 
 
@@ -120,6 +121,7 @@ def create_message(request: HttpRequest, conversation_id: str) -> HttpResponse:
 @api_view("GET")
 def message(request: HttpRequest, message_id: str) -> HttpResponse:
     found = services.get_owned_message(message_id, session_key(request))
+    services.note_presence([found])
     return JsonResponse(services.message_payload(found))
 
 

@@ -33,6 +33,7 @@ class MessageStreamConsumer(AsyncJsonWebsocketConsumer):
     subscribed: bool = False
     closed: bool = False
     started_sent: bool = False
+    watching: bool = False
 
     async def connect(self) -> None:
         self.message_id = self.scope["url_route"]["kwargs"]["message_id"]
@@ -60,11 +61,16 @@ class MessageStreamConsumer(AsyncJsonWebsocketConsumer):
             await self.send_json(state.final_event)
             await self._finish()
             return
+        await live.watch_started(self.message_id)
+        self.watching = True
         await self._send_missing()
         if state.status_event is not None:
             await self._send_status(state.status_event)
 
     async def disconnect(self, code: int) -> None:
+        if self.watching:
+            self.watching = False
+            await live.watch_ended(self.message_id)
         if self.subscribed:
             self.subscribed = False
             await self.channel_layer.group_discard(

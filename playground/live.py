@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -93,6 +94,40 @@ async def aread_delta_log(message_id: str, after: int = 0) -> list[dict[str, Any
     # The list holds seq 1..n at positions 0..n-1, so seq after+1 sits at index `after`.
     raw = await async_redis_client().lrange(delta_log_key(message_id), after, -1)
     return [json.loads(item) for item in raw]
+
+
+def _watchers_key(message_id: str) -> str:
+    return f"pg:watchers:{message_id}"
+
+
+def _seen_key(message_id: str) -> str:
+    return f"pg:seen:{message_id}"
+
+
+PRESENCE_TTL = 24 * 60 * 60
+
+
+async def watch_started(message_id: str) -> None:
+    client = async_redis_client()
+    await client.incr(_watchers_key(message_id))
+    await client.expire(_watchers_key(message_id), PRESENCE_TTL)
+
+
+async def watch_ended(message_id: str) -> None:
+    client = async_redis_client()
+    await client.decr(_watchers_key(message_id))
+    await client.set(_seen_key(message_id), f"{time.time():.3f}", ex=PRESENCE_TTL)
+
+
+def touch(message_id: str) -> None:
+    """The owner looked at the message without a socket (polling, a page load)."""
+    redis_client().set(_seen_key(message_id), f"{time.time():.3f}", ex=PRESENCE_TTL)
+
+
+def last_seen(message_id: str) -> tuple[int, float | None]:
+    """(open sockets, time the owner was last seen without one) for a waiting message."""
+    watchers, seen = redis_client().mget([_watchers_key(message_id), _seen_key(message_id)])
+    return int(watchers or 0), float(seen) if seen else None
 
 
 def request_cancel(message_id: str) -> None:

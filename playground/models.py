@@ -213,6 +213,31 @@ class Message(models.Model):
             )
         return self._transition(self.ACTIVE, **changes)
 
+    def abandon(self) -> bool:
+        """Its visitor left before their turn came: it must not take a GPU slot."""
+        return self._transition(
+            (self.Status.QUEUED,),
+            status=self.Status.CANCELLED,
+            error_code="abandoned",
+            error_message="The visitor left before their turn.",
+            finished_at=timezone.now(),
+        )
+
+    def store_partial(
+        self,
+        *,
+        sections: dict,
+        deltas: list,
+        tokens: int | None,
+        first_token_at: datetime | None,
+    ) -> None:
+        """Keep what was written before a cancel: the text the visitor already saw stays."""
+        Message.objects.filter(pk=self.pk, status=self.Status.CANCELLED).update(
+            sections=sections, deltas=deltas, tokens=tokens, first_token_at=first_token_at
+        )
+        self.sections, self.deltas, self.tokens = sections, deltas, tokens
+        self.first_token_at = first_token_at
+
 
 class SamplePrompt(models.Model):
     slug = models.SlugField(primary_key=True, max_length=64)

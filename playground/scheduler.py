@@ -23,7 +23,6 @@ from playground import live
 
 log = logging.getLogger(__name__)
 
-LEASE_SECONDS = 30
 INFO_CACHE_SECONDS = 60
 # A backend marked down stays out until a probe (every reconcile) finds it healthy again; the
 # expiry only guards against a flag outliving every reconciler.
@@ -49,6 +48,10 @@ if best > 0 then
 end
 return best
 """
+
+
+def lease_seconds() -> int:
+    return settings.SLOT_LEASE_SECONDS
 
 
 def slot_key(backend: str) -> str:
@@ -131,19 +134,19 @@ def acquire_slot(message_id: str) -> str | None:
     script = live.redis_client().register_script(_ACQUIRE)
     chosen = script(
         keys=[slot_key(url) for url in candidates],
-        args=[now, now + LEASE_SECONDS, message_id, *limits],
+        args=[now, now + lease_seconds(), message_id, *limits],
     )
     return candidates[int(chosen) - 1] if int(chosen) > 0 else None
 
 
 def renew_slot(backend: str, message_id: str) -> None:
     # Re-adding also restores a lease lost with a Redis restart: the worker is alive and owns it.
-    live.redis_client().zadd(slot_key(backend), {message_id: time.time() + LEASE_SECONDS})
+    live.redis_client().zadd(slot_key(backend), {message_id: time.time() + lease_seconds()})
 
 
 async def arenew_slot(backend: str, message_id: str) -> None:
     await live.async_redis_client().zadd(
-        slot_key(backend), {message_id: time.time() + LEASE_SECONDS}
+        slot_key(backend), {message_id: time.time() + lease_seconds()}
     )
 
 

@@ -31,7 +31,7 @@ from inference.client import (
 )
 from inference.parser import Delta, Sections, TagParser, merge_deltas
 from inference.prompt import DEFAULT_SYSTEM_PROMPT, Turn, build_prompt, fit_history
-from playground import live, scheduler
+from playground import limits, live, scheduler
 from playground.models import (
     Conversation,
     Message,
@@ -46,7 +46,6 @@ OVERLOAD_RETRIES = 6
 OVERLOAD_BACKOFF_SECONDS = 0.5
 CANCEL_POLL_SECONDS = 0.1
 CANCEL_WAIT_SECONDS = 3.0
-LEASE_RENEW_SECONDS = 10.0
 SERVICE_TIMES_KEY = "pg:service-times"
 
 ERROR_MESSAGES = {
@@ -107,6 +106,13 @@ def get_shared_conversation(token: str) -> Conversation:
     return conversation
 
 
+def note_presence(messages: list[Message]) -> None:
+    """The owner is looking (a poll or a page load): their waiting messages are not abandoned."""
+    for message in messages:
+        if message.role == Message.Role.ASSISTANT and message.status == Message.Status.QUEUED:
+            live.touch(message.pk)
+
+
 def can_view(message: Message, *, session_key: str | None, share_token: str | None) -> bool:
     conversation = message.conversation
     if share_token:
@@ -153,6 +159,16 @@ def resolve_prompt(*, prompt: Any = None, sample: Any = None) -> tuple[str, str]
 def _check_admission(session_key: str, client_ip: str | None) -> None:
     if not scheduler.backends():
         raise PlaygroundError("no_backend", ERROR_MESSAGES["no_backend"], status=503)
+    if client_ip:
+        wait = limits.take(client_ip)
+        if wait:
+            raise PlaygroundError(
+                "rate_limited",
+                f"Too many questions from your network in a short time. Please try again in "
+                f"{format_duration(wait)}.",
+                status=429,
+                retry_after=wait,
+            )
     if active_for_session(session_key).exists():
         raise PlaygroundError(
             "already_generating",
@@ -267,6 +283,9 @@ def dispatch() -> int:
             )
             if message is None:
                 break
+            if is_abandoned(message):
+                message.abandon()
+                continue
             backend = scheduler.acquire_slot(message.pk)
             if backend is None:
                 break
@@ -281,6 +300,15 @@ def dispatch() -> int:
     if started:
         publish_queue_positions()
     return started
+
+
+def is_abandoned(message: Message) -> bool:
+    """Nobody has watched this waiting message for longer than the grace period."""
+    watchers, seen = live.last_seen(message.pk)
+    if watchers > 0:
+        return False
+    last = max(seen or 0.0, message.created.timestamp())
+    return time.time() - last > settings.ABANDON_GRACE_SECONDS
 
 
 # --- the generation itself --------------------------------------------------------------------
@@ -469,7 +497,7 @@ async def _stream_answer(
             if await publisher.cancel_requested():
                 reader.cancel()
                 return
-            if loop.time() - renewed >= LEASE_RENEW_SECONDS:
+            if loop.time() - renewed >= scheduler.lease_seconds() / 3:
                 await scheduler.arenew_slot(backend, publisher.message_id)
                 renewed = loop.time()
 
@@ -852,7 +880,7 @@ def reconcile() -> dict[str, int]:
     for backend in scheduler.backends():
         scheduler.probe(backend)
     requeued = failed = 0
-    grace = timezone.now() - timedelta(seconds=scheduler.LEASE_SECONDS)
+    grace = timezone.now() - timedelta(seconds=scheduler.lease_seconds())
     stale = Message.objects.filter(
         role=Message.Role.ASSISTANT,
         status__in=Message.ACTIVE,

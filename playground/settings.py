@@ -171,6 +171,11 @@ TGI_CONNECT_TIMEOUT = env_float("TGI_CONNECT_TIMEOUT", 5.0, minimum=0.1)
 TGI_READ_TIMEOUT = env_float("TGI_READ_TIMEOUT", 120.0, minimum=1.0)
 # How long queued work waits out a backend outage before it is told plainly that it failed.
 BACKEND_OUTAGE_PATIENCE = env_float("BACKEND_OUTAGE_PATIENCE", 120.0, minimum=0.0)
+# A waiting visitor with no open stream and no poll for this long has left: their message is
+# dropped from the line instead of taking a GPU slot nobody will read.
+ABANDON_GRACE_SECONDS = env_float("ABANDON_GRACE_SECONDS", 60.0, minimum=1.0)
+# A generation renews its slot lease while it runs; a dead worker's slot frees after this.
+SLOT_LEASE_SECONDS = env_int("SLOT_LEASE_SECONDS", 30, minimum=2, maximum=3600)
 GENERATION_CONCURRENCY = env_int("GENERATION_CONCURRENCY", 16, minimum=1, maximum=1024)
 QUEUE_MAX_WAITING = env_int("QUEUE_MAX_WAITING", 500, minimum=1)
 IP_MAX_ACTIVE = env_int("IP_MAX_ACTIVE", 3, minimum=1)

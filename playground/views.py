@@ -79,6 +79,7 @@ def conversation(request: HttpRequest, conversation_id: str) -> HttpResponse:
         found = services.get_owned_conversation(conversation_id, session_key(request))
     except PlaygroundError:
         return render(request, "playground/not_found.html", status=404)
+    services.note_presence(list(found.messages.all()))
     return render(request, "playground/conversation.html", _conversation_context(found))
 
 

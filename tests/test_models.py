@@ -250,16 +250,26 @@ def test_cancel_leaves_a_final_message_alone(make_answer: MessageFactory, status
     assert stored(message).status == status
 
 
-def test_store_partial_only_writes_to_a_cancelled_message(make_answer: MessageFactory) -> None:
+def test_cancel_keeps_the_text_written_so_far(make_answer: MessageFactory) -> None:
     sections = {"thinking": "so far", "reflections": [], "output": "", "text": ""}
     deltas = [{"type": "delta", "seq": 1, "section": "thinking", "text": "so far"}]
-    running = make_answer(Message.Status.RUNNING)
-    running.store_partial(sections=sections, deltas=deltas, tokens=2, first_token_at=None)
-    assert stored(running).sections == {}
-    cancelled = make_answer(Message.Status.CANCELLED)
-    cancelled.store_partial(sections=sections, deltas=deltas, tokens=2, first_token_at=None)
-    assert stored(cancelled).sections == sections
-    assert stored(cancelled).tokens == 2
+    message = make_answer(Message.Status.RUNNING)
+    assert message.cancel(sections=sections, deltas=deltas, tokens=2) is True
+    row = stored(message)
+    assert row.status == Message.Status.CANCELLED
+    assert row.sections == sections
+    assert row.deltas == deltas
+    assert row.tokens == 2
+
+
+def test_a_late_cancel_does_not_overwrite_a_finished_answer(make_answer: MessageFactory) -> None:
+    message = make_answer(Message.Status.RUNNING)
+    assert finish(stored(message)) is True
+    partial = {"thinking": "stale", "reflections": [], "output": "", "text": ""}
+    assert message.cancel(sections=partial, deltas=[]) is False
+    row = stored(message)
+    assert row.status == Message.Status.DONE
+    assert row.sections == OUTPUT_SECTIONS
 
 
 # --- requeueing -------------------------------------------------------------------------------

@@ -287,7 +287,7 @@ def test_the_reconciler_requeues_work_whose_worker_vanished_before_writing(
 ) -> None:
     message = submit()
     assert message.mark_running()
-    long_ago = timezone.now() - timedelta(seconds=scheduler.LEASE_SECONDS + 5)
+    long_ago = timezone.now() - timedelta(seconds=scheduler.lease_seconds() + 5)
     Message.objects.filter(pk=message.pk).update(dispatched_at=long_ago)
     live.redis_client().delete(scheduler.slot_key(sim))
 
@@ -304,7 +304,7 @@ def test_the_reconciler_fails_a_half_written_answer_whose_worker_died(
 ) -> None:
     message = submit()
     assert message.mark_running()
-    long_ago = timezone.now() - timedelta(seconds=scheduler.LEASE_SECONDS + 5)
+    long_ago = timezone.now() - timedelta(seconds=scheduler.lease_seconds() + 5)
     Message.objects.filter(pk=message.pk).update(dispatched_at=long_ago)
     live.redis_client().rpush(
         live.delta_log_key(message.pk),
@@ -354,3 +354,19 @@ def test_overdue_generations_are_expected_to_end_soon_not_in_the_past() -> None:
     snapshot = scheduler.QueueSnapshot(running_elapsed=[90.0], capacity=1, mean_service=30.0)
 
     assert scheduler.wait_estimates(snapshot, 1) == [3.0]
+
+
+def test_a_visitor_who_left_before_their_turn_does_not_take_a_slot(
+    sim: str, samples: Any, enqueued: list[str]
+) -> None:
+    messages = [submit(session=f"s{i}", ip=f"10.0.0.{i}") for i in range(4)]
+    long_ago = timezone.now() - timedelta(seconds=600)
+    Message.objects.filter(pk__in=[messages[2].pk, messages[3].pk]).update(created=long_ago)
+    live.touch(messages[3].pk)  # the fourth visitor is still polling; the third has gone
+
+    services.run_generation(messages[0].pk)
+
+    abandoned = Message.objects.get(pk=messages[2].pk)
+    assert abandoned.status == Message.Status.CANCELLED
+    assert abandoned.error_code == "abandoned"
+    assert enqueued[-1] == messages[3].pk

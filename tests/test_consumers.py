@@ -1,0 +1,165 @@
+"""The message stream consumer: authorize, replay, relay without gaps or duplicates.
+
+Driven with Channels' WebsocketCommunicator over the real Redis channel layer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from channels.testing import WebsocketCommunicator
+
+from playground import live
+from playground.consumers import MessageStreamConsumer
+from playground.models import Conversation, Message
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+OWNER = "owner-session"
+
+
+def make_message(status: str = Message.Status.DONE, deltas: list | None = None) -> Message:
+    conversation = Conversation.objects.create(session_key=OWNER, title="t")
+    question = Message.objects.create(
+        conversation=conversation, role="user", prompt="q", status="done", session_key=OWNER
+    )
+    return Message.objects.create(
+        conversation=conversation,
+        role="assistant",
+        reply_to=question,
+        prompt="q",
+        status=status,
+        session_key=OWNER,
+        deltas=deltas or [],
+    )
+
+
+def delta(seq: int, section: str = "output", text: str | None = None) -> dict[str, Any]:
+    return {"type": "delta", "seq": seq, "section": section, "text": text or f"<{seq}>"}
+
+
+def communicator(
+    message: Message, session: str | None = OWNER, query: str = ""
+) -> WebsocketCommunicator:
+    path = f"/ws/messages/{message.pk}/" + (f"?{query}" if query else "")
+    socket = WebsocketCommunicator(MessageStreamConsumer.as_asgi(), path)
+    socket.scope["url_route"] = {"kwargs": {"message_id": message.pk}}
+    socket.scope["query_string"] = query.encode()
+    socket.scope["session"] = SimpleNamespace(session_key=session)
+    return socket
+
+
+async def receive_all(socket: WebsocketCommunicator, timeout: float = 3) -> list[dict]:
+    """Events until the server closes the socket."""
+    events = []
+    while True:
+        output = await socket.receive_output(timeout)
+        if output["type"] == "websocket.close":
+            events.append({"closed": output.get("code", 1000)})
+            return events
+        events.append(json.loads(output["text"]))
+
+
+def test_a_finished_answer_is_replayed_after_the_given_seq_then_closed() -> None:
+    message = make_message(deltas=[delta(i) for i in range(1, 6)])
+
+    async def scenario() -> list[dict]:
+        socket = communicator(message, query="after=2")
+        connected, _ = await socket.connect()
+        assert connected
+        return await receive_all(socket)
+
+    events = asyncio.run(scenario())
+
+    assert [e.get("seq") for e in events[:3]] == [3, 4, 5]
+    assert events[3]["type"] == "done"
+    assert events[4] == {"closed": 1000}
+
+
+def test_a_stranger_is_refused_and_learns_nothing() -> None:
+    message = make_message(deltas=[delta(1)])
+
+    async def scenario() -> list[dict]:
+        socket = communicator(message, session="someone-else")
+        await socket.connect()
+        return await receive_all(socket)
+
+    events = asyncio.run(scenario())
+
+    assert events == [
+        {"type": "error", "code": "not_found", "message": "No such message."},
+        {"closed": 4404},
+    ]
+
+
+def test_the_share_token_opens_the_stream_to_anyone() -> None:
+    message = make_message(deltas=[delta(1), delta(2)])
+    token = message.conversation.share_token
+
+    async def scenario(query: str) -> list[dict]:
+        socket = communicator(message, session=None, query=query)
+        await socket.connect()
+        return await receive_all(socket)
+
+    assert asyncio.run(scenario(f"share={token}"))[-2]["type"] == "done"
+    assert asyncio.run(scenario("share=wrong-token"))[0]["code"] == "not_found"
+
+
+def test_a_garbage_after_parameter_replays_everything() -> None:
+    message = make_message(deltas=[delta(1), delta(2)])
+
+    async def scenario() -> list[dict]:
+        socket = communicator(message, query="after=banana")
+        await socket.connect()
+        return await receive_all(socket)
+
+    assert [e.get("seq") for e in asyncio.run(scenario())[:2]] == [1, 2]
+
+
+def test_live_deltas_are_relayed_once_each_and_gaps_are_filled_from_the_log() -> None:
+    message = make_message(status=Message.Status.RUNNING)
+    redis = live.redis_client()
+    redis.rpush(live.delta_log_key(message.pk), json.dumps(delta(1)))
+
+    async def scenario() -> list[dict]:
+        socket = communicator(message, query="after=0")
+        await socket.connect()
+        first = [json.loads((await socket.receive_output(3))["text"]) for _ in range(2)]
+        for seq in (2, 3):
+            redis.rpush(live.delta_log_key(message.pk), json.dumps(delta(seq)))
+        # seq 2 is "lost" in transit: only 1 (a duplicate) and 3 are published.
+        await asyncio.to_thread(live.publish, message.pk, delta(1))
+        await asyncio.to_thread(live.publish, message.pk, delta(3))
+        await asyncio.to_thread(live.publish, message.pk, {"type": "done", "stats": {}})
+        return first + await receive_all(socket)
+
+    events = asyncio.run(scenario())
+
+    assert events[0] == delta(1)
+    assert events[1]["type"] == "started"
+    assert [e.get("seq") for e in events if e.get("type") == "delta"] == [1, 2, 3]
+    assert events[-2] == {"type": "done", "stats": {}}
+
+
+def test_a_waiting_viewer_hears_its_place_and_counts_as_present() -> None:
+    message = make_message(status=Message.Status.QUEUED)
+
+    async def scenario() -> tuple[dict, int, int]:
+        socket = communicator(message)
+        await socket.connect()
+        event = json.loads((await socket.receive_output(3))["text"])
+        watching = await asyncio.to_thread(live.last_seen, message.pk)
+        await socket.disconnect()
+        await asyncio.sleep(0.1)
+        after = await asyncio.to_thread(live.last_seen, message.pk)
+        return event, watching[0], after[0]
+
+    event, while_connected, after_leaving = asyncio.run(scenario())
+
+    assert event == {"type": "queued", "position": 1, "eta_seconds": 0.0}
+    assert while_connected == 1
+    assert after_leaving == 0
