@@ -1,8 +1,8 @@
 """A TGI-compatible simulator: `python -m inference.sim`.
 
 It speaks text-generation-inference's wire format (see shared/reference/tgi-wire-contract.md and
-shared/contracts/tgi-openapi.json) closely enough that the playground's client, `huggingface_hub`
-and `text-generation` cannot tell it from a real server, minus the GPU:
+shared/contracts/tgi-openapi.json) closely enough for TGI clients to work against it unchanged,
+with no GPU and no model:
 
 - `POST /generate_stream` and `POST /` with `"stream": true`: Server-Sent Events, always HTTP 200,
   errors as a final `{"error", "error_type"}` event; `POST /generate` and `POST /` without stream:
@@ -19,13 +19,19 @@ Latency follows TGI's continuous batching (contract section 6): one engine task 
 every stream in the running batch gets one token per step, and a step takes
 t(B) = t(1) * (1 + batch_slowdown * (B - 1)). A request joins the batch at the first step boundary
 after validation and its prefill (prompt tokens / prefill speed). `max_concurrent_requests` is a
-non-blocking limit: one request too many fails at once with `overloaded`, as in TGI.
+non-blocking limit: one request too many fails at once with `overloaded`, as in TGI. A client
+that closes its stream is noticed at its next token (or at once, when the runner cancels handlers
+on disconnect, as `main()` does) and counted as `tgi_request_failure{err="dropped"}`.
+
+For tests and benchmarks it can inject faults (an error event, a cut connection, a slow start),
+stamp each token with its emission time, and split the tags into ordinary text pieces.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import contextlib
 import dataclasses
 import functools
@@ -266,11 +272,17 @@ def estimate_prompt_tokens(text: str) -> int:
 
 
 def _duration_buckets() -> list[float]:
-    return [0.00015 * 1.5**n for n in range(35)]
+    # Computed the way TGI's router does, so the `le` labels match to the last digit.
+    buckets = []
+    value = 0.0001
+    for _ in range(35):
+        value *= 1.5
+        buckets.append(value)
+    return buckets
 
 
 def _linear_buckets(maximum: int) -> list[float]:
-    return [maximum / 100 * n for n in range(1, 101)]
+    return [maximum / 100.0 * n for n in range(1, 101)]
 
 
 def _number(value: float) -> str:
@@ -291,10 +303,9 @@ class _Histogram:
         self.count = 0
 
     def observe(self, value: float) -> None:
-        for i, bound in enumerate(self.bounds):
-            if value <= bound:
-                self.counts[i] += 1
-                break
+        i = bisect.bisect_left(self.bounds, value)  # the first bucket with value <= le
+        if i < len(self.counts):
+            self.counts[i] += 1
         self.total += value
         self.count += 1
 
@@ -334,9 +345,6 @@ class Metrics:
 
     def failure(self, err: str) -> None:
         self.inc("tgi_request_failure", f'err="{err}"')
-
-    def counter(self, name: str, labels: str = "") -> int:
-        return self._counters.get((name, labels), 0)
 
     def observe(self, name: str, value: float) -> None:
         histogram = self._histograms.get(name)
@@ -1359,9 +1367,14 @@ async def _read_json(request: web.Request) -> Any:
     except web.HTTPRequestEntityTooLarge as exc:
         raise _Rejection(413, "Failed to buffer the request body: length limit exceeded") from exc
     try:
-        return json.loads(raw)
+        return json.loads(raw, parse_constant=_not_json)
     except (ValueError, UnicodeDecodeError) as exc:
         raise _Rejection(400, f"Failed to parse the request body as JSON: {exc}") from exc
+
+
+def _not_json(constant: str) -> Any:
+    # Python accepts NaN and Infinity; serde_json (and the JSON spec) do not.
+    raise ValueError(f"invalid number {constant}")
 
 
 SIMULATOR_KEY = web.AppKey("simulator", Simulator)

@@ -57,7 +57,7 @@ def read_json(request: HttpRequest) -> dict[str, Any]:
         raise PlaygroundError("prompt_too_long", "The request body is too large.") from None
     try:
         data = json.loads(body or b"{}")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):
         raise PlaygroundError("invalid_json", "The request body is not valid JSON.") from None
     if not isinstance(data, dict):
         raise PlaygroundError("invalid_params", "The request body must be a JSON object.")

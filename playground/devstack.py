@@ -80,14 +80,20 @@ class EmbeddedRedis:
         wait_for_port(self.port, 10, self.process)
         return self
 
-    def stop(self) -> None:
+    def stop(self, keep_directory: bool = False) -> None:
         if self.process and self.process.poll() is None:
             self.process.terminate()
             try:
                 self.process.wait(5)
             except subprocess.TimeoutExpired:
                 self.process.kill()
-        shutil.rmtree(self.directory, ignore_errors=True)
+        if not keep_directory:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+    def restart(self) -> None:
+        """Stop and start again on the same port, with nothing kept (like a crashed Redis)."""
+        self.stop(keep_directory=True)
+        self.start()
 
 
 @dataclass
@@ -267,11 +273,21 @@ def main() -> None:
         stack.start()
         stack.say(f"serving http://127.0.0.1:{port}  (Ctrl-C stops everything)")
         stack.say("operators: create a login with `.venv/bin/python manage.py createsuperuser`")
+        restarts: list[float] = []
         while True:
-            for name, process in stack.processes.items():
-                if process.poll() is not None:
-                    stack.say(f"{name} exited with {process.returncode}; stopping")
-                    raise KeyboardInterrupt
+            for name, process in list(stack.processes.items()):
+                if process.poll() is None:
+                    continue
+                recent = [t for t in restarts if time.monotonic() - t < 60]
+                if name == "worker" and len(recent) < 5:
+                    # Like a process supervisor in production: a crashed worker comes back,
+                    # and the reconciler puts its unfinished work back in line.
+                    stack.say(f"worker exited with {process.returncode}; restarting it")
+                    restarts = [*recent, time.monotonic()]
+                    stack.start_worker()
+                    continue
+                stack.say(f"{name} exited with {process.returncode}; stopping")
+                raise KeyboardInterrupt
             time.sleep(0.5)
     except KeyboardInterrupt:
         pass

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -127,9 +128,21 @@ def samples() -> list[SamplePrompt]:
 # --- submitting -------------------------------------------------------------------------------
 
 
+def _storable(text: str) -> bool:
+    # Lone surrogates cannot be encoded and PostgreSQL refuses NUL: reject both up front
+    # rather than fail inside the database.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text
+
+
 def clean_prompt(prompt: Any) -> str:
     if not isinstance(prompt, str):
         raise PlaygroundError("invalid_params", "The prompt must be a string.")
+    if not _storable(prompt):
+        raise PlaygroundError("invalid_params", "The prompt contains characters that are not text.")
     text = prompt.strip()
     if not text:
         raise PlaygroundError("empty_prompt", "Write a prompt first.")
@@ -147,9 +160,10 @@ def resolve_prompt(*, prompt: Any = None, sample: Any = None) -> tuple[str, str]
     if sample not in (None, ""):
         if not isinstance(sample, str):
             raise PlaygroundError("invalid_params", "The sample must be a slug string.")
-        found = SamplePrompt.objects.filter(slug=sample, enabled=True).first()
+        valid = re.fullmatch(r"[-a-zA-Z0-9_]{1,64}", sample)
+        found = SamplePrompt.objects.filter(slug=sample, enabled=True).first() if valid else None
         if found is None:
-            raise PlaygroundError("unknown_sample", f"There is no sample prompt {sample!r}.")
+            raise PlaygroundError("unknown_sample", "There is no such sample prompt.")
         return found.prompt, found.slug
     if prompt is None:
         raise PlaygroundError("empty_prompt", "Write a prompt or pick a sample.")
@@ -183,9 +197,7 @@ def _check_admission(session_key: str, client_ip: str | None) -> None:
             status=429,
             retry_after=30,
         )
-    waiting = Message.objects.filter(
-        role=Message.Role.ASSISTANT, status=Message.Status.QUEUED
-    ).count()
+    waiting = waiting_count()
     if waiting >= settings.QUEUE_MAX_WAITING:
         wait = int(estimate_wait_for_new_arrival())
         raise PlaygroundError(
@@ -272,15 +284,7 @@ def dispatch() -> int:
         return 0
     try:
         while True:
-            message = (
-                Message.objects.filter(
-                    role=Message.Role.ASSISTANT,
-                    status=Message.Status.QUEUED,
-                    dispatched_at__isnull=True,
-                )
-                .order_by("created", "id")
-                .first()
-            )
+            message = _waiting().order_by("created", "id").first()
             if message is None:
                 break
             if is_abandoned(message):
@@ -665,14 +669,19 @@ def queue_snapshot() -> scheduler.QueueSnapshot:
     )
 
 
-def waiting_line() -> list[str]:
-    return list(
-        Message.objects.filter(
-            role=Message.Role.ASSISTANT, status=Message.Status.QUEUED, dispatched_at__isnull=True
-        )
-        .order_by("created", "id")
-        .values_list("id", flat=True)
+def _waiting() -> Any:
+    return Message.objects.filter(
+        role=Message.Role.ASSISTANT, status=Message.Status.QUEUED, dispatched_at__isnull=True
     )
+
+
+def waiting_count() -> int:
+    """Visitors in line for a slot (those already holding one are not waiting)."""
+    return _waiting().count()
+
+
+def waiting_line() -> list[str]:
+    return list(_waiting().order_by("created", "id").values_list("id", flat=True))
 
 
 def position_of(message: Message) -> int | None:
@@ -681,12 +690,7 @@ def position_of(message: Message) -> int | None:
         return None
     if message.dispatched_at is not None:
         return 0
-    ahead = Message.objects.filter(
-        role=Message.Role.ASSISTANT,
-        status=Message.Status.QUEUED,
-        dispatched_at__isnull=True,
-        created__lt=message.created,
-    ).count()
+    ahead = _waiting().filter(created__lt=message.created).count()
     return ahead + 1
 
 
@@ -699,29 +703,17 @@ def eta_for_position(position: int, snapshot: scheduler.QueueSnapshot | None = N
 
 
 def estimate_wait_for_new_arrival() -> float:
-    waiting = Message.objects.filter(
-        role=Message.Role.ASSISTANT, status=Message.Status.QUEUED, dispatched_at__isnull=True
-    ).count()
-    return eta_for_position(waiting + 1)
+    return eta_for_position(waiting_count() + 1)
 
 
 def queue_status() -> dict[str, Any]:
-    counts = {
-        Message.Status.QUEUED: 0,
-        Message.Status.RUNNING: 0,
-    }
-    waiting = Message.objects.filter(
-        role=Message.Role.ASSISTANT, status=Message.Status.QUEUED, dispatched_at__isnull=True
-    ).count()
-    counts[Message.Status.RUNNING] = Message.objects.filter(
-        role=Message.Role.ASSISTANT, status__in=Message.ACTIVE, dispatched_at__isnull=False
-    ).count()
+    waiting = waiting_count()
     snapshot = queue_snapshot()
     return {
         "accepting": bool(scheduler.backends()) and waiting < settings.QUEUE_MAX_WAITING,
         "queue": {
             "waiting": waiting,
-            "running": counts[Message.Status.RUNNING],
+            "running": len(snapshot.running_elapsed),
             "capacity": snapshot.capacity,
             "eta_seconds": eta_for_position(waiting + 1, snapshot),
         },
@@ -890,10 +882,17 @@ def reconcile() -> dict[str, int]:
     for message in stale:
         if scheduler.holds_slot(message.backend, message.pk):
             continue
-        if live.read_delta_log(message.pk):
-            if message.fail("worker_lost", ERROR_MESSAGES["worker_lost"]):
+        events = live.read_delta_log(message.pk)
+        if events:
+            # One UPDATE with the text: a reader never sees the error without what was written.
+            if message.fail(
+                "worker_lost",
+                ERROR_MESSAGES["worker_lost"],
+                sections=_sections_of(events),
+                deltas=events,
+            ):
                 failed += 1
-                _finish_from_log(message)
+                live.publish(message.pk, _final_event(message))
         elif message.requeue():
             requeued += 1
     if not scheduler.healthy_backends():
@@ -906,25 +905,13 @@ def reconcile() -> dict[str, int]:
 def _fail_outage_victims() -> int:
     """With every backend down, tell those who waited longer than the patience plainly."""
     cutoff = timezone.now() - timedelta(seconds=settings.BACKEND_OUTAGE_PATIENCE)
-    victims = Message.objects.filter(
-        role=Message.Role.ASSISTANT,
-        status=Message.Status.QUEUED,
-        dispatched_at__isnull=True,
-        created__lt=cutoff,
-    )
+    victims = _waiting().filter(created__lt=cutoff)
     failed = 0
     for message in victims:
         if message.fail("backend_unavailable", ERROR_MESSAGES["backend_unavailable"]):
             failed += 1
             live.publish(message.pk, _final_event(message))
     return failed
-
-
-def _finish_from_log(message: Message) -> None:
-    events = live.read_delta_log(message.pk)
-    Message.objects.filter(pk=message.pk).update(sections=_sections_of(events), deltas=events)
-    message.refresh_from_db()
-    live.publish(message.pk, _final_event(message))
 
 
 # --- what a stream viewer gets on connect -----------------------------------------------------

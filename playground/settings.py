@@ -134,7 +134,9 @@ USE_TZ = True
 
 STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(env_str("STATIC_ROOT") or BASE_DIR / "staticfiles")
+# WhiteNoise warns about a missing root on every start; an empty one is harmless.
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 # Serve straight from the source folders when nothing was collected (a fresh `make run`).
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
@@ -154,13 +156,16 @@ CHANNEL_LAYERS = {
 }
 
 CELERY_BROKER_URL = REDIS_URL
-CELERY_TASK_ACKS_LATE = True
+# Tasks are acknowledged on receipt. The database, not the broker, is the record of what is
+# queued or running (services.reconcile requeues work whose worker vanished), so late acks
+# would add nothing but a second, hour-late redelivery path; and kombu's redis transport
+# crashes the worker when it must restore unacked messages after losing its connection.
+CELERY_TASK_ACKS_LATE = False
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = "playground"
-# The database, not the broker, says what is queued or running (see services.reconcile), so a
-# redelivered task must simply find its message already claimed.
+# Should a task ever be delivered twice, it finds its message already claimed (mark_running).
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 

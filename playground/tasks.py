@@ -7,7 +7,7 @@ from celery import shared_task
 from playground import services
 
 
-@shared_task(name="playground.tasks.generate", acks_late=True, ignore_result=True)
+@shared_task(name="playground.tasks.generate", ignore_result=True)
 def generate(message_id: str) -> None:
     services.run_generation(message_id)
 

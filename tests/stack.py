@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+import redis
 import websockets
 
 from playground.devstack import Stack, free_port
@@ -50,7 +51,6 @@ def playground_stack(
     stack_env = dict(os.environ)
     stack_env.update(
         {
-            "REDIS_URL": _redis_db(os.environ["REDIS_URL"], redis_db),
             "DATABASE_URL": _database_url(f"playground_{name}"),
             "VAR_DIR": tempfile.mkdtemp(prefix="playground-var-"),
             "SECRET_KEY": "integration-tests-only",
@@ -60,9 +60,11 @@ def playground_stack(
         }
     )
     stack_env.pop("TGI_URL", None)
-    import redis
-
-    redis.Redis.from_url(stack_env["REDIS_URL"]).flushdb()
+    if os.environ.get("REDIS_URL"):
+        # A database number of its own on the shared Redis; without REDIS_URL the stack
+        # starts an embedded redis-server of its own.
+        stack_env["REDIS_URL"] = _redis_db(os.environ["REDIS_URL"], redis_db)
+        redis.Redis.from_url(stack_env["REDIS_URL"]).flushdb()
     stack = Stack(
         port=free_port(),
         env=stack_env,

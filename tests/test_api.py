@@ -344,6 +344,14 @@ def test_it_refuses_a_bad_conversation_body(
     assert enqueued == []
 
 
+def test_it_treats_an_empty_body_as_an_empty_prompt(
+    visitor: Client, backend: str, enqueued: list[str]
+) -> None:
+    assert_error(post_raw(visitor, "/api/v1/conversations", b""), 400, "empty_prompt")
+    assert counts() == (0, 0)
+    assert enqueued == []
+
+
 def test_it_refuses_a_disabled_sample(
     visitor: Client, backend: str, enqueued: list[str], samples: list[SamplePrompt]
 ) -> None:
@@ -397,11 +405,6 @@ def test_it_rejects_a_json_body_that_is_not_an_object(
     assert enqueued == []
 
 
-@pytest.mark.xfail(
-    reason="BUG: api.read_json catches only ValueError/UnicodeDecodeError; json.loads raises "
-    "RecursionError on deeply nested input, so the request ends in a 500",
-    strict=True,
-)
 def test_it_rejects_deeply_nested_json_without_a_500(
     visitor: Client, backend: str, enqueued: list[str]
 ) -> None:
@@ -413,19 +416,23 @@ def test_it_rejects_deeply_nested_json_without_a_500(
     assert counts() == (0, 0)
 
 
-@pytest.mark.xfail(
-    reason="BUG: a prompt or sample slug holding a lone UTF-16 surrogate (JSON '\\ud800') "
-    "passes services.resolve_prompt/clean_prompt and then fails to encode when the database "
-    "is queried or written (UnicodeEncodeError), so the request ends in a 500",
-    strict=True,
-)
 @pytest.mark.parametrize("field", ["prompt", "sample"])
 def test_it_refuses_a_lone_surrogate_without_a_500(
     visitor: Client, backend: str, enqueued: list[str], samples: list[SamplePrompt], field: str
 ) -> None:
     visitor.raise_request_exception = False
     response = post_raw(visitor, "/api/v1/conversations", f'{{"{field}": "broken \\ud800 text"}}')
-    assert response.status_code in {201, 400}, response.content
+    expected = "invalid_params" if field == "prompt" else "unknown_sample"
+    assert_error(response, 400, expected)
+    assert counts() == (0, 0)
+
+
+def test_it_refuses_a_prompt_with_a_nul_character(
+    visitor: Client, backend: str, enqueued: list[str]
+) -> None:
+    response = post_raw(visitor, "/api/v1/conversations", '{"prompt": "before \\u0000 after"}')
+    assert_error(response, 400, "invalid_params")
+    assert counts() == (0, 0)
 
 
 def test_it_refuses_a_post_without_a_csrf_token(
@@ -542,12 +549,6 @@ def test_it_refuses_a_newcomer_when_the_line_is_full(
     assert len(enqueued) == 2
 
 
-@pytest.mark.xfail(
-    reason="BUG: services._check_admission counts every queued assistant message as waiting, "
-    "including ones already dispatched to a free slot (position 0), so a visitor is refused "
-    "queue_full while nobody is in line",
-    strict=True,
-)
 def test_the_queue_cap_counts_only_visitors_who_wait(
     make_visitor: VisitorFactory, backend: str, enqueued: list[str], settings: Any
 ) -> None:

@@ -642,6 +642,10 @@ def test_malformed_requests_get_plain_text_like_axum() -> None:
             response = await client.post(path, content=b'{"inputs": "hi"}')
             assert response.status_code == 415
 
+            nan = b'{"inputs": "hi", "parameters": {"temperature": NaN}}'
+            response = await client.post(path, content=nan, headers=headers)
+            assert response.status_code == 400
+
         # None of these reached TGI's handlers, so nothing was counted.
         assert metric_value(await metrics_text(client), "tgi_request_count") is None
 
@@ -863,37 +867,6 @@ def test_split_tags_emits_tags_as_ordinary_pieces() -> None:
 # Latency model
 
 
-async def _per_token_seconds(client: httpx.AsyncClient, n_streams: int, tokens: int) -> float:
-    """Mean time between a stream's first and last token, per token, over n concurrent streams."""
-
-    async def one() -> float:
-        body = {"inputs": STRAWBERRY.prompt, "parameters": {"max_new_tokens": tokens}}
-        arrivals = []
-        async with client.stream("POST", "/generate_stream", json=body) as response:
-            async for line in response.aiter_lines():
-                if line.startswith("data: "):
-                    arrivals.append(time.monotonic())
-        assert len(arrivals) == tokens
-        return (arrivals[-1] - arrivals[0]) / (tokens - 1)
-
-    results = await asyncio.gather(*(one() for _ in range(n_streams)))
-    return sum(results) / len(results)
-
-
-def test_continuous_batching_slows_each_stream_as_the_batch_grows() -> None:
-    async def scenario(client: httpx.AsyncClient) -> None:
-        single = await _per_token_seconds(client, 1, 40)
-        four = await _per_token_seconds(client, 4, 40)
-        # t(1) = 5 ms and t(4) = 5 ms * (1 + 0.1 * 3) = 6.5 ms.
-        assert 0.004 < single < 0.0065
-        assert 0.0055 < four < 0.0085
-        assert 1.1 < four / single < 1.6
-        assert (await stats(client))["peak_active"] == 4
-
-    config = SimConfig(tokens_per_second=200, batch_slowdown=0.1, validation_ms=0)
-    run_with_client(config, scenario)
-
-
 async def _raw_stream(base: str, body: dict[str, Any]) -> bytes:
     """A bare HTTP/1.1 client: httpx costs far more CPU per event than the server does."""
     host, port = base.removeprefix("http://").split(":")
@@ -907,6 +880,54 @@ async def _raw_stream(base: str, body: dict[str, Any]) -> bytes:
     writer.close()
     await writer.wait_closed()
     return raw
+
+
+async def _per_token_seconds(base: str, n_streams: int, tokens: int) -> tuple[float, float]:
+    """Time per token over n concurrent streams: (seen by the client, reported by /metrics)."""
+
+    async def one() -> float:
+        body = {"inputs": STRAWBERRY.prompt, "parameters": {"max_new_tokens": tokens}}
+        host, port = base.removeprefix("http://").split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        data = json.dumps(body).encode()
+        writer.write(
+            b"POST /generate_stream HTTP/1.1\r\nHost: sim\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(data), data)
+        )
+        arrivals: list[float] = []
+        while len(arrivals) < tokens:
+            chunk = await reader.read(65536)
+            assert chunk
+            arrivals += [time.monotonic()] * chunk.count(b"data: {")
+        writer.close()
+        return (arrivals[-1] - arrivals[0]) / (tokens - 1)
+
+    async with httpx.AsyncClient(base_url=base) as client:
+        before = metric_value(await metrics_text(client), "tgi_request_inference_duration_sum")
+        seen = await asyncio.gather(*(one() for _ in range(n_streams)))
+        await wait_for(client, lambda s: s["active"] == 0, 1.0)
+        after = metric_value(await metrics_text(client), "tgi_request_inference_duration_sum")
+    reported = ((after or 0.0) - (before or 0.0)) / n_streams / tokens
+    return sum(seen) / n_streams, reported
+
+
+def test_continuous_batching_slows_each_stream_as_the_batch_grows() -> None:
+    async def main() -> None:
+        config = SimConfig(tokens_per_second=200, batch_slowdown=0.1, validation_ms=0)
+        async with serve(config) as base:
+            single, single_reported = await _per_token_seconds(base, 1, 40)
+            four, four_reported = await _per_token_seconds(base, 4, 40)
+            async with httpx.AsyncClient(base_url=base) as client:
+                assert (await stats(client))["peak_active"] == 4
+        # t(1) = 5 ms and t(4) = 5 ms * (1 + 0.1 * 3) = 6.5 ms. The server's own figures are
+        # steadier than the client's on a busy machine, so they get the tighter bounds.
+        assert 0.0045 < single_reported < 0.0060
+        assert 0.0060 < four_reported < 0.0078
+        assert 1.15 < four_reported / single_reported < 1.45
+        assert 0.004 < single < 0.008 and 0.0055 < four < 0.010
+        assert four > single
+
+    asyncio.run(main())
 
 
 def test_engine_keeps_time_with_a_hundred_and_twenty_streams() -> None:
@@ -929,7 +950,7 @@ def test_engine_keeps_time_with_a_hundred_and_twenty_streams() -> None:
         per_token = metric_value(text, "tgi_request_mean_time_per_token_duration_sum")
         assert per_token is not None
         mean = per_token / 120
-        assert 0.018 < mean < 0.0235, mean  # ideal: 19 steps * 20 ms / 20 tokens = 19 ms
+        assert 0.018 < mean < 0.025, mean  # ideal: 19 steps * 20 ms / 20 tokens = 19 ms
 
     asyncio.run(main())
 

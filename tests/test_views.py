@@ -148,14 +148,14 @@ def test_an_empty_prompt_shows_the_error_and_creates_nothing(
     assert enqueued == []
 
 
-def test_an_unknown_sample_shows_the_error_escaped(
+def test_an_unknown_sample_shows_an_error_and_never_echoes_markup(
     visitor: Client, backend: str, enqueued: list[str]
 ) -> None:
     response = visitor.post("/c/new", {"sample": "<b>nope</b>"})
     assert response.status_code == 400
     html = page_text(response)
     assert "<b>nope</b>" not in html
-    assert escape("<b>nope</b>") in html
+    assert "There is no such sample prompt." in html
     assert Conversation.objects.count() == 0
 
 

@@ -1,0 +1,401 @@
+"""The benchmark's command line and the order of its runs."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from bench import floor, procs, report, stats
+from bench.processes import Simulator, make_stack
+from bench.visitors import StackRun, StackVisit, fetch_samples, idle_visits, run_visitors
+from inference.samples import get_sample
+from playground.devstack import ROOT, Stack
+
+# Generous upper bounds, only used to tell a stuck visitor from a slow one.
+LONGEST_ANSWER_TOKENS = 1000
+BATCH_SLOWDOWN = 0.03  # the simulator's default, which the benchmark does not change
+
+
+@dataclass(frozen=True)
+class Config:
+    visitors: int
+    slots: int
+    tokens_per_second: float
+    out: Path
+    idle_repeats: int
+    prime: bool
+    seed: int
+    quick: bool
+    keep_data: bool = False
+
+    @property
+    def sim_args(self) -> list[str]:
+        return [
+            "--port", "0",
+            "--stamp-emission-times",
+            "--tokens-per-second", f"{self.tokens_per_second:g}",
+            "--max-concurrent-requests", "128",
+            "--seed", str(self.seed),
+        ]  # fmt: skip
+
+    @property
+    def visitor_timeout(self) -> float:
+        step = (1 / self.tokens_per_second) * (1 + BATCH_SLOWDOWN * (self.slots - 1))
+        waves = -(-self.visitors // self.slots)
+        return 3 * waves * LONGEST_ANSWER_TOKENS * step + 60
+
+
+def parse_args(argv: list[str] | None) -> Config:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Rush the playground over HTTP + WebSockets and compare it with an ideal "
+        "floor (the same visitors straight against the same simulator).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--visitors", type=int, default=None, help="visitors in the rush (96)")
+    parser.add_argument("--slots", type=int, default=None, help="GENERATION_CONCURRENCY (16)")
+    parser.add_argument("--tokens-per-second", type=float, default=40.0)
+    parser.add_argument("--out", type=Path, default=Path("bench-results/bench.json"))
+    parser.add_argument("--idle-repeats", type=int, default=5)
+    parser.add_argument(
+        "--prime",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="serve one full wave before the rush so the ETA model has a service-time history",
+    )
+    parser.add_argument("--seed", type=int, default=1, help="the simulator's seed")
+    parser.add_argument(
+        "--keep-data",
+        action="store_true",
+        help="keep the stack's database and VAR_DIR afterwards (for inspection)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="a small smoke run: 24 visitors on 4 slots"
+    )
+    args = parser.parse_args(argv)
+    visitors = args.visitors or (24 if args.quick else 96)
+    slots = args.slots or (4 if args.quick else 16)
+    if visitors < 1 or slots < 1 or args.tokens_per_second <= 0 or args.idle_repeats < 1:
+        parser.error("visitors, slots, idle repeats and tokens per second must be positive")
+    return Config(
+        visitors=visitors,
+        slots=slots,
+        tokens_per_second=args.tokens_per_second,
+        out=args.out,
+        idle_repeats=args.idle_repeats,
+        prime=args.prime,
+        seed=args.seed,
+        quick=args.quick,
+        keep_data=args.keep_data,
+    )
+
+
+def say(text: str) -> None:
+    print(f"[bench] {text}", flush=True)
+
+
+def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = parse_args(argv)
+    if not (ROOT / "manage.py").exists():
+        print("run the benchmark from the repository (python -m bench)", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    results_dir = config.out.parent
+    log_dir = results_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    work_dir = Path(tempfile.mkdtemp(prefix="playground-bench-"))
+    simulator = Simulator(config.sim_args, log_dir / "simulator.log")
+    stack: Stack | None = None
+    try:
+        sim_url = simulator.start()
+        say(f"simulator at {sim_url} (log {simulator.log_path})")
+        stack = make_stack(sim_url, config.slots, work_dir, log_dir)
+        say("starting the stack (embedded redis, migrations, Celery worker, daphne)…")
+        stack.start()
+        stack.wait_for_worker()
+        say(f"stack at {stack.base_url}; logs in {log_dir}")
+        document = asyncio.run(measure(config, simulator, stack))
+    except KeyboardInterrupt:
+        say("interrupted; stopping everything")
+        return 130
+    finally:
+        if stack is not None:
+            stack.stop()
+        simulator.stop()
+        if config.keep_data:
+            say(f"kept the stack's data in {work_dir}")
+        else:
+            shutil.rmtree(work_dir, ignore_errors=True)
+    config.out.parent.mkdir(parents=True, exist_ok=True)
+    config.out.write_text(json.dumps(document, indent=2, default=str) + "\n")
+    say(f"wrote {config.out}")
+    # A measurement, not a test: missed targets are reported, not turned into an exit code.
+    return 0
+
+
+async def measure(config: Config, simulator: Simulator, stack: Stack) -> dict[str, Any]:
+    base = stack.base_url
+    samples = await fetch_samples(base)
+    if not samples:
+        raise RuntimeError("the stack has no sample prompts")
+    prompts = {sample["slug"]: sample["prompt"] for sample in samples}
+    slugs = list(prompts)
+    # A mix of samples so that answers have different lengths, as in a real line.
+    mix = [slugs[i % len(slugs)] for i in range(config.visitors)]
+    idle_slug = min(slugs, key=_answer_length)
+    timeout = config.visitor_timeout
+
+    if config.prime:
+        wave = [slugs[i % len(slugs)] for i in range(config.slots)]
+        say(f"priming: one wave of {len(wave)} visitors (warms the processes and the ETA model)")
+        primed = await run_visitors(base, wave, timeout)
+        say(f"  primed in {primed.wall or 0:.1f} s; {sum(v.ok for v in primed.visits)} answered")
+    else:
+        say("warming up with one visitor")
+        await run_visitors(base, [idle_slug], timeout)
+    await asyncio.to_thread(simulator.wait_idle)
+
+    roots = {"web": stack.processes["web"].pid, "worker": stack.processes["worker"].pid}
+    sampler = procs.MemorySampler(roots)
+    before = sampler.snapshot()
+    say(f"stack rush: {config.visitors} visitors at once, {config.slots} slots")
+    sampler.start()
+    try:
+        rush = await run_visitors(base, mix, timeout)
+    finally:
+        sampler.stop()
+    say(f"  done in {rush.wall or 0:.1f} s; {sum(v.ok for v in rush.visits)} answered in full")
+    memory = memory_figures(roots, before, sampler, rush, stack)
+
+    say(f"stack idle: {config.idle_repeats} × one visitor ({idle_slug})")
+    await asyncio.to_thread(simulator.wait_idle)
+    stack_idle = await idle_visits(base, idle_slug, config.idle_repeats, timeout)
+
+    # The floor runs second, on the same simulator, once it has nothing in flight.
+    await asyncio.to_thread(simulator.wait_idle, 60, 2.0)
+    await floor.idle(simulator.url, idle_slug, prompts[idle_slug], 1)  # warm-up, discarded
+    await asyncio.to_thread(simulator.wait_idle)
+    line = _line_order(rush)
+    say(f"floor rush: the same {len(line)} visitors through an ideal queue of {config.slots}")
+    floor_rush = await floor.rush(
+        simulator.url,
+        [(visit.index, visit.slug, prompts[visit.slug]) for visit in line],
+        config.slots,
+        timeout,
+    )
+    say(f"  done in {floor_rush.wall or 0:.1f} s")
+    await asyncio.to_thread(simulator.wait_idle)
+    say(f"floor idle: {config.idle_repeats} × one visitor")
+    floor_idle = await floor.idle(simulator.url, idle_slug, prompts[idle_slug], config.idle_repeats)
+
+    figures, diagnostics = report.build(
+        slots=config.slots,
+        stack_rush=rush,
+        floor_rush=floor_rush,
+        stack_idle=stack_idle,
+        floor_idle=floor_idle,
+        memory=memory,
+    )
+    print()
+    print(report.table(figures))
+    print()
+    say(report.verdict(figures))
+    _print_diagnostics(diagnostics)
+    return {
+        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "environment": environment(config, stack),
+        "config": {
+            "visitors": config.visitors,
+            "slots": config.slots,
+            "tokens_per_second": config.tokens_per_second,
+            "idle_repeats": config.idle_repeats,
+            "prime": config.prime,
+            "quick": config.quick,
+            "visitor_timeout_s": timeout,
+            "sample_mix": _count(mix),
+            "idle_sample": idle_slug,
+        },
+        "figures": [figure.as_dict() for figure in figures],
+        "verdict": report.verdict(figures),
+        "memory": memory,
+        "diagnostics": diagnostics,
+        "stack_rush": {
+            "wall_s": rush.wall,
+            "complete": rush.complete,
+            "visitors": [v.summary() for v in rush.visits],
+        },
+        "floor_rush": {
+            "wall_s": floor_rush.wall,
+            "visitors": [v.summary() for v in floor_rush.visits],
+        },
+        "stack_idle": [v.summary() for v in stack_idle],
+        "floor_idle": [v.summary() for v in floor_idle],
+    }
+
+
+def _answer_length(slug: str) -> int:
+    sample = get_sample(slug)
+    return len(sample.scripted_answer) if sample is not None else 10**9
+
+
+def _line_order(rush: StackRun) -> list[StackVisit]:
+    """The stack's actual line (creation order), so the floor serves the same schedule."""
+    return sorted(
+        rush.visits,
+        key=lambda v: (v.created_at is None, v.created_at or 0.0, v.index),
+    )
+
+
+def memory_figures(
+    roots: dict[str, int],
+    before: dict[str, int | None],
+    sampler: procs.MemorySampler,
+    rush: StackRun,
+    stack: Stack,
+) -> dict[str, Any]:
+    combined: list[tuple[float, int]] = []
+    for instant, values in sampler.samples:
+        present = [v for v in values.values() if v is not None]
+        if len(present) == len(values):
+            combined.append((instant, sum(present)))
+    peak_at, peak_kib = max(combined, key=lambda item: item[1]) if combined else (None, None)
+    before_kib = sum(v for v in before.values() if v is not None) if before else None
+    waiting = [interval for v in rush.visits if (interval := waiting_interval(v)) is not None]
+    peak_waiting = stats.peak_concurrent(waiting)
+    per_waiting = None
+    if peak_kib is not None and before_kib is not None and peak_waiting:
+        per_waiting = (peak_kib - before_kib) / peak_waiting
+    redis_pid = stack.redis.process.pid if stack.redis and stack.redis.process else None
+    return {
+        "available": procs.available(),
+        "peak_hwm_kib": {name: procs.peak_rss_kib(pid) for name, pid in roots.items()},
+        "redis_peak_hwm_kib": procs.peak_rss_kib(redis_pid) if redis_pid else None,
+        "before_rush_kib": before,
+        "before_rush_total_kib": before_kib,
+        "rush_peak_kib": peak_kib,
+        "rush_peak_by_tree_kib": {name: sampler.peak(name)[0] for name in roots},
+        "rush_peak_waiting_at_that_moment": (
+            stats.open_at(waiting, peak_at) if peak_at is not None else None
+        ),
+        "peak_waiting": peak_waiting,
+        "per_waiting_kib": per_waiting,
+        "samples": len(sampler.samples),
+        "processes": {name: len(procs.process_tree(pid)) for name, pid in roots.items()},
+    }
+
+
+def waiting_interval(visit: StackVisit) -> tuple[float, float | None] | None:
+    """When a visitor was in line without a slot: the server's own times where it has them.
+
+    The visitor's submit-to-first-event span would also count the first wave, who never
+    waited in line but did wait for the web process to answer their POST.
+    """
+    server = visit.server_stats or {}
+    if visit.created_at is not None and server.get("queue_seconds") is not None:
+        return visit.created_at, visit.created_at + server["queue_seconds"]
+    if visit.submit_at is None:
+        return None
+    return visit.submit_at, visit.answer_started_at
+
+
+def environment(config: Config, stack: Stack) -> dict[str, Any]:
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip()
+    except OSError:
+        commit = ""
+    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    return {
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": affinity,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "git_commit": commit,
+        "simulator_args": config.sim_args,
+        "stack_env": {
+            key: stack.env.get(key)
+            for key in (
+                "GENERATION_CONCURRENCY",
+                "QUEUE_MAX_WAITING",
+                "IP_MAX_ACTIVE",
+                "IP_RATE_LIMIT",
+                "STREAM_FLUSH_INTERVAL",
+                "MAX_NEW_TOKENS",
+            )
+        },
+        "worker_concurrency": stack.worker_concurrency or stack.default_worker_concurrency(),
+    }
+
+
+def _count(items: list[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for item in items:
+        counts[item] = counts.get(item, 0) + 1
+    return counts
+
+
+def _print_diagnostics(diagnostics: dict[str, Any]) -> None:
+    rush, idle = diagnostics["rush"], diagnostics["idle"]
+
+    def fmt(summary: dict[str, Any], unit: str) -> str:
+        parts = []
+        for key in ("p50", "p90", "p99", "max"):
+            value = summary.get(key)
+            parts.append(f"{key} {'—' if value is None else f'{value:.1f}'}")
+        return ", ".join(parts) + f" {unit} (n={summary.get('n')})"
+
+    say("diagnostics")
+    say(f"  stack delay, all deltas:            {fmt(rush['stack_delay_ms'], 'ms')}")
+    say(f"  stack delay, emitted after WS open: {fmt(rush['stack_delay_live_only_ms'], 'ms')}")
+    say(f"  floor delay:                        {fmt(rush['floor_delay_ms'], 'ms')}")
+    say(f"  stack slot hand-off gap:            {fmt(rush['stack_handoff_gap_ms'], 'ms')}")
+    say(f"  floor slot hand-off gap:            {fmt(rush['floor_handoff_gap_ms'], 'ms')}")
+    say(f"  POST /api/v1/conversations:         {fmt(rush['stack_post_seconds'], 's')}")
+    say(
+        f"  slot utilisation: stack {rush['stack_slot_utilisation']:.3f}, "
+        f"floor {rush['floor_slot_utilisation']:.3f}"
+    )
+    signed = rush["eta_signed_error_median"]
+    say(
+        f"  ETA judged on {rush['eta_judged_visitors']} visitors; median signed error "
+        f"{'—' if signed is None else f'{signed * 100:+.1f}%'} (+ = over-estimate)"
+    )
+    say(f"  finals: {rush['final_types']}; reconnects {rush['reconnects']}")
+    breakdown = ", ".join(
+        f"{key.removesuffix('_ms')} {'—' if value is None else f'{value:.1f}'}"
+        for key, value in idle["stack_breakdown"].items()
+    )
+    say(f"  idle stack breakdown (median ms): {breakdown}")
+    say(
+        "  idle, submit → backend emits the first delta's token: "
+        f"stack {_num(idle['stack_submit_to_emission_ms'])} ms, "
+        f"floor {_num(idle['floor_start_to_emission_ms'])} ms; "
+        f"emission → receipt of that delta: stack {_num(idle['stack_first_delta_delivery_ms'])}"
+        f" ms, floor {_num(idle['floor_first_delta_delivery_ms'])} ms"
+    )
+
+
+def _num(value: float | None) -> str:
+    return "—" if value is None else f"{value:.1f}"

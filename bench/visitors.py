@@ -1,0 +1,327 @@
+"""Visitors of the running stack: each a browser-like cookie jar over HTTP plus a WebSocket.
+
+Every timestamp is `time.time()`, the same clock the simulator stamps into token text, so
+`receipt − stamp` is the delay a token spent between the backend and the visitor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import httpx
+import websockets
+
+from bench import stats
+
+FINALS = {"done", "error", "cancelled"}
+MAX_RECONNECTS = 5
+
+
+@dataclass
+class StackVisit:
+    """What one visitor saw, from submit to final event."""
+
+    index: int
+    slug: str
+    submit_at: float | None = None
+    post_status: int | None = None
+    post_seconds: float | None = None
+    refusal: str | None = None  # the error code of a refused submission
+    message_id: str | None = None
+    stream_url: str | None = None
+    predicted_wait: float | None = None  # eta_seconds in the POST answer
+    created_at: float | None = None  # the server's `created`, for the floor's line order
+    positions: list[int | None] = field(default_factory=list)
+    ws_opened_at: float | None = None
+    started_at: float | None = None
+    first_delta_at: float | None = None
+    first_stamp: float | None = None  # when the backend emitted the first delta's first token
+    final_at: float | None = None
+    final_type: str | None = None
+    final_code: str | None = None
+    last_seq: int = 0
+    seq_errors: int = 0
+    reconnects: int = 0
+    delays: list[float] = field(default_factory=list)
+    live_delays: list[float] = field(default_factory=list)  # tokens emitted after the WS opened
+    sections: dict[str, Any] = field(default_factory=stats.empty_sections)
+    stored_status: str | None = None
+    sections_ok: bool = False
+    server_stats: dict[str, Any] | None = None
+    problem: str | None = None
+
+    @property
+    def answer_started_at(self) -> float | None:
+        """When the answer started for this visitor: `started` or first delta, whichever first."""
+        candidates = [t for t in (self.started_at, self.first_delta_at) if t is not None]
+        return min(candidates) if candidates else None
+
+    @property
+    def actual_wait(self) -> float | None:
+        start = self.answer_started_at
+        if start is None or self.submit_at is None:
+            return None
+        return start - self.submit_at
+
+    @property
+    def ttfd(self) -> float | None:
+        if self.first_delta_at is None or self.submit_at is None:
+            return None
+        return self.first_delta_at - self.submit_at
+
+    @property
+    def ok(self) -> bool:
+        """Answered in full: final `done`, stored as done, and every delta received exactly once."""
+        return (
+            self.final_type == "done"
+            and self.stored_status == "done"
+            and self.sections_ok
+            and self.seq_errors == 0
+            and self.problem is None
+        )
+
+    def summary(self) -> dict[str, Any]:
+        """Everything but the per-token lists, for the JSON report."""
+        return {
+            "index": self.index,
+            "slug": self.slug,
+            "message_id": self.message_id,
+            "post_status": self.post_status,
+            "post_seconds": self.post_seconds,
+            "refusal": self.refusal,
+            "predicted_wait": self.predicted_wait,
+            "actual_wait": self.actual_wait,
+            "eta_error": stats.eta_error(self.predicted_wait, self.actual_wait),
+            "positions": self.positions,
+            "position_rose": stats.position_rose(self.positions),
+            "ttfd": self.ttfd,
+            "ws_open_after": _since(self.ws_opened_at, self.submit_at),
+            "started_after": _since(self.started_at, self.submit_at),
+            "final_after": _since(self.final_at, self.submit_at),
+            "final_type": self.final_type,
+            "final_code": self.final_code,
+            "deltas": self.last_seq,
+            "tokens_stamped": len(self.delays),
+            "delay_p50": stats.median(self.delays),
+            "seq_errors": self.seq_errors,
+            "reconnects": self.reconnects,
+            "stored_status": self.stored_status,
+            "sections_ok": self.sections_ok,
+            "server_stats": self.server_stats,
+            "problem": self.problem,
+            "ok": self.ok,
+        }
+
+
+def _since(instant: float | None, origin: float | None) -> float | None:
+    return None if instant is None or origin is None else instant - origin
+
+
+def _unix(iso: str | None) -> float | None:
+    if not iso:
+        return None
+    try:
+        return datetime.fromisoformat(iso).timestamp()
+    except ValueError:
+        return None
+
+
+class StackVisitor:
+    """A browser-like visitor: its own cookie jar (session + csrftoken), one question."""
+
+    def __init__(self, base_url: str, index: int, slug: str) -> None:
+        self.base_url = base_url
+        self.ws_base = base_url.replace("http://", "ws://", 1)
+        self.visit = StackVisit(index=index, slug=slug)
+        # A generous timeout: under the rush the web process answers submissions one by one.
+        self.http = httpx.AsyncClient(base_url=base_url, timeout=120)
+
+    async def open(self) -> None:
+        """GET / first, as a browser would: it sets the session and the CSRF cookie."""
+        response = await self.http.get("/")
+        response.raise_for_status()
+        self.http.headers["X-CSRFToken"] = self.http.cookies["csrftoken"]
+
+    async def submit(self) -> None:
+        visit = self.visit
+        visit.submit_at = time.time()
+        try:
+            response = await self.http.post("/api/v1/conversations", json={"sample": visit.slug})
+        except httpx.HTTPError as exc:
+            visit.problem = f"submit failed: {type(exc).__name__}: {exc}"
+            return
+        visit.post_seconds = time.time() - visit.submit_at
+        visit.post_status = response.status_code
+        try:
+            body = response.json()
+        except ValueError:
+            body = {}
+        if response.status_code != 201:
+            visit.refusal = str((body.get("error") or {}).get("code") or response.status_code)
+            visit.problem = f"submission refused: {visit.refusal}"
+            return
+        message = body["message"]
+        visit.message_id = message["id"]
+        visit.stream_url = message["stream_url"]
+        visit.predicted_wait = message.get("eta_seconds")
+        visit.created_at = _unix(message.get("created"))
+        visit.positions.append(message.get("position"))
+
+    def cookie_header(self) -> str:
+        return "; ".join(f"{name}={value}" for name, value in self.http.cookies.items())
+
+    async def stream(self, deadline: float) -> None:
+        """Read the answer's events until the final one, reconnecting like a browser would."""
+        visit = self.visit
+        if visit.stream_url is None:
+            return
+        last_error = ""
+        while visit.final_type is None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                visit.problem = "stuck: no final event before the deadline"
+                return
+            url = self.ws_base + visit.stream_url
+            if visit.last_seq:
+                url += ("&" if "?" in url else "?") + f"after={visit.last_seq}"
+            try:
+                async with asyncio.timeout(remaining):
+                    await self._read(url)
+            except TimeoutError:
+                visit.problem = "stuck: no final event before the deadline"
+                return
+            except (OSError, websockets.WebSocketException) as exc:
+                last_error = f"websocket: {type(exc).__name__}: {exc}"
+            if visit.final_type is None:
+                # A browser reconnects with ?after=<last seq>; so do we, and count it.
+                visit.reconnects += 1
+                if visit.reconnects > MAX_RECONNECTS:
+                    visit.problem = last_error or "the stream kept closing without a final event"
+                    return
+                await asyncio.sleep(0.2)
+
+    async def _read(self, url: str) -> None:
+        async with websockets.connect(
+            url,
+            additional_headers={"Cookie": self.cookie_header()},
+            open_timeout=60,
+            max_size=None,
+        ) as socket:
+            opened_at = time.time()
+            if self.visit.ws_opened_at is None:
+                self.visit.ws_opened_at = opened_at
+            async for raw in socket:
+                # Timestamp before parsing: the parse is our cost, not the stack's.
+                received = time.time()
+                self.on_event(json.loads(raw), received, opened_at)
+                if self.visit.final_type is not None:
+                    return
+
+    def on_event(self, event: dict[str, Any], received: float, opened_at: float) -> None:
+        visit = self.visit
+        kind = event.get("type")
+        if kind == "queued":
+            visit.positions.append(event.get("position"))
+        elif kind == "started":
+            if visit.started_at is None:
+                visit.started_at = received
+        elif kind == "delta":
+            seq = int(event.get("seq", -1))
+            if seq != visit.last_seq + 1:
+                visit.seq_errors += 1
+                if seq <= visit.last_seq:
+                    return  # a duplicate: applying it would corrupt the rebuilt answer
+            visit.last_seq = seq
+            stamps = stats.stamps_in(event.get("text", ""))
+            if visit.first_delta_at is None:
+                visit.first_delta_at = received
+                visit.first_stamp = stamps[0] if stamps else None
+            stats.apply_delta(visit.sections, event)
+            for stamp in stamps:
+                visit.delays.append(received - stamp)
+                if stamp >= opened_at:
+                    visit.live_delays.append(received - stamp)
+        elif kind in FINALS:
+            visit.final_at = received
+            visit.final_type = kind
+            visit.final_code = event.get("code")
+
+    async def verify(self) -> None:
+        """Ask the API what it stored and compare it with what arrived over the socket."""
+        visit = self.visit
+        if visit.message_id is None:
+            return
+        try:
+            response = await self.http.get(f"/api/v1/messages/{visit.message_id}")
+            message = response.json()
+        except (httpx.HTTPError, ValueError) as exc:
+            visit.problem = visit.problem or f"verify failed: {type(exc).__name__}"
+            return
+        visit.stored_status = message.get("status")
+        visit.server_stats = message.get("stats")
+        visit.sections_ok = stats.sections_match(visit.sections, message.get("sections"))
+        if visit.created_at is None:
+            visit.created_at = _unix(message.get("created"))
+
+    async def run(self, deadline: float) -> None:
+        await self.submit()
+        await self.stream(deadline)
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+
+@dataclass
+class StackRun:
+    start: float
+    end: float | None
+    visits: list[StackVisit]
+
+    @property
+    def wall(self) -> float | None:
+        """Until the last final event arrived (check `complete`: a stuck visitor never does)."""
+        return None if self.end is None else self.end - self.start
+
+    @property
+    def complete(self) -> bool:
+        return all(visit.final_at is not None for visit in self.visits)
+
+
+async def run_visitors(base_url: str, slugs: list[str], timeout: float) -> StackRun:
+    """All visitors submit at once (after each has loaded the page) and read to the end."""
+    visitors = [StackVisitor(base_url, index, slug) for index, slug in enumerate(slugs)]
+    try:
+        await asyncio.gather(*(visitor.open() for visitor in visitors))
+        start = time.time()
+        deadline = time.monotonic() + timeout
+        await asyncio.gather(*(visitor.run(deadline) for visitor in visitors))
+        finals = [v.visit.final_at for v in visitors if v.visit.final_at is not None]
+        end = max(finals) if finals else None
+        await asyncio.gather(*(visitor.verify() for visitor in visitors))
+    finally:
+        await asyncio.gather(*(visitor.aclose() for visitor in visitors), return_exceptions=True)
+    return StackRun(start=start, end=end, visits=[v.visit for v in visitors])
+
+
+async def idle_visits(base_url: str, slug: str, repeats: int, timeout: float) -> list[StackVisit]:
+    """One visitor at a time on an otherwise idle stack; each waits for its answer to end."""
+    visits = []
+    for index in range(repeats):
+        run = await run_visitors(base_url, [slug], timeout)
+        visits.append(run.visits[0])
+        visits[-1].index = index
+        # Let the worker finish persisting and releasing its slot before the next one.
+        await asyncio.sleep(1.0)
+    return visits
+
+
+async def fetch_samples(base_url: str) -> list[dict[str, str]]:
+    async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+        response = await client.get("/api/v1/samples")
+        response.raise_for_status()
+        return list(response.json())
