@@ -268,7 +268,8 @@ def main() -> None:
     def stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, stop)
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, stop)
     try:
         stack.start()
         stack.say(f"serving http://127.0.0.1:{port}  (Ctrl-C stops everything)")
