@@ -27,7 +27,10 @@ def new_share_token() -> str:
 
 class Conversation(models.Model):
     id = models.CharField(primary_key=True, max_length=32, default=new_id, editable=False)
-    share_token = models.CharField(max_length=48, unique=True, default=new_share_token)
+    # None once the owner revokes the link; a new link gets a fresh token.
+    share_token = models.CharField(
+        max_length=48, unique=True, null=True, blank=True, default=new_share_token
+    )
     session_key = models.CharField(max_length=64, db_index=True)
     client_ip = models.GenericIPAddressField(null=True, blank=True)
     title = models.CharField(max_length=200, blank=True)
@@ -66,6 +69,13 @@ class Message(models.Model):
         "self", null=True, blank=True, on_delete=models.CASCADE, related_name="answers"
     )
     prompt = models.TextField()
+    # On a question: the answer the visitor chose among regenerations (None: the latest).
+    selected_answer = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # An edited-and-resent question replaces the old turn, which is kept but no longer shown
+    # or sent to the model.
+    superseded = models.BooleanField(default=False)
     sample_slug = models.CharField(max_length=64, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, db_index=True)
     session_key = models.CharField(max_length=64, blank=True, db_index=True)

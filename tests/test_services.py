@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import timedelta
 from typing import Any
 
@@ -225,7 +225,7 @@ def test_cancel_closes_the_backend_stream_within_a_second_and_keeps_the_text(
         assert wait_until(lambda: sim_stats(url)["dropped"] == 1, 2)
 
     assert not worker.is_alive()
-    assert took < 1.5
+    assert took < 1.0, "the slot is free within a second of the cancel"
     message.refresh_from_db()
     assert message.status == Message.Status.CANCELLED
     assert message.deltas and message.sections["thinking"]
@@ -370,3 +370,41 @@ def test_a_visitor_who_left_before_their_turn_does_not_take_a_slot(
     assert abandoned.status == Message.Status.CANCELLED
     assert abandoned.error_code == "abandoned"
     assert enqueued[-1] == messages[3].pk
+
+
+def test_work_spreads_over_backends_and_avoids_one_that_went_down(
+    settings: Any, samples: Any, enqueued: list[str]
+) -> None:
+    with ExitStack() as stack:
+        first = stack.enter_context(running_simulator())
+        second = stack.enter_context(running_simulator())
+        settings.TGI_URLS = [first, second]
+        settings.GENERATION_CONCURRENCY = 1
+        a, b = submit(session="a", ip="10.0.0.1"), submit(session="b", ip="10.0.0.2")
+        assert {a.backend, b.backend} == {first, second}, "least-loaded: one each"
+        services.run_generation(a.pk)
+        services.run_generation(b.pk)
+        stack.close()  # both simulators stop; bring the second back on a new port
+        revived = stack.enter_context(running_simulator())
+        settings.TGI_URLS = [first, revived]
+
+        c = submit(session="c", ip="10.0.0.3")
+        assert c.backend == first
+        services.run_generation(c.pk)
+
+        c.refresh_from_db()
+        assert scheduler.healthy_backends() == [revived]
+        assert c.backend == revived, "put back in line and sent to the healthy backend"
+        assert enqueued.count(c.pk) == 2
+        services.run_generation(c.pk)
+        c.refresh_from_db()
+        assert c.status == Message.Status.DONE
+
+
+def test_a_backend_that_answers_health_checks_again_comes_back_into_rotation(sim: str) -> None:
+    scheduler.mark_down(sim, "test")
+    assert scheduler.healthy_backends() == []
+
+    assert scheduler.probe(sim) is True
+
+    assert scheduler.healthy_backends() == [sim]
