@@ -11,7 +11,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import ensure_csrf_cookie
 
-from playground import services
+from playground import exports, services
 from playground.services import PlaygroundError
 from playground.visitors import client_ip, session_key
 
@@ -75,7 +75,14 @@ def status(request: HttpRequest) -> HttpResponse:
     return JsonResponse(services.queue_status())
 
 
-@api_view("POST")
+@api_view("GET", "POST")
+def conversations(request: HttpRequest) -> HttpResponse:
+    if request.method == "GET":
+        found = services.history(session_key(request))
+        return JsonResponse({"conversations": [services.conversation_summary(c) for c in found]})
+    return create_conversation(request)
+
+
 def create_conversation(request: HttpRequest) -> HttpResponse:
     data = read_json(request)
     prompt, sample = data.get("prompt"), data.get("sample")
@@ -98,11 +105,48 @@ def create_conversation(request: HttpRequest) -> HttpResponse:
     )
 
 
-@api_view("GET")
+@api_view("GET", "PATCH", "DELETE")
 def conversation(request: HttpRequest, conversation_id: str) -> HttpResponse:
     found = services.get_owned_conversation(conversation_id, session_key(request))
+    if request.method == "DELETE":
+        services.delete_conversation(found)
+        return JsonResponse({"deleted": conversation_id})
+    if request.method == "PATCH":
+        services.rename(found, read_json(request).get("title"))
+        return JsonResponse(services.conversation_summary(found))
     services.note_presence(list(found.messages.all()))
     return JsonResponse(services.conversation_payload(found))
+
+
+@api_view("POST")
+def edit_last_prompt(request: HttpRequest, conversation_id: str) -> HttpResponse:
+    found = services.get_owned_conversation(conversation_id, session_key(request))
+    message = services.edit_last_prompt(
+        found,
+        session_key=session_key(request),
+        client_ip=client_ip(request),
+        prompt=read_json(request).get("prompt"),
+    )
+    return JsonResponse({"message": services.message_payload(message)}, status=201)
+
+
+@api_view("POST", "DELETE")
+def share_link(request: HttpRequest, conversation_id: str) -> HttpResponse:
+    """POST makes a new link (the old one stops working); DELETE revokes the link."""
+    found = services.get_owned_conversation(conversation_id, session_key(request))
+    if request.method == "DELETE":
+        services.revoke_share_link(found)
+        return JsonResponse({"share_url": None})
+    return JsonResponse({"share_url": services.new_share_link(found)})
+
+
+@api_view("GET")
+def export(request: HttpRequest, conversation_id: str) -> HttpResponse:
+    found = services.get_owned_conversation(conversation_id, session_key(request))
+    kind = request.GET.get("format", "json")
+    if kind not in ("json", "md"):
+        raise PlaygroundError("invalid_params", "The format must be json or md.")
+    return exports.download(found, kind)
 
 
 @api_view("POST")
@@ -122,6 +166,22 @@ def create_message(request: HttpRequest, conversation_id: str) -> HttpResponse:
 def message(request: HttpRequest, message_id: str) -> HttpResponse:
     found = services.get_owned_message(message_id, session_key(request))
     services.note_presence([found])
+    return JsonResponse(services.message_payload(found))
+
+
+@api_view("POST")
+def regenerate(request: HttpRequest, message_id: str) -> HttpResponse:
+    found = services.get_owned_message(message_id, session_key(request))
+    message = services.regenerate(
+        found, session_key=session_key(request), client_ip=client_ip(request)
+    )
+    return JsonResponse({"message": services.message_payload(message)}, status=201)
+
+
+@api_view("POST")
+def select(request: HttpRequest, message_id: str) -> HttpResponse:
+    found = services.get_owned_message(message_id, session_key(request))
+    services.select_answer(found)
     return JsonResponse(services.message_payload(found))
 
 

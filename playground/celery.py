@@ -13,4 +13,5 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["playground"])
 app.conf.beat_schedule = {
     "reconcile": {"task": "playground.tasks.reconcile", "schedule": 5.0},
+    "purge-expired": {"task": "playground.tasks.purge_expired", "schedule": 3600.0},
 }

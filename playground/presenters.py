@@ -29,6 +29,21 @@ class Answer:
 class Turn:
     question: Message
     answers: list[Answer]
+    shown: Answer | None = None
+
+    @property
+    def position(self) -> int:
+        return self.answers.index(self.shown) + 1 if self.shown else 0
+
+    @property
+    def previous(self) -> Answer | None:
+        index = self.position - 2
+        return self.answers[index] if index >= 0 else None
+
+    @property
+    def next(self) -> Answer | None:
+        index = self.position
+        return self.answers[index] if 0 < index < len(self.answers) else None
 
 
 def thinking_segments(events: list[dict[str, Any]]) -> list[Segment]:
@@ -59,7 +74,7 @@ def answer(message: Message, share_token: str | None = None) -> Answer:
 
 
 def turns(conversation: Conversation, share_token: str | None = None) -> list[Turn]:
-    messages = list(conversation.messages.order_by("created"))
+    messages = services.visible_messages(conversation)
     result: list[Turn] = []
     by_question: dict[str, Turn] = {}
     for message in messages:
@@ -67,7 +82,22 @@ def turns(conversation: Conversation, share_token: str | None = None) -> list[Tu
             turn = Turn(question=message, answers=[])
             by_question[message.pk] = turn
             result.append(turn)
-    for message in messages:
-        if message.role == Message.Role.ASSISTANT and message.reply_to_id in by_question:
+        elif message.reply_to_id in by_question:
             by_question[message.reply_to_id].answers.append(answer(message, share_token))
+    for turn in result:
+        chosen = services.chosen_answer(turn.question, [a.message for a in turn.answers])
+        turn.shown = next((a for a in turn.answers if a.message is chosen), None)
     return result
+
+
+def page_preview(conversation: Conversation) -> dict[str, str]:
+    """Title and description for link previews (OpenGraph / Twitter cards)."""
+    shown = [turn for turn in turns(conversation) if turn.shown]
+    title = conversation.title or "A conversation"
+    description = ""
+    if shown:
+        sections = shown[0].shown.payload["sections"] if shown[0].shown else {}
+        description = " ".join((sections.get("output") or sections.get("thinking") or "").split())
+    if len(description) > 200:
+        description = description[:199].rstrip() + "…"
+    return {"title": title, "description": description or "Watch a reasoning model think."}

@@ -39,6 +39,7 @@ from playground.models import (
     SamplePrompt,
     active_for_ip,
     active_for_session,
+    new_share_token,
 )
 
 log = logging.getLogger(__name__)
@@ -209,6 +210,9 @@ def _check_admission(session_key: str, client_ip: str | None) -> None:
         )
 
 
+ALREADY_GENERATING = "You already have an answer being written. Wait for it or stop it first."
+
+
 def submit(
     *,
     session_key: str,
@@ -220,46 +224,173 @@ def submit(
     """Queue a new question (a new conversation, or a follow-up turn) and return the answer row."""
     text, slug = resolve_prompt(prompt=prompt, sample=sample)
     _check_admission(session_key, client_ip)
-    now = timezone.now()
+
+    def create() -> Message:
+        nonlocal conversation
+        if conversation is None:
+            conversation = Conversation.objects.create(
+                session_key=session_key, client_ip=client_ip, title=_title_for(text)
+            )
+        question = Message.objects.create(
+            conversation=conversation,
+            role=Message.Role.USER,
+            prompt=text,
+            sample_slug=slug,
+            status=Message.Status.DONE,
+            session_key=session_key,
+            client_ip=client_ip,
+        )
+        return _queue_answer(question, session_key, client_ip)
+
+    return _create_and_dispatch(create)
+
+
+def _queue_answer(question: Message, session_key: str, client_ip: str | None) -> Message:
+    Conversation.objects.filter(pk=question.conversation_id).update(updated=timezone.now())
+    return Message.objects.create(
+        conversation_id=question.conversation_id,
+        role=Message.Role.ASSISTANT,
+        reply_to=question,
+        prompt=question.prompt,
+        sample_slug=question.sample_slug,
+        status=Message.Status.QUEUED,
+        session_key=session_key,
+        client_ip=client_ip,
+        created=max(timezone.now(), question.created),
+    )
+
+
+def _create_and_dispatch(create: Any) -> Message:
     try:
         with transaction.atomic():
-            if conversation is None:
-                conversation = Conversation.objects.create(
-                    session_key=session_key, client_ip=client_ip, title=_title_for(text)
-                )
-            else:
-                Conversation.objects.filter(pk=conversation.pk).update(updated=now)
-            question = Message.objects.create(
-                conversation=conversation,
-                role=Message.Role.USER,
-                prompt=text,
-                sample_slug=slug,
-                status=Message.Status.DONE,
-                session_key=session_key,
-                client_ip=client_ip,
-                created=now,
-            )
-            answer = Message.objects.create(
-                conversation=conversation,
-                role=Message.Role.ASSISTANT,
-                reply_to=question,
-                prompt=text,
-                sample_slug=slug,
-                status=Message.Status.QUEUED,
-                session_key=session_key,
-                client_ip=client_ip,
-                created=now,
-            )
+            answer = create()
     except IntegrityError:
         # The partial unique index on active answers per session lost a race to a double submit.
-        raise PlaygroundError(
-            "already_generating",
-            "You already have an answer being written. Wait for it or stop it first.",
-            status=409,
-        ) from None
+        raise PlaygroundError("already_generating", ALREADY_GENERATING, status=409) from None
     dispatch()
     answer.refresh_from_db()
     return answer
+
+
+def regenerate(answer: Message, *, session_key: str, client_ip: str | None) -> Message:
+    """A new answer to the same question; the old one stays as an alternative."""
+    question = answer.reply_to
+    if answer.role != Message.Role.ASSISTANT or question is None or question.superseded:
+        raise NotFound("message")
+    if not answer.is_final:
+        raise PlaygroundError("already_generating", ALREADY_GENERATING, status=409)
+    _check_admission(session_key, client_ip)
+
+    def create() -> Message:
+        Message.objects.filter(pk=question.pk).update(selected_answer=None)
+        return _queue_answer(question, session_key, client_ip)
+
+    return _create_and_dispatch(create)
+
+
+def select_answer(answer: Message) -> None:
+    """Show (and send back to the model in follow-ups) this alternative for its question."""
+    if answer.role != Message.Role.ASSISTANT or answer.reply_to_id is None:
+        raise NotFound("message")
+    Message.objects.filter(pk=answer.reply_to_id).update(selected_answer=answer)
+
+
+def last_question(conversation: Conversation) -> Message | None:
+    return (
+        conversation.messages.filter(role=Message.Role.USER, superseded=False)
+        .order_by("-created")
+        .first()
+    )
+
+
+def edit_last_prompt(
+    conversation: Conversation, *, session_key: str, client_ip: str | None, prompt: Any
+) -> Message:
+    """Replace the last question with an edited one and answer it afresh."""
+    text = clean_prompt(prompt)
+    question = last_question(conversation)
+    if question is None:
+        raise NotFound("message")
+    if question.answers.filter(status__in=Message.ACTIVE).exists():
+        raise PlaygroundError("already_generating", ALREADY_GENERATING, status=409)
+    _check_admission(session_key, client_ip)
+
+    def create() -> Message:
+        Message.objects.filter(pk=question.pk).update(superseded=True)
+        edited = Message.objects.create(
+            conversation=conversation,
+            role=Message.Role.USER,
+            prompt=text,
+            status=Message.Status.DONE,
+            session_key=session_key,
+            client_ip=client_ip,
+        )
+        return _queue_answer(edited, session_key, client_ip)
+
+    return _create_and_dispatch(create)
+
+
+# --- keeping, sharing and forgetting conversations --------------------------------------------
+
+HISTORY_LIMIT = 100
+
+
+def history(session_key: str | None) -> list[Conversation]:
+    if not session_key:
+        return []
+    return list(
+        Conversation.objects.filter(session_key=session_key).order_by("-updated")[:HISTORY_LIMIT]
+    )
+
+
+def rename(conversation: Conversation, title: Any) -> Conversation:
+    if not isinstance(title, str) or not _storable(title):
+        raise PlaygroundError("invalid_params", "The title must be text.")
+    cleaned = " ".join(title.split())
+    if not cleaned:
+        raise PlaygroundError("invalid_params", "The title cannot be empty.")
+    if len(cleaned) > 200:
+        raise PlaygroundError("invalid_params", "Titles are limited to 200 characters.")
+    conversation.title = cleaned
+    conversation.save(update_fields=["title"])
+    return conversation
+
+
+def delete_conversation(conversation: Conversation) -> None:
+    """Forget a conversation: stop what is still generating, then delete it and its link."""
+    for message in conversation.messages.filter(
+        role=Message.Role.ASSISTANT, status__in=Message.ACTIVE
+    ):
+        live.request_cancel(message.pk)
+        if message.cancel():
+            live.publish(message.pk, {"type": "cancelled"})
+    conversation.delete()
+    publish_queue_positions()
+
+
+def revoke_share_link(conversation: Conversation) -> None:
+    conversation.share_token = None
+    conversation.save(update_fields=["share_token"])
+
+
+def new_share_link(conversation: Conversation) -> str:
+    conversation.share_token = new_share_token()
+    conversation.save(update_fields=["share_token"])
+    return share_url(conversation) or ""
+
+
+def purge_expired(now: datetime | None = None) -> int:
+    """Delete conversations untouched for CONVERSATION_RETENTION_DAYS (0 keeps them forever)."""
+    days = settings.CONVERSATION_RETENTION_DAYS
+    if not days:
+        return 0
+    cutoff = (now or timezone.now()) - timedelta(days=days)
+    expired = Conversation.objects.filter(updated__lt=cutoff)
+    count = 0
+    for conversation in expired.iterator():
+        delete_conversation(conversation)
+        count += 1
+    return count
 
 
 def _title_for(prompt: str) -> str:
@@ -332,24 +463,36 @@ class Outcome:
     requeue: bool = False
 
 
+def chosen_answer(question: Message, answers: list[Message]) -> Message | None:
+    """The answer shown for a question: the visitor's pick, else the newest."""
+    for answer in answers:
+        if answer.pk == question.selected_answer_id:
+            return answer
+    return answers[-1] if answers else None
+
+
 def conversation_history(message: Message) -> list[Turn]:
     """Earlier turns as the model should see them: each question with the *output* of its
-    latest finished answer. Thinking is left out on purpose: it would crowd the context and
+    chosen finished answer. Thinking is left out on purpose: it would crowd the context and
     the model card's format treats it as scratch work."""
-    turns: list[Turn] = []
+    question_of_this = message.reply_to
     earlier = Message.objects.filter(
         conversation_id=message.conversation_id,
-        role=Message.Role.ASSISTANT,
-        created__lt=message.created,
-    ).exclude(reply_to_id=message.reply_to_id)
-    latest: dict[str, Message] = {}
-    for answer in earlier.order_by("created"):
-        if answer.status == Message.Status.DONE:
-            latest[answer.reply_to_id] = answer
-    for answer in sorted(latest.values(), key=lambda m: m.created):
-        output = (answer.sections or {}).get("output", "").strip()
+        role=Message.Role.USER,
+        superseded=False,
+        created__lt=question_of_this.created if question_of_this else message.created,
+    ).order_by("created")
+    finished: dict[str, list[Message]] = {}
+    for answer in Message.objects.filter(reply_to__in=earlier, status=Message.Status.DONE).order_by(
+        "created"
+    ):
+        finished.setdefault(answer.reply_to_id, []).append(answer)
+    turns: list[Turn] = []
+    for question in earlier:
+        answer = chosen_answer(question, finished.get(question.pk, []))
+        output = (answer.sections or {}).get("output", "").strip() if answer else ""
         if output:
-            turns.append(Turn(user=answer.prompt, assistant=output))
+            turns.append(Turn(user=question.prompt, assistant=output))
     return turns
 
 
@@ -545,7 +688,10 @@ def _record_backend_error(outcome: Outcome, backend: str, exc: BackendError) -> 
 def _persist_outcome(message_id: str, outcome: Outcome) -> dict[str, Any] | None:
     """Write the end of a generation to its row; return the final event to publish, if any."""
     try:
-        message = Message.objects.get(pk=message_id)
+        message = Message.objects.filter(pk=message_id).first()
+        if message is None:
+            # The visitor deleted the conversation while it was being written.
+            return {"type": "cancelled"}
         tokens = outcome.generated_tokens or outcome.tokens or None
         patience = timedelta(seconds=settings.BACKEND_OUTAGE_PATIENCE)
         if outcome.requeue and timezone.now() - message.created < patience:
@@ -819,42 +965,70 @@ def message_payload(
         "error": error,
         "seq": seq,
         "sample": message.sample_slug or None,
+        "reply_to": message.reply_to_id,
+        "history_turns_dropped": (message.sampling or {}).get("history_turns_dropped", 0),
         "backend": message.backend or None,
         "model": message.model_id or None,
         "created": message.created.isoformat(),
     }
 
 
-def share_url(conversation: Conversation) -> str:
-    return f"/s/{conversation.share_token}/"
+def share_url(conversation: Conversation) -> str | None:
+    return f"/s/{conversation.share_token}/" if conversation.share_token else None
+
+
+def visible_messages(conversation: Conversation) -> list[Message]:
+    """Questions and all their answers, in order, leaving out turns replaced by an edit."""
+    messages = list(conversation.messages.order_by("created"))
+    hidden = {m.pk for m in messages if m.role == Message.Role.USER and m.superseded}
+    shown = [m for m in messages if m.pk not in hidden and m.reply_to_id not in hidden]
+    return _in_order(shown)
 
 
 def conversation_payload(conversation: Conversation) -> dict[str, Any]:
-    messages = list(conversation.messages.order_by("created", "role"))
-    snapshot = (
-        queue_snapshot() if any(m.status == Message.Status.QUEUED for m in messages) else None
-    )
+    messages = visible_messages(conversation)
+    waiting = any(m.status == Message.Status.QUEUED for m in messages)
+    snapshot = queue_snapshot() if waiting else None
     return {
         "id": conversation.pk,
         "title": conversation.title,
         "share_url": share_url(conversation),
-        "messages": [message_payload(m, snapshot=snapshot) for m in _in_order(messages)],
+        "messages": [message_payload(m, snapshot=snapshot) for m in messages],
     }
 
 
 def shared_payload(conversation: Conversation) -> dict[str, Any]:
-    messages = list(conversation.messages.order_by("created", "role"))
     return {
         "title": conversation.title,
         "messages": [
-            message_payload(m, share_token=conversation.share_token) for m in _in_order(messages)
+            message_payload(m, share_token=conversation.share_token)
+            for m in visible_messages(conversation)
         ],
     }
 
 
+def conversation_summary(conversation: Conversation) -> dict[str, Any]:
+    return {
+        "id": conversation.pk,
+        "title": conversation.title,
+        "created": conversation.created.isoformat(),
+        "updated": conversation.updated.isoformat(),
+        "share_url": share_url(conversation),
+    }
+
+
 def _in_order(messages: list[Message]) -> list[Message]:
-    # A question and its answer are created in the same instant; the question comes first.
-    return sorted(messages, key=lambda m: (m.created, m.role != Message.Role.USER))
+    """Turn by turn: each question, then its answers oldest first (a regenerated answer stays
+    with its question even though it was written after later turns)."""
+    asked = {m.pk: m.created for m in messages if m.role == Message.Role.USER}
+
+    def key(message: Message) -> tuple:
+        turn = asked.get(message.reply_to_id, message.created)
+        if message.role == Message.Role.USER:
+            return (message.created, 0, message.created)
+        return (turn, 1, message.created)
+
+    return sorted(messages, key=key)
 
 
 # --- keeping the database true ------------------------------------------------------------------

@@ -195,6 +195,9 @@ STREAM_FLUSH_INTERVAL = env_float("STREAM_FLUSH_INTERVAL", 0.02, minimum=0.0, ma
 # X-Forwarded-For. 0 means the header is ignored (it is trivially forged without a proxy).
 NUM_PROXIES = env_int("NUM_PROXIES", 0, minimum=0, maximum=10)
 
+# Conversations untouched for this many days are deleted by the daily purge (0 keeps them).
+CONVERSATION_RETENTION_DAYS = env_int("CONVERSATION_RETENTION_DAYS", 30, minimum=0)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

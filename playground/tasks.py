@@ -16,3 +16,8 @@ def generate(message_id: str) -> None:
 @shared_task(name="playground.tasks.reconcile", ignore_result=True, expires=10)
 def reconcile() -> dict[str, int]:
     return services.reconcile()
+
+
+@shared_task(name="playground.tasks.purge_expired", ignore_result=True)
+def purge_expired() -> int:
+    return services.purge_expired()

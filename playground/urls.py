@@ -10,11 +10,16 @@ ID = r"(?P<{}>[A-Za-z0-9_-]{{1,48}})"
 api_patterns = [
     path("api/v1/samples", api.samples),
     path("api/v1/status", api.status),
-    path("api/v1/conversations", api.create_conversation),
+    path("api/v1/conversations", api.conversations),
     re_path(rf"^api/v1/conversations/{ID.format('conversation_id')}$", api.conversation),
+    re_path(rf"^api/v1/conversations/{ID.format('conversation_id')}/edit$", api.edit_last_prompt),
+    re_path(rf"^api/v1/conversations/{ID.format('conversation_id')}/share$", api.share_link),
+    re_path(rf"^api/v1/conversations/{ID.format('conversation_id')}/export$", api.export),
     re_path(rf"^api/v1/conversations/{ID.format('conversation_id')}/messages$", api.create_message),
     re_path(rf"^api/v1/messages/{ID.format('message_id')}$", api.message),
     re_path(rf"^api/v1/messages/{ID.format('message_id')}/cancel$", api.cancel_message),
+    re_path(rf"^api/v1/messages/{ID.format('message_id')}/regenerate$", api.regenerate),
+    re_path(rf"^api/v1/messages/{ID.format('message_id')}/select$", api.select),
     re_path(rf"^api/v1/shared/{ID.format('token')}$", api.shared),
 ]
 
@@ -24,7 +29,25 @@ page_patterns = [
     path("c/new", views.new_conversation, name="new_conversation"),
     re_path(rf"^c/{ID.format('conversation_id')}/$", views.conversation, name="conversation"),
     re_path(rf"^c/{ID.format('conversation_id')}/send$", views.send_message, name="send_message"),
+    re_path(rf"^c/{ID.format('conversation_id')}/rename$", views.rename, name="rename"),
+    re_path(rf"^c/{ID.format('conversation_id')}/delete$", views.delete, name="delete"),
+    re_path(rf"^c/{ID.format('conversation_id')}/edit$", views.edit_last_prompt, name="edit"),
+    re_path(
+        rf"^c/{ID.format('conversation_id')}/share/new$", views.new_share_link, name="share_new"
+    ),
+    re_path(
+        rf"^c/{ID.format('conversation_id')}/share/revoke$",
+        views.revoke_share_link,
+        name="share_revoke",
+    ),
+    re_path(
+        rf"^c/{ID.format('conversation_id')}/export\.(?P<kind>md|json)$",
+        views.export,
+        name="export",
+    ),
     re_path(rf"^m/{ID.format('message_id')}/cancel$", views.cancel_message, name="cancel"),
+    re_path(rf"^m/{ID.format('message_id')}/regenerate$", views.regenerate, name="regenerate"),
+    re_path(rf"^m/{ID.format('message_id')}/select$", views.select, name="select"),
     re_path(rf"^s/{ID.format('token')}/$", views.shared, name="shared"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),

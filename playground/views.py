@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import wraps
 from typing import Any
 
 from django.conf import settings
@@ -11,7 +12,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_GET, require_POST
 
-from playground import api, live, presenters, scheduler, services
+from playground import api, exports, live, presenters, scheduler, services
 from playground.services import PlaygroundError
 from playground.visitors import client_ip, session_key
 
@@ -24,6 +25,7 @@ def _status_context() -> dict[str, Any]:
 def _home_context(request: HttpRequest, **extra: Any) -> dict[str, Any]:
     return {
         "samples": services.samples(),
+        "history": services.history(request.session.session_key),
         "prompt_max_chars": settings.PROMPT_MAX_CHARS,
         **_status_context(),
         **extra,
@@ -62,10 +64,11 @@ def new_conversation(request: HttpRequest) -> HttpResponse:
     return redirect("conversation", conversation_id=message.conversation_id)
 
 
-def _conversation_context(conversation: Any, **extra: Any) -> dict[str, Any]:
+def _conversation_context(request: HttpRequest, conversation: Any, **extra: Any) -> dict[str, Any]:
     return {
         "conversation": conversation,
         "turns": presenters.turns(conversation),
+        "history": services.history(request.session.session_key),
         "share_url": services.share_url(conversation),
         "prompt_max_chars": settings.PROMPT_MAX_CHARS,
         **extra,
@@ -80,7 +83,7 @@ def conversation(request: HttpRequest, conversation_id: str) -> HttpResponse:
     except PlaygroundError:
         return render(request, "playground/not_found.html", status=404)
     services.note_presence(list(found.messages.all()))
-    return render(request, "playground/conversation.html", _conversation_context(found))
+    return render(request, "playground/conversation.html", _conversation_context(request, found))
 
 
 @require_POST
@@ -98,19 +101,9 @@ def send_message(request: HttpRequest, conversation_id: str) -> HttpResponse:
             conversation=found,
         )
     except PlaygroundError as exc:
-        context = _conversation_context(found, error=exc, prompt=prompt or "")
+        context = _conversation_context(request, found, error=exc, prompt=prompt or "")
         return render(request, "playground/conversation.html", context, status=exc.status)
     return redirect("conversation", conversation_id=found.pk)
-
-
-@require_POST
-def cancel_message(request: HttpRequest, message_id: str) -> HttpResponse:
-    try:
-        message = services.get_owned_message(message_id, session_key(request))
-    except PlaygroundError:
-        return render(request, "playground/not_found.html", status=404)
-    services.cancel(message)
-    return redirect("conversation", conversation_id=message.conversation_id)
 
 
 @require_GET
@@ -119,9 +112,117 @@ def shared(request: HttpRequest, token: str) -> HttpResponse:
         found = services.get_shared_conversation(token)
     except PlaygroundError:
         return render(request, "playground/not_found.html", status=404)
-    context = _conversation_context(found, shared=True, share_token=found.share_token)
-    context["turns"] = presenters.turns(found, share_token=found.share_token)
+    context = {
+        "conversation": found,
+        "turns": presenters.turns(found, share_token=found.share_token),
+        "shared": True,
+        "preview": presenters.page_preview(found),
+    }
     return render(request, "playground/conversation.html", context)
+
+
+def _owned(request: HttpRequest, conversation_id: str) -> Any:
+    return services.get_owned_conversation(conversation_id, session_key(request))
+
+
+def _back(conversation_id: str) -> HttpResponse:
+    return redirect("conversation", conversation_id=conversation_id)
+
+
+def _conversation_action(view: Any) -> Any:
+    """POST-only actions on one's own conversation; someone else's is a 404 page."""
+
+    @require_POST
+    @wraps(view)
+    def wrapper(request: HttpRequest, conversation_id: str) -> HttpResponse:
+        try:
+            found = _owned(request, conversation_id)
+        except PlaygroundError:
+            return render(request, "playground/not_found.html", status=404)
+        try:
+            return view(request, found)
+        except PlaygroundError as exc:
+            context = _conversation_context(request, found, error=exc)
+            return render(request, "playground/conversation.html", context, status=exc.status)
+
+    return wrapper
+
+
+@_conversation_action
+def rename(request: HttpRequest, conversation: Any) -> HttpResponse:
+    services.rename(conversation, request.POST.get("title"))
+    return _back(conversation.pk)
+
+
+@_conversation_action
+def delete(request: HttpRequest, conversation: Any) -> HttpResponse:
+    services.delete_conversation(conversation)
+    return redirect("home")
+
+
+@_conversation_action
+def new_share_link(request: HttpRequest, conversation: Any) -> HttpResponse:
+    services.new_share_link(conversation)
+    return _back(conversation.pk)
+
+
+@_conversation_action
+def revoke_share_link(request: HttpRequest, conversation: Any) -> HttpResponse:
+    services.revoke_share_link(conversation)
+    return _back(conversation.pk)
+
+
+@_conversation_action
+def edit_last_prompt(request: HttpRequest, conversation: Any) -> HttpResponse:
+    services.edit_last_prompt(
+        conversation,
+        session_key=session_key(request),
+        client_ip=client_ip(request),
+        prompt=request.POST.get("prompt"),
+    )
+    return _back(conversation.pk)
+
+
+@require_GET
+def export(request: HttpRequest, conversation_id: str, kind: str) -> HttpResponse:
+    try:
+        found = _owned(request, conversation_id)
+    except PlaygroundError:
+        return render(request, "playground/not_found.html", status=404)
+    return exports.download(found, kind)
+
+
+def _message_action(view: Any) -> Any:
+    @require_POST
+    @wraps(view)
+    def wrapper(request: HttpRequest, message_id: str) -> HttpResponse:
+        try:
+            message = services.get_owned_message(message_id, session_key(request))
+        except PlaygroundError:
+            return render(request, "playground/not_found.html", status=404)
+        try:
+            view(request, message)
+        except PlaygroundError as exc:
+            context = _conversation_context(request, message.conversation, error=exc)
+            return render(request, "playground/conversation.html", context, status=exc.status)
+        return _back(message.conversation_id)
+
+    return wrapper
+
+
+@_message_action
+def cancel_message(request: HttpRequest, message: Any) -> None:
+    services.cancel(message)
+
+
+@_message_action
+def regenerate(request: HttpRequest, message: Any) -> None:
+    services.regenerate(message, session_key=session_key(request), client_ip=client_ip(request))
+
+
+@_message_action
+def select(request: HttpRequest, message: Any) -> None:
+    services.select_answer(message)
 
 
 def healthz(request: HttpRequest) -> HttpResponse:

@@ -457,8 +457,9 @@ def test_it_refuses_a_post_with_a_wrong_csrf_token(
 @pytest.mark.parametrize(
     ("method", "path", "allowed"),
     [
-        ("get", "/api/v1/conversations", "POST"),
-        ("put", "/api/v1/conversations", "POST"),
+        ("put", "/api/v1/conversations", "GET, POST"),
+        ("post", "/api/v1/conversations/abc", "GET, PATCH, DELETE"),
+        ("get", "/api/v1/messages/abc/regenerate", "POST"),
         ("get", "/api/v1/messages/abc/cancel", "POST"),
         ("get", "/api/v1/conversations/abc/messages", "POST"),
         ("post", "/api/v1/samples", "GET"),
