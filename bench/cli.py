@@ -19,6 +19,9 @@ from types import FrameType
 from typing import Any
 
 from bench import floor, procs, report, stats
+from bench.monitor import RedisMonitor
+from bench.monitor import analyze as analyze_trace
+from bench.monitor import timelines as trace_timelines
 from bench.processes import Simulator, make_stack
 from bench.visitors import StackRun, StackVisit, fetch_samples, idle_visits, run_visitors
 from inference.samples import get_sample
@@ -40,6 +43,7 @@ class Config:
     seed: int
     quick: bool
     keep_data: bool = False
+    redis_monitor: bool = False
 
     @property
     def sim_args(self) -> list[str]:
@@ -78,6 +82,11 @@ def parse_args(argv: list[str] | None) -> Config:
     )
     parser.add_argument("--seed", type=int, default=1, help="the simulator's seed")
     parser.add_argument(
+        "--redis-monitor",
+        action="store_true",
+        help="diagnosis: record a Redis MONITOR trace of the stack rush (slows Redis down)",
+    )
+    parser.add_argument(
         "--keep-data",
         action="store_true",
         help="keep the stack's database and VAR_DIR afterwards (for inspection)",
@@ -100,6 +109,7 @@ def parse_args(argv: list[str] | None) -> Config:
         seed=args.seed,
         quick=args.quick,
         keep_data=args.keep_data,
+        redis_monitor=args.redis_monitor,
     )
 
 
@@ -175,33 +185,56 @@ async def measure(config: Config, simulator: Simulator, stack: Stack) -> dict[st
     roots = {"web": stack.processes["web"].pid, "worker": stack.processes["worker"].pid}
     sampler = procs.MemorySampler(roots)
     before = sampler.snapshot()
+    cpu_roots = {"bench": os.getpid(), **roots, "simulator": _pid(simulator.process)}
+    if stack.redis is not None:
+        cpu_roots["redis"] = _pid(stack.redis.process)
+    tap = None
+    if config.redis_monitor:
+        tap = RedisMonitor(stack.env["REDIS_URL"], config.out.parent / "redis-monitor.log")
+        tap.start()
+    quiet = {"stack_rush": await wait_for_quiet(cpu_roots, "the stack rush")}
     say(f"stack rush: {config.visitors} visitors at once, {config.slots} slots")
+    cpu = procs.CpuMeter(cpu_roots).start()
     sampler.start()
     try:
         rush = await run_visitors(base, mix, timeout)
     finally:
         sampler.stop()
+        stack_cpu = cpu.stop()
     say(f"  done in {rush.wall or 0:.1f} s; {sum(v.ok for v in rush.visits)} answered in full")
     memory = memory_figures(roots, before, sampler, rush, stack)
 
     say(f"stack idle: {config.idle_repeats} × one visitor ({idle_slug})")
     await asyncio.to_thread(simulator.wait_idle)
-    stack_idle = await idle_visits(base, idle_slug, config.idle_repeats, timeout)
+    quiet["stack_idle"] = await wait_for_quiet(cpu_roots, "the idle stack")
+    try:
+        stack_idle = await idle_visits(base, idle_slug, config.idle_repeats, timeout)
+    finally:
+        if tap is not None:
+            tap.stop()
+    traced = None
+    if tap is not None:
+        traced = analyze_trace(tap.path, rush.start, rush.end or time.time())
+        traced["idle_steps_ms"] = idle_steps(tap.path, stack_idle)
 
     # The floor runs second, on the same simulator, once it has nothing in flight.
     await asyncio.to_thread(simulator.wait_idle, 60, 2.0)
     await floor.idle(simulator.url, idle_slug, prompts[idle_slug], 1)  # warm-up, discarded
     await asyncio.to_thread(simulator.wait_idle)
+    quiet["floor_rush"] = await wait_for_quiet(cpu_roots, "the floor rush")
     line = _line_order(rush)
     say(f"floor rush: the same {len(line)} visitors through an ideal queue of {config.slots}")
+    cpu = procs.CpuMeter({"bench": os.getpid(), "simulator": _pid(simulator.process)}).start()
     floor_rush = await floor.rush(
         simulator.url,
         [(visit.index, visit.slug, prompts[visit.slug]) for visit in line],
         config.slots,
         timeout,
     )
+    floor_cpu = cpu.stop()
     say(f"  done in {floor_rush.wall or 0:.1f} s")
     await asyncio.to_thread(simulator.wait_idle)
+    quiet["floor_idle"] = await wait_for_quiet(cpu_roots, "the idle floor")
     say(f"floor idle: {config.idle_repeats} × one visitor")
     floor_idle = await floor.idle(simulator.url, idle_slug, prompts[idle_slug], config.idle_repeats)
 
@@ -213,6 +246,10 @@ async def measure(config: Config, simulator: Simulator, stack: Stack) -> dict[st
         floor_idle=floor_idle,
         memory=memory,
     )
+    diagnostics["cpu_cores_used"] = {"stack_rush": stack_cpu, "floor_rush": floor_cpu}
+    diagnostics["foreign_load_before_cores"] = quiet
+    if traced is not None:
+        diagnostics["redis_monitor"] = traced
     print()
     print(report.table(figures))
     print()
@@ -248,6 +285,54 @@ async def measure(config: Config, simulator: Simulator, stack: Stack) -> dict[st
         "stack_idle": [v.summary() for v in stack_idle],
         "floor_idle": [v.summary() for v in floor_idle],
     }
+
+
+def idle_steps(path: Path, visits: list[StackVisit]) -> dict[str, float | None]:
+    """Median milliseconds from submit to each step of an idle visitor's start."""
+    ids = [v.message_id for v in visits if v.message_id]
+    found = trace_timelines(path, ids)
+    offsets: dict[str, list[float]] = {}
+    for visit in visits:
+        if not visit.message_id or visit.submit_at is None:
+            continue
+        steps = dict(found.get(visit.message_id, {}))
+        server = visit.server_stats or {}
+        if visit.created_at is not None:
+            steps["row_created"] = visit.created_at
+            if server.get("queue_seconds") is not None:
+                steps["worker_marked_running"] = visit.created_at + server["queue_seconds"]
+        if visit.first_delta_at is not None:
+            steps["client_first_delta"] = visit.first_delta_at
+        for name, instant in steps.items():
+            offsets.setdefault(name, []).append((instant - visit.submit_at) * 1000)
+    medians = {name: stats.median(values) for name, values in offsets.items()}
+    return dict(sorted(medians.items(), key=lambda item: item[1] or 0.0))
+
+
+QUIET_CORES = 0.2
+QUIET_PATIENCE = 180.0
+
+
+async def wait_for_quiet(roots: dict[str, int], what: str) -> float:
+    """Wait (a while) until nothing outside the benchmark uses the CPU; return that load.
+
+    The machine may be shared with other work. A run under foreign load is still reported,
+    with the load it ran under, so its ratios can be judged.
+    """
+    deadline = time.monotonic() + QUIET_PATIENCE
+    while True:
+        load = await asyncio.to_thread(procs.foreign_load, roots, 2.0)
+        if load <= QUIET_CORES:
+            return load
+        if time.monotonic() >= deadline:
+            say(f"  warning: other processes use {load:.2f} cores; measuring {what} anyway")
+            return load
+        say(f"  other processes use {load:.2f} cores; waiting for a quiet machine ({what})")
+        await asyncio.sleep(8)
+
+
+def _pid(process: subprocess.Popen[bytes] | None) -> int:
+    return process.pid if process is not None else -1
 
 
 def _answer_length(slug: str) -> int:
@@ -383,6 +468,37 @@ def _print_diagnostics(diagnostics: dict[str, Any]) -> None:
         f"{'—' if signed is None else f'{signed * 100:+.1f}%'} (+ = over-estimate)"
     )
     say(f"  finals: {rush['final_types']}; reconnects {rush['reconnects']}")
+    phases = rush["stack_delay_phases"]
+    say(
+        f"  stack delay while POSTs were still being answered (first "
+        f"{phases['submissions_answered_after_s']:.1f} s): "
+        f"{fmt(phases['during_submissions_ms'], 'ms')}"
+    )
+    say(f"  stack delay after that:             {fmt(phases['after_submissions_ms'], 'ms')}")
+    for name, used in diagnostics["cpu_cores_used"].items():
+        cores = ", ".join(
+            f"{key} {value:.2f}"
+            for key, value in used.items()
+            if key not in ("cpus", "machine_busy", "others")
+        )
+        say(
+            f"  CPU cores used, {name}: {cores}; other processes {used.get('others', 0):.2f}; "
+            f"machine {used.get('machine_busy', 0) * 100:.0f}% busy of "
+            f"{used.get('cpus', 0):.0f} CPUs"
+        )
+    traced = diagnostics.get("redis_monitor")
+    if traced:
+        lock = traced["dispatch_lock"]
+        say(
+            "  redis monitor: emission → PUBLISH "
+            f"{fmt(traced['emission_to_publish_ms'], 'ms')}; dispatch lock "
+            f"{lock['acquisitions']} acquisitions, {lock['failed_attempts']} failed polls, "
+            f"hold {fmt(lock['hold_ms'], 'ms')}"
+        )
+        steps = ", ".join(
+            f"{name} {_num(value)}" for name, value in traced.get("idle_steps_ms", {}).items()
+        )
+        say(f"  idle visitor, ms after submit (median): {steps}")
     breakdown = ", ".join(
         f"{key.removesuffix('_ms')} {'—' if value is None else f'{value:.1f}'}"
         for key, value in idle["stack_breakdown"].items()

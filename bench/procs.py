@@ -13,12 +13,7 @@ PROC = Path("/proc")
 
 
 def _parent_of(pid: int) -> int | None:
-    try:
-        stat = (PROC / str(pid) / "stat").read_text()
-    except OSError:
-        return None
-    # The command name (field 2) may contain spaces and parentheses; it ends at the last ')'.
-    fields = stat[stat.rfind(")") + 2 :].split()
+    fields = _stat_fields(pid)
     return int(fields[1]) if len(fields) > 1 else None
 
 
@@ -36,6 +31,81 @@ def process_tree(root: int) -> list[int]:
         tree.append(pid)
         todo.extend(children.get(pid, ()))
     return tree
+
+
+def _stat_fields(pid: int) -> list[str]:
+    """The fields of /proc/<pid>/stat after the command name: index 0 is field 3 (state).
+
+    The command name (field 2) may contain spaces and parentheses; it ends at the last ')'.
+    """
+    try:
+        stat = (PROC / str(pid) / "stat").read_text()
+    except OSError:
+        return []
+    return stat[stat.rfind(")") + 2 :].split()
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time consumed so far by these processes (all their threads)."""
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    total = 0
+    for pid in pids:
+        fields = _stat_fields(pid)
+        if len(fields) > 12:
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
+def machine_cpu() -> tuple[float, float]:
+    """(busy, total) jiffies over all CPUs since boot, from the first line of /proc/stat."""
+    try:
+        first = (PROC / "stat").read_text().splitlines()[0].split()
+    except (OSError, IndexError):
+        return 0.0, 0.0
+    values = [float(v) for v in first[1:]]
+    idle = values[3] + (values[4] if len(values) > 4 else 0.0)  # idle + iowait
+    return sum(values) - idle, sum(values)
+
+
+@dataclass
+class CpuMeter:
+    """CPU used by named process trees (in cores) and by the whole machine, over an interval."""
+
+    roots: Mapping[str, int]
+    _start: dict[str, float] = field(default_factory=dict)
+    _machine: tuple[float, float] = (0.0, 0.0)
+    _began: float = 0.0
+
+    def start(self) -> CpuMeter:
+        self._start = {name: cpu_seconds(process_tree(pid)) for name, pid in self.roots.items()}
+        self._machine = machine_cpu()
+        self._began = time.monotonic()
+        return self
+
+    def stop(self) -> dict[str, float]:
+        """Cores used by each tree on average, plus `machine_busy` (0..1 of all CPUs)."""
+        elapsed = max(time.monotonic() - self._began, 1e-9)
+        used = {
+            name: (cpu_seconds(process_tree(pid)) - self._start.get(name, 0.0)) / elapsed
+            for name, pid in self.roots.items()
+        }
+        busy, total = machine_cpu()
+        span = total - self._machine[1]
+        cpus = float(os.cpu_count() or 0)
+        used["machine_busy"] = (busy - self._machine[0]) / span if span > 0 else float("nan")
+        # Whatever else ran on the machine meanwhile (other test suites, browsers): on a
+        # shared box this is what makes one run's ratios differ from the next one's.
+        ours = sum(value for key, value in used.items() if key != "machine_busy")
+        used["others"] = max(0.0, used["machine_busy"] * cpus - ours)
+        used["cpus"] = cpus
+        return used
+
+
+def foreign_load(roots: Mapping[str, int], seconds: float = 2.0) -> float:
+    """Cores used by processes outside `roots` over the next `seconds`."""
+    meter = CpuMeter(roots).start()
+    time.sleep(seconds)
+    return meter.stop()["others"]
 
 
 def status_kib(pid: int, key: str) -> int | None:

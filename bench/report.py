@@ -279,6 +279,7 @@ def build(
             "floor_ttfd_s": stats.summarize(floor_ttfd),
             "stack_delay_ms": _scaled(stats.summarize(stack_delays)),
             "stack_delay_live_only_ms": _scaled(stats.summarize(live_delays)),
+            "stack_delay_phases": delay_phases(stack_rush),
             "floor_delay_ms": _scaled(stats.summarize(floor_delays)),
             "stack_post_seconds": stats.summarize(_values([v.post_seconds for v in visits])),
             "stack_handoff_gap_ms": _scaled(stats.summarize(handoff_gaps(stack_intervals, slots))),
@@ -303,6 +304,41 @@ def build(
         },
     }
     return figures, diagnostics
+
+
+def delay_phases(run: StackRun, bucket: float = 5.0) -> dict[str, Any]:
+    """Delivery delay while submissions were still being answered and afterwards, and over time.
+
+    The rush starts with every visitor's POST at once; the web process answers them one after
+    another while the first generations already stream, so the two phases load it differently.
+    """
+    answered = [
+        v.submit_at + v.post_seconds
+        for v in run.visits
+        if v.submit_at is not None and v.post_seconds is not None
+    ]
+    storm_end = max(answered) if answered else run.start
+    storm: list[float] = []
+    steady: list[float] = []
+    buckets: dict[int, list[float]] = {}
+    for visit in run.visits:
+        for stamp, delay in zip(visit.emitted, visit.delays, strict=True):
+            (storm if stamp < storm_end else steady).append(delay)
+            buckets.setdefault(int((stamp - run.start) // bucket), []).append(delay)
+    return {
+        "submissions_answered_after_s": storm_end - run.start,
+        "during_submissions_ms": _scaled(stats.summarize(storm)),
+        "after_submissions_ms": _scaled(stats.summarize(steady)),
+        "by_emission_time": [
+            {
+                "from_s": key * bucket,
+                "n": len(values),
+                "p50_ms": _ms(stats.median(values)),
+                "p99_ms": _ms(stats.percentile(values, 99)),
+            }
+            for key, values in sorted(buckets.items())
+        ],
+    }
 
 
 def _emission_split(

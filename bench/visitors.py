@@ -48,6 +48,7 @@ class StackVisit:
     seq_errors: int = 0
     reconnects: int = 0
     delays: list[float] = field(default_factory=list)
+    emitted: list[float] = field(default_factory=list)  # the stamp of each entry of `delays`
     live_delays: list[float] = field(default_factory=list)  # tokens emitted after the WS opened
     sections: dict[str, Any] = field(default_factory=stats.empty_sections)
     stored_status: str | None = None
@@ -91,6 +92,8 @@ class StackVisit:
             "index": self.index,
             "slug": self.slug,
             "message_id": self.message_id,
+            "submit_at": self.submit_at,
+            "created_at": self.created_at,
             "post_status": self.post_status,
             "post_seconds": self.post_seconds,
             "refusal": self.refusal,
@@ -244,6 +247,7 @@ class StackVisitor:
             stats.apply_delta(visit.sections, event)
             for stamp in stamps:
                 visit.delays.append(received - stamp)
+                visit.emitted.append(stamp)
                 if stamp >= opened_at:
                     visit.live_delays.append(received - stamp)
         elif kind in FINALS:

@@ -10,6 +10,7 @@ with no GPU and no model:
 - `GET /info`, `/health`, `/ping`, `/`, `/v1/models`, and `/metrics` with TGI's metric names,
   written by hand because prometheus_client would append `_total` to counters and TGI does not.
 - `GET /sim/stats`: an extension (JSON) so tests can watch concurrency and disconnects.
+- `GET /dcgm/metrics`: an extension, simulated GPUs in dcgm-exporter's format (busy with the batch).
 
 The "model" plays back the scripted Reflection-style answer of a sample prompt
 (`inference.samples`), or an honest generic answer saying it is a simulator. Tags are special
@@ -368,6 +369,48 @@ class Metrics:
             lines += self._histograms[name].render(name)
             lines.append("")
         return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------------------------
+# Simulated GPUs, as NVIDIA's dcgm-exporter reports them (an extension: `GET /dcgm/metrics`)
+
+SIM_GPUS = 2  # a 70B model in bf16 needs two 80 GB GPUs (tensor parallel)
+SIM_GPU_MEMORY_MIB = 81559
+# TGI reserves its KV cache at start-up, so memory use is high and nearly flat under load.
+SIM_GPU_RESERVED_MIB = 75200
+_DCGM_HELP = {
+    "DCGM_FI_DEV_GPU_UTIL": ("GPU utilization (in %).", "gauge"),
+    "DCGM_FI_DEV_FB_USED": ("Framebuffer memory used (in MiB).", "gauge"),
+    "DCGM_FI_DEV_FB_FREE": ("Framebuffer memory free (in MiB).", "gauge"),
+    "DCGM_FI_DEV_GPU_TEMP": ("GPU temperature (in C).", "gauge"),
+    "DCGM_FI_DEV_POWER_USAGE": ("Power draw (in W).", "gauge"),
+}
+
+
+def render_dcgm(batch: int) -> str:
+    """Utilization saturates with the batch (every step keeps the GPUs busy); temperature and
+    power follow utilization. The model name says "Simulated" so dashboards can tell."""
+    util = round(100 * (1 - math.exp(-batch / 4)))
+    used = SIM_GPU_RESERVED_MIB + 24 * batch
+    values = {
+        "DCGM_FI_DEV_GPU_UTIL": util,
+        "DCGM_FI_DEV_FB_USED": used,
+        "DCGM_FI_DEV_FB_FREE": SIM_GPU_MEMORY_MIB - used,
+        "DCGM_FI_DEV_GPU_TEMP": round(34 + 0.45 * util),
+        "DCGM_FI_DEV_POWER_USAGE": round(85 + 5.9 * util, 3),
+    }
+    lines = []
+    for name, value in values.items():
+        help_text, kind = _DCGM_HELP[name]
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+        for gpu in range(SIM_GPUS):
+            labels = (
+                f'gpu="{gpu}",UUID="GPU-5e1a0000-0000-4000-8000-00000000000{gpu}",'
+                f'pci_bus_id="00000000:{0x18 + gpu:02X}:00.0",device="nvidia{gpu}",'
+                'modelName="Simulated GPU",Hostname="simulator"'
+            )
+            lines.append(f"{name}{{{labels}}} {_number(value)}")
+    return "\n".join(lines) + "\n"
 
 
 # --------------------------------------------------------------------------------------------
@@ -971,6 +1014,11 @@ class Simulator:
         )
         return web.Response(text=text, content_type="text/plain", charset="utf-8")
 
+    async def dcgm_metrics(self, request: web.Request) -> web.Response:
+        """Simulated GPUs in dcgm-exporter's format, busy in step with the batch."""
+        text = render_dcgm(self.engine.batch_size)
+        return web.Response(text=text, content_type="text/plain", charset="utf-8")
+
     async def sim_stats(self, request: web.Request) -> web.Response:
         payload = dataclasses.asdict(self.stats)
         payload["queued"] = self.engine.queue_size
@@ -1397,6 +1445,7 @@ def create_app(config: SimConfig | None = None) -> web.Application:
     app.router.add_get("/metrics", sim.metrics_route)
     app.router.add_get("/v1/models", sim.models)
     app.router.add_get("/sim/stats", sim.sim_stats)
+    app.router.add_get("/dcgm/metrics", sim.dcgm_metrics)
     return app
 
 

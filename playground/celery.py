@@ -14,4 +14,5 @@ app.autodiscover_tasks(["playground"])
 app.conf.beat_schedule = {
     "reconcile": {"task": "playground.tasks.reconcile", "schedule": 5.0},
     "purge-expired": {"task": "playground.tasks.purge_expired", "schedule": 3600.0},
+    "sample-metrics": {"task": "playground.tasks.sample_metrics", "schedule": 5.0},
 }

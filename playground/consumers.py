@@ -14,7 +14,7 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from playground import live, services
+from playground import live, metrics, services
 
 FINAL_EVENTS = {"done", "error", "cancelled"}
 CLOSE_NOT_FOUND = 4404
@@ -33,7 +33,9 @@ class MessageStreamConsumer(AsyncJsonWebsocketConsumer):
     subscribed: bool = False
     closed: bool = False
     started_sent: bool = False
+    queue_as_of: float = 0.0
     watching: bool = False
+    counted: bool = False
 
     async def connect(self) -> None:
         self.message_id = self.scope["url_route"]["kwargs"]["message_id"]
@@ -44,6 +46,8 @@ class MessageStreamConsumer(AsyncJsonWebsocketConsumer):
         session_key = session.session_key if session is not None else None
 
         await self.accept()
+        self.counted = True
+        await metrics.websocket_opened()
         await self.channel_layer.group_add(live.group_name(self.message_id), self.channel_name)
         self.subscribed = True
         state = await database_sync_to_async(services.stream_state)(
@@ -68,6 +72,9 @@ class MessageStreamConsumer(AsyncJsonWebsocketConsumer):
             await self._send_status(state.status_event)
 
     async def disconnect(self, code: int) -> None:
+        if self.counted:
+            self.counted = False
+            await metrics.websocket_closed()
         if self.watching:
             self.watching = False
             await live.watch_ended(self.message_id)
@@ -110,11 +117,19 @@ class MessageStreamConsumer(AsyncJsonWebsocketConsumer):
 
     async def _send_status(self, event: dict[str, Any]) -> None:
         # The started event may reach a viewer twice (the snapshot on connect and the live
-        # publish racing it); once is enough.
-        if event.get("type") == "started":
+        # publish racing it); once is enough. Places in line are published by several
+        # processes at once, so one computed earlier can arrive later: only news is passed on,
+        # and nothing about the line once the answer has started.
+        kind = event.get("type")
+        if kind == "started":
             if self.started_sent:
                 return
             self.started_sent = True
+        elif kind == "queued":
+            as_of = float(event.get("as_of", 0.0))
+            if self.started_sent or self.last_seq > 0 or as_of < self.queue_as_of:
+                return
+            self.queue_as_of = as_of
         await self.send_json(event)
 
     async def _send_missing(self) -> None:

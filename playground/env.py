@@ -7,6 +7,7 @@ odd behaviour under load.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from dataclasses import dataclass
@@ -116,3 +117,34 @@ def env_urls(name: str, default: str = "") -> list[str]:
         if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", url):
             raise _invalid(name, os.environ.get(name, default), "comma-separated http(s):// URLs")
     return [url.rstrip("/") for url in urls]
+
+
+def env_urls_per_backend(name: str, backends: list[str]) -> list[str]:
+    """URLs that pair with the backends by position; a single URL serves them all."""
+    urls = env_urls(name)
+    if len(urls) > 1 and len(urls) != len(backends):
+        raise _invalid(
+            name,
+            os.environ.get(name, ""),
+            f"one URL per TGI_URL backend ({len(backends)}), in the same order, or a single URL",
+        )
+    return urls
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def env_networks(name: str, default: str = "") -> list[Network]:
+    """Comma-separated networks (``10.0.0.0/8``) or single addresses; host bits must be zero."""
+    raw = os.environ.get(name, default)
+    networks = []
+    for item in (part.strip() for part in raw.split(",")):
+        if not item:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item, strict=True))
+        except ValueError:
+            raise _invalid(
+                name, raw, "comma-separated networks like 10.0.0.0/8 or addresses like ::1"
+            ) from None
+    return networks

@@ -80,7 +80,12 @@ def async_redis_client() -> aredis.Redis:
     if client is None:
         for stale in [known for known in _async_clients if known.is_closed()]:
             del _async_clients[stale]
-        client = aredis.Redis.from_url(settings.REDIS_URL, health_check_interval=30)
+        # A blocking pool: a burst of viewers connecting at once waits a moment for a
+        # connection instead of failing with "too many connections".
+        pool = aredis.BlockingConnectionPool.from_url(
+            settings.REDIS_URL, max_connections=64, timeout=20, health_check_interval=30
+        )
+        client = aredis.Redis(connection_pool=pool)
         _async_clients[loop] = client
     return client
 

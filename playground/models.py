@@ -11,6 +11,7 @@ import secrets
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -132,6 +133,11 @@ class Message(models.Model):
         if updated:
             for name, value in changes.items():
                 setattr(self, name, value)
+            if self.is_final:
+                # Every way a message ends passes here, so the operators' numbers miss none.
+                from playground import metrics  # metrics → scheduler → controls → models
+
+                metrics.record_finished(self)
         return bool(updated)
 
     def mark_dispatched(self, backend: str) -> bool:
@@ -274,3 +280,61 @@ def active_for_ip(ip: str) -> models.QuerySet[Message]:
     return Message.objects.filter(
         Q(role=Message.Role.ASSISTANT) & Q(client_ip=ip) & Q(status__in=Message.ACTIVE)
     )
+
+
+# --- operators --------------------------------------------------------------------------------
+
+
+class Block(models.Model):
+    """A visitor refused new questions until `expires` (set by an operator on /ops/).
+
+    A session is stored as the SHA-256 of its key: the key itself is a login to the visitor's
+    conversations, and the block only needs to recognise it.
+    """
+
+    class Kind(models.TextChoices):
+        IP = "ip", "IP address"
+        SESSION = "session", "session"
+
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    value = models.CharField(max_length=128, db_index=True)
+    label = models.CharField(max_length=200, blank=True)
+    reason = models.CharField(max_length=300, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created = models.DateTimeField(default=timezone.now)
+    # Lifting a block ends it now; the row stays as a record.
+    expires = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.label or self.value}"
+
+    @property
+    def active(self) -> bool:
+        return self.expires > timezone.now()
+
+
+class AuditLog(models.Model):
+    """One row per operator control: who did what, when, with which values."""
+
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    # Kept as text too, so the record survives the user's deletion.
+    actor_name = models.CharField(max_length=150, blank=True)
+    action = models.CharField(max_length=64, db_index=True)
+    target = models.CharField(max_length=300, blank=True)
+    detail = models.JSONField(default=dict, blank=True)
+    created = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created", "-id"]
+        verbose_name = "audit log entry"
+        verbose_name_plural = "audit log"
+
+    def __str__(self) -> str:
+        return f"{self.created:%Y-%m-%d %H:%M:%S} {self.actor_name} {self.action} {self.target}"

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import httpx
 from django.conf import settings
 
-from playground import live
+from playground import controls, live
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,9 @@ def backends() -> list[str]:
 
 
 def concurrency_limit(backend: str) -> int:
-    return settings.GENERATION_CONCURRENCY
+    # An operator's override (set on /ops/) wins over the setting, in every process at once.
+    override = controls.concurrency_override(backend)
+    return override if override is not None else settings.GENERATION_CONCURRENCY
 
 
 def capacity() -> int:
@@ -84,12 +86,16 @@ def mark_down(backend: str, reason: str) -> None:
     live.redis_client().set(_health_key(backend), reason, ex=DOWN_SECONDS)
 
 
-def healthy_backends() -> list[str]:
+def healthy_backends(*, include_disabled: bool = False) -> list[str]:
+    """Backends in rotation: answering health checks and not disabled by an operator."""
     urls = backends()
     if not urls:
         return []
     down = live.redis_client().mget([_health_key(url) for url in urls])
-    return [url for url, flag in zip(urls, down, strict=True) if flag is None]
+    disabled = set() if include_disabled else controls.disabled_backends()
+    return [
+        url for url, flag in zip(urls, down, strict=True) if flag is None and url not in disabled
+    ]
 
 
 def probe(backend: str) -> bool:

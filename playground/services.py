@@ -32,7 +32,7 @@ from inference.client import (
 )
 from inference.parser import Delta, Sections, TagParser, merge_deltas
 from inference.prompt import DEFAULT_SYSTEM_PROMPT, Turn, build_prompt, fit_history
-from playground import limits, live, scheduler
+from playground import controls, limits, live, metrics, scheduler
 from playground.models import (
     Conversation,
     Message,
@@ -171,7 +171,12 @@ def resolve_prompt(*, prompt: Any = None, sample: Any = None) -> tuple[str, str]
     return clean_prompt(prompt), ""
 
 
+@metrics.counting_refusals
 def _check_admission(session_key: str, client_ip: str | None) -> None:
+    # Operators' blocks and pause come first: a blocked visitor must not use up rate budget.
+    refusal = controls.refusal(session_key, client_ip)
+    if refusal is not None:
+        raise PlaygroundError(refusal.code, refusal.message, status=refusal.status)
     if not scheduler.backends():
         raise PlaygroundError("no_backend", ERROR_MESSAGES["no_backend"], status=503)
     if client_ip:
@@ -266,7 +271,9 @@ def _create_and_dispatch(create: Any) -> Message:
             answer = create()
     except IntegrityError:
         # The partial unique index on active answers per session lost a race to a double submit.
+        metrics.record_rejected("already_generating")
         raise PlaygroundError("already_generating", ALREADY_GENERATING, status=409) from None
+    metrics.record_admitted()
     dispatch()
     answer.refresh_from_db()
     return answer
@@ -317,6 +324,10 @@ def edit_last_prompt(
 
     def create() -> Message:
         Message.objects.filter(pk=question.pk).update(superseded=True)
+        if conversation.title == _title_for(question.prompt):
+            # The title was the old question's own words: they go too (a rename stays).
+            conversation.title = _title_for(text)
+            conversation.save(update_fields=["title"])
         edited = Message.objects.create(
             conversation=conversation,
             role=Message.Role.USER,
@@ -362,9 +373,15 @@ def delete_conversation(conversation: Conversation) -> None:
         role=Message.Role.ASSISTANT, status__in=Message.ACTIVE
     ):
         live.request_cancel(message.pk)
+        holds_unused_slot = message.status == Message.Status.QUEUED and message.backend
         if message.cancel():
             live.publish(message.pk, {"type": "cancelled"})
+            if holds_unused_slot:
+                # Its worker has not started and will find no row: hand the slot on now.
+                # (A running answer's worker releases its own slot when it stops.)
+                scheduler.release_slot(message.backend, message.pk)
     conversation.delete()
+    dispatch()
     publish_queue_positions()
 
 
@@ -409,6 +426,9 @@ def dispatch() -> int:
     """
     from playground import tasks  # the task module imports this one
 
+    if controls.draining():
+        # An operator drains: what runs finishes, nothing new starts, the line keeps its order.
+        return 0
     started = 0
     lock = live.redis_client().lock("pg:dispatch-lock", timeout=10, blocking_timeout=5)
     if not lock.acquire():
@@ -856,7 +876,9 @@ def queue_status() -> dict[str, Any]:
     waiting = waiting_count()
     snapshot = queue_snapshot()
     return {
-        "accepting": bool(scheduler.backends()) and waiting < settings.QUEUE_MAX_WAITING,
+        "accepting": bool(scheduler.backends())
+        and waiting < settings.QUEUE_MAX_WAITING
+        and controls.pause_banner() is None,
         "queue": {
             "waiting": waiting,
             "running": len(snapshot.running_elapsed),
@@ -866,15 +888,22 @@ def queue_status() -> dict[str, Any]:
     }
 
 
+def queued_event(position: int, eta: float, as_of: float) -> dict[str, Any]:
+    return {"type": "queued", "position": position, "eta_seconds": round(eta, 1), "as_of": as_of}
+
+
 def publish_queue_positions() -> None:
     """Tell everyone waiting where they stand now (one channel-layer round for all of them)."""
+    # Taken before reading the line: several processes publish concurrently, and a viewer
+    # must be able to tell a stale snapshot from a fresh one (see the consumer).
+    as_of = round(time.time(), 6)
     line = waiting_line()
     if not line:
         return
     snapshot = queue_snapshot()
     estimates = scheduler.wait_estimates(snapshot, len(line))
     events = [
-        (message_id, {"type": "queued", "position": place, "eta_seconds": round(eta, 1)})
+        (message_id, queued_event(place, eta, as_of))
         for place, (message_id, eta) in enumerate(zip(line, estimates, strict=False), start=1)
     ]
 
@@ -989,12 +1018,34 @@ def conversation_payload(conversation: Conversation) -> dict[str, Any]:
     messages = visible_messages(conversation)
     waiting = any(m.status == Message.Status.QUEUED for m in messages)
     snapshot = queue_snapshot() if waiting else None
+    shown = _shown_answers(messages)
+    payloads = []
+    for message in messages:
+        payload = message_payload(message, snapshot=snapshot)
+        if message.role == Message.Role.ASSISTANT:
+            payload["selected"] = message.pk in shown
+        payloads.append(payload)
     return {
         "id": conversation.pk,
         "title": conversation.title,
         "share_url": share_url(conversation),
-        "messages": [message_payload(m, snapshot=snapshot) for m in messages],
+        "messages": payloads,
     }
+
+
+def _shown_answers(messages: list[Message]) -> set[str]:
+    """Ids of the answer shown for each question (the visitor's pick, else the newest)."""
+    answers: dict[str, list[Message]] = {}
+    for message in messages:
+        if message.role == Message.Role.ASSISTANT and message.reply_to_id:
+            answers.setdefault(message.reply_to_id, []).append(message)
+    shown = set()
+    for message in messages:
+        if message.role == Message.Role.USER:
+            chosen = chosen_answer(message, answers.get(message.pk, []))
+            if chosen is not None:
+                shown.add(chosen.pk)
+    return shown
 
 
 def shared_payload(conversation: Conversation) -> dict[str, Any]:
@@ -1069,7 +1120,8 @@ def reconcile() -> dict[str, int]:
                 live.publish(message.pk, _final_event(message))
         elif message.requeue():
             requeued += 1
-    if not scheduler.healthy_backends():
+    # An outage, not an operator disabling backends, is what fails long-waiting work.
+    if not scheduler.healthy_backends(include_disabled=True):
         failed += _fail_outage_victims()
     started = dispatch()
     publish_queue_positions()
@@ -1111,10 +1163,7 @@ def stream_state(
     if message.status == Message.Status.RUNNING:
         status_event = {"type": "started", "backend": message.backend, "model": message.model_id}
     else:
+        as_of = round(time.time(), 6)
         position = position_of(message) or 0
-        status_event = {
-            "type": "queued",
-            "position": position,
-            "eta_seconds": eta_for_position(position),
-        }
+        status_event = queued_event(position, eta_for_position(position), as_of)
     return StreamState(None, [], status_event)

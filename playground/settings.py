@@ -16,9 +16,11 @@ from playground.env import (
     env_float,
     env_int,
     env_list,
+    env_networks,
     env_rate,
     env_str,
     env_urls,
+    env_urls_per_backend,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -88,6 +90,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "playground.controls.banner_context",
             ],
         },
     },
@@ -194,6 +197,16 @@ STREAM_FLUSH_INTERVAL = env_float("STREAM_FLUSH_INTERVAL", 0.02, minimum=0.0, ma
 # Behind N reverse proxies, the client address is the N-th entry from the right of
 # X-Forwarded-For. 0 means the header is ignored (it is trivially forged without a proxy).
 NUM_PROXIES = env_int("NUM_PROXIES", 0, minimum=0, maximum=10)
+
+# --- Operators: the dashboard (/ops/), GPU metrics and the Prometheus endpoint --------------
+# Per backend, in TGI_URL's order (or one for all): a DCGM exporter's /metrics. Unset: the
+# simulator's simulated GPUs, and NVML when this process runs on the GPU host.
+GPU_METRICS_URLS = env_urls_per_backend("GPU_METRICS_URL", TGI_URLS)
+# Each backend and GPU endpoint gets this long; an unreachable one must not stall the page.
+OPS_SCRAPE_TIMEOUT = env_float("OPS_SCRAPE_TIMEOUT", 1.5, minimum=0.1, maximum=10.0)
+# /metrics answers a bearer token or a client address in these networks (either suffices).
+METRICS_TOKEN = env_str("METRICS_TOKEN") or None
+METRICS_ALLOWED_NETWORKS = env_networks("METRICS_ALLOWED_NETWORKS", "127.0.0.0/8,::1/128")
 
 # Conversations untouched for this many days are deleted by the daily purge (0 keeps them).
 CONVERSATION_RETENTION_DAYS = env_int("CONVERSATION_RETENTION_DAYS", 30, minimum=0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from playground import services
+from playground import monitoring, services
 
 
 @shared_task(name="playground.tasks.generate", ignore_result=True)
@@ -21,3 +21,9 @@ def reconcile() -> dict[str, int]:
 @shared_task(name="playground.tasks.purge_expired", ignore_result=True)
 def purge_expired() -> int:
     return services.purge_expired()
+
+
+# One point of the dashboard's last-hour charts; an old beat is worthless, so it expires.
+@shared_task(name="playground.tasks.sample_metrics", ignore_result=True, expires=5)
+def sample_metrics() -> dict | None:
+    return monitoring.sample()

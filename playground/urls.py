@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.urls import path, re_path
+from django.urls import include, path, re_path
 
-from playground import api, views
+from playground import api, ops, views
 
 ID = r"(?P<{}>[A-Za-z0-9_-]{{1,48}})"
 
@@ -51,6 +51,8 @@ page_patterns = [
     re_path(rf"^s/{ID.format('token')}/$", views.shared, name="shared"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
+    path("metrics", ops.prometheus, name="metrics"),
+    path("ops/", include(ops)),
     path("admin/", admin.site.urls),
 ]
 

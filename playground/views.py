@@ -240,7 +240,8 @@ def readyz(request: HttpRequest) -> HttpResponse:
     try:
         live.redis_client().ping()
         checks["redis"] = "ok"
-        healthy = scheduler.healthy_backends()
+        # Readiness is about health; a backend an operator disabled is still a healthy one.
+        healthy = scheduler.healthy_backends(include_disabled=True)
         checks["backends"] = f"{len(healthy)}/{len(scheduler.backends())} healthy"
         if not healthy:
             checks["backends"] = "error: " + checks["backends"]

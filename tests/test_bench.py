@@ -67,8 +67,10 @@ def test_eta_error_only_judges_visitors_who_waited() -> None:
 
 
 def test_peak_concurrent_and_open_at() -> None:
-    intervals = [(0.0, 10.0), (1.0, 2.0), (2.0, 3.0), (5.0, None)]
+    intervals: list[tuple[float, float | None]] = [(0.0, 10.0), (1.0, 2.0), (2.0, 3.0)]
     # (1, 2) closes as (2, 3) opens: they never overlap.
+    assert stats.peak_concurrent(intervals) == 2
+    intervals += [(5.0, None), (5.5, 6.0)]
     assert stats.peak_concurrent(intervals) == 3
     assert stats.open_at(intervals, 2.0) == 2
     assert stats.open_at(intervals, 100.0) == 1

@@ -113,3 +113,26 @@ def test_stop_ends_the_answer_and_keeps_what_was_written(stack: Stack, browser: 
     assert page.inner_text("[data-role=status]").strip() == "Stopped"
     assert (page.text_content("[data-role=thinking]") or "").strip()
     page.close()
+
+
+def test_a_dropped_connection_resumes_without_losing_or_repeating_text(
+    stack: Stack, browser: object
+) -> None:
+    page = browser.new_page()  # type: ignore[attr-defined]
+    page.goto(stack.base_url + "/")
+    page.click("button[data-sample=weissensee]")
+    page.wait_for_selector(".thinking-text", timeout=20_000)
+
+    # Every socket drops at once: the web server goes away and comes back on the same port.
+    stack.kill("web")
+    stack.start_web()
+
+    page.wait_for_selector('article.answer[data-status="done"]', timeout=60_000)
+    message_id = page.get_attribute("article.answer", "id").removeprefix("answer-")
+    stored = page.request.get(f"{stack.base_url}/api/v1/messages/{message_id}").json()
+    thinking = page.text_content("[data-role=thinking]") or ""
+    output = page.text_content("[data-role=output]") or ""
+    expected_thinking = stored["sections"]["thinking"] + "".join(stored["sections"]["reflections"])
+    assert "".join(thinking.split()) == "".join(expected_thinking.split())
+    assert output.strip() == stored["sections"]["output"].strip()
+    page.close()

@@ -160,6 +160,30 @@ def test_a_waiting_viewer_hears_its_place_and_counts_as_present() -> None:
 
     event, while_connected, after_leaving = asyncio.run(scenario())
 
-    assert event == {"type": "queued", "position": 1, "eta_seconds": 0.0}
+    assert {k: v for k, v in event.items() if k != "as_of"} == {
+        "type": "queued",
+        "position": 1,
+        "eta_seconds": 0.0,
+    }
+    assert event["as_of"] > 0
     assert while_connected == 1
     assert after_leaving == 0
+
+
+def test_a_place_in_line_computed_earlier_but_delivered_later_is_dropped() -> None:
+    message = make_message(status=Message.Status.QUEUED)
+
+    async def scenario() -> list[dict]:
+        socket = communicator(message)
+        await socket.connect()
+        first = json.loads((await socket.receive_output(3))["text"])
+        fresh = {"type": "queued", "position": 1, "eta_seconds": 5.0, "as_of": first["as_of"] + 2}
+        stale = {"type": "queued", "position": 3, "eta_seconds": 9.0, "as_of": first["as_of"] + 1}
+        for event in (fresh, stale, {"type": "cancelled"}):
+            await asyncio.to_thread(live.publish, message.pk, event)
+        return [first, *await receive_all(socket)]
+
+    events = asyncio.run(scenario())
+
+    assert [e.get("position") for e in events if e.get("type") == "queued"] == [1, 1]
+    assert events[-2] == {"type": "cancelled"}

@@ -5,6 +5,7 @@ WebSocket. Every component is a real process started by the same code as `make r
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 
@@ -178,3 +179,26 @@ def test_the_home_page_and_the_conversation_page_render(visitor: Visitor) -> Non
 
     assert page.status_code == 200
     assert "Reflection" in page.text and "strawberry" in page.text
+
+
+def test_many_viewers_of_a_shared_link_cost_the_backend_nothing_extra(
+    stack: Stack, visitor: Visitor
+) -> None:
+    sim = stack.env["TGI_URL"]
+    requests_before = httpx.get(f"{sim}/sim/stats").json()["requests"]
+    created = visitor.post("/api/v1/conversations", {"sample": "agatha"}).json()
+    token = created["share_url"].split("/")[2]
+    stream_url = f"/ws/messages/{created['message']['id']}/?share={token}"
+    visitor.events(stream_url, limit=5, anonymous=True)  # join once the answer is under way
+
+    async def watch_all() -> list[list[dict]]:
+        viewers = [visitor.aevents(stream_url, after=0, anonymous=True) for _ in range(150)]
+        return await asyncio.gather(*viewers)
+
+    everyone = asyncio.run(watch_all())
+
+    owner_view = visitor.get(f"/api/v1/messages/{created['message']['id']}").json()
+    for events in everyone:
+        assert events[-1]["type"] == "done"
+        assert sections_from(deltas_of(events)) == owner_view["sections"]
+    assert httpx.get(f"{sim}/sim/stats").json()["requests"] == requests_before + 1

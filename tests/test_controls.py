@@ -1,0 +1,414 @@
+"""Operator controls take effect through services, in this process and in any other one."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
+from django.utils import timezone
+
+from playground import controls, metrics, scheduler, services
+from playground.models import AuditLog, Block, Message
+from tests.simulator import running_simulator
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def submit(session: str, ip: str = "10.0.0.1") -> Message:
+    return services.submit(session_key=session, client_ip=ip, prompt="How many r's in strawberry?")
+
+
+def refused(session: str, ip: str = "10.0.0.1") -> services.PlaygroundError:
+    with pytest.raises(services.PlaygroundError) as caught:
+        submit(session, ip)
+    return caught.value
+
+
+def in_other_process(code: str) -> str:
+    """Run Python with Django set up in a separate process on the same Redis; return stdout."""
+    program = "import django; django.setup()\n" + code
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "playground.settings"}
+    result = subprocess.run(
+        [sys.executable, "-c", program],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+# --- pause ----------------------------------------------------------------------------------
+
+
+def test_paused_intake_refuses_new_questions_with_the_banner_as_a_503(
+    backend: str, enqueued: list[str]
+) -> None:
+    controls.set_paused("Back at 18:00 UTC after the GPU swap.")
+
+    error = refused("s1")
+
+    assert error.code == "paused" and error.status == 503
+    assert error.message == "Back at 18:00 UTC after the GPU swap."
+    assert not Message.objects.exists()
+    assert services.queue_status()["accepting"] is False
+
+
+def test_queued_work_still_starts_while_intake_is_paused(backend: str, enqueued: list[str]) -> None:
+    first, second, third = submit("a", "10.0.0.1"), submit("b", "10.0.0.2"), submit("c", "10.0.0.3")
+    assert enqueued == [first.pk, second.pk], "two slots on the backend"
+    controls.set_paused("Paused for a moment.")
+
+    scheduler.release_slot(backend, first.pk)  # the first answer ends
+    started = services.dispatch()
+
+    assert started == 1
+    assert enqueued[-1] == third.pk
+
+
+def test_resuming_intake_accepts_questions_again(backend: str, enqueued: list[str]) -> None:
+    controls.set_paused("Paused.")
+    refused("s1")
+
+    controls.set_paused(None)
+
+    assert submit("s1").status == Message.Status.QUEUED
+
+
+def test_new_visitors_see_the_banner_and_a_refused_submit_keeps_their_prompt(
+    backend: str, enqueued: list[str], visitor: Client
+) -> None:
+    controls.set_paused("We are back at 18:00 UTC.")
+
+    page = visitor.get("/")
+    posted = visitor.post("/c/new", {"prompt": "Is 9.11 bigger than 9.9?"})
+    api = visitor.post("/api/v1/conversations", {"prompt": "hi"}, content_type="application/json")
+
+    assert "We are back at 18:00 UTC." in page.content.decode()
+    assert posted.status_code == 503
+    assert "Is 9.11 bigger than 9.9?" in posted.content.decode()
+    assert api.status_code == 503
+    assert api.json() == {"error": {"code": "paused", "message": "We are back at 18:00 UTC."}}
+
+
+def test_the_banner_is_escaped_on_the_page(backend: str, visitor: Client) -> None:
+    controls.set_paused("<script>alert(1)</script>")
+
+    html = visitor.get("/").content.decode()
+
+    assert "<script>alert(1)</script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+# --- drain ----------------------------------------------------------------------------------
+
+
+def test_draining_starts_no_new_generation_and_keeps_the_line(
+    backend: str, enqueued: list[str]
+) -> None:
+    controls.set_draining(True)
+
+    message = submit("s1")
+
+    assert enqueued == []
+    assert services.position_of(message) == 1
+    assert services.reconcile()["dispatched"] == 0
+
+
+def test_ending_a_drain_lets_the_line_move(backend: str, enqueued: list[str]) -> None:
+    controls.set_draining(True)
+    message = submit("s1")
+
+    controls.set_draining(False)
+    services.dispatch()
+
+    assert enqueued == [message.pk]
+
+
+# --- concurrency ----------------------------------------------------------------------------
+
+
+def test_a_concurrency_override_changes_the_slots_of_that_backend(
+    backend: str, enqueued: list[str]
+) -> None:
+    controls.set_concurrency(backend, 3)
+
+    messages = [submit(f"s{i}", f"10.0.0.{i}") for i in range(4)]
+
+    assert enqueued == [m.pk for m in messages[:3]]
+    assert scheduler.capacity() == 3
+    assert scheduler.slots_in_use(backend) == 3
+
+
+def test_lowering_concurrency_lets_running_work_finish_and_starts_nothing_new(
+    backend: str, enqueued: list[str]
+) -> None:
+    first, second = submit("a", "10.0.0.1"), submit("b", "10.0.0.2")
+    controls.set_concurrency(backend, 1)
+    third = submit("c", "10.0.0.3")
+
+    scheduler.release_slot(backend, first.pk)
+    assert services.dispatch() == 0, "one slot still held against a limit of one"
+    scheduler.release_slot(backend, second.pk)
+    assert services.dispatch() == 1
+    assert enqueued[-1] == third.pk
+
+
+def test_resetting_the_override_goes_back_to_the_setting(backend: str) -> None:
+    controls.set_concurrency(backend, 7)
+    assert scheduler.concurrency_limit(backend) == 7
+
+    controls.set_concurrency(backend, None)
+
+    assert scheduler.concurrency_limit(backend) == 2
+
+
+# --- disabled backends ----------------------------------------------------------------------
+
+
+def test_a_disabled_backend_is_never_chosen(settings: Any, enqueued: list[str]) -> None:
+    first, second = "http://gpu1.test:80", "http://gpu2.test:80"
+    settings.TGI_URLS = [first, second]
+    settings.GENERATION_CONCURRENCY = 4
+    controls.set_backend_enabled(first, False)
+
+    messages = [submit(f"s{i}", f"10.0.0.{i}") for i in range(3)]
+
+    assert {m.backend for m in messages} == {second}
+    assert scheduler.healthy_backends() == [second]
+    assert scheduler.capacity() == 4
+    assert scheduler.healthy_backends(include_disabled=True) == [first, second]
+
+
+def test_an_enabled_backend_comes_back_into_rotation(settings: Any, enqueued: list[str]) -> None:
+    first, second = "http://gpu1.test:80", "http://gpu2.test:80"
+    settings.TGI_URLS = [first, second]
+    controls.set_backend_enabled(first, False)
+    submit("a", "10.0.0.1")
+
+    controls.set_backend_enabled(first, True)
+    message = submit("b", "10.0.0.2")
+
+    assert message.backend == first, "least loaded again"
+
+
+def test_disabling_every_backend_does_not_fail_the_waiting_as_an_outage(
+    enqueued: list[str], settings: Any
+) -> None:
+    settings.BACKEND_OUTAGE_PATIENCE = 0
+    with running_simulator() as url:
+        settings.TGI_URLS = [url]
+        controls.set_backend_enabled(url, False)
+        message = submit("s1")
+        Message.objects.filter(pk=message.pk).update(created=timezone.now() - timedelta(minutes=5))
+
+        services.reconcile()
+
+    message.refresh_from_db()
+    assert message.status == Message.Status.QUEUED
+
+
+# --- blocks ---------------------------------------------------------------------------------
+
+
+def test_a_blocked_ip_is_refused_with_a_403_and_others_are_not(
+    backend: str, enqueued: list[str]
+) -> None:
+    controls.add_block(kind=Block.Kind.IP, value="203.0.113.9", duration=timedelta(hours=1))
+
+    error = refused("s1", "203.0.113.9")
+
+    assert error.code == "blocked" and error.status == 403
+    assert "blocked until" in error.message
+    assert submit("s2", "203.0.113.10").status == Message.Status.QUEUED
+
+
+def test_a_blocked_session_is_refused_from_any_address(backend: str, enqueued: list[str]) -> None:
+    controls.add_block(kind=Block.Kind.SESSION, value="session-x", duration=timedelta(minutes=5))
+
+    assert refused("session-x", "10.0.0.1").code == "blocked"
+    assert refused("session-x", "10.9.9.9").code == "blocked"
+    stored = Block.objects.get()
+    assert stored.value != "session-x", "the session key is not stored"
+    assert stored.value == controls.session_fingerprint("session-x")
+
+
+def test_an_expired_or_lifted_block_refuses_nothing(backend: str, enqueued: list[str]) -> None:
+    block = controls.add_block(kind=Block.Kind.IP, value="10.0.0.1", duration=timedelta(hours=1))
+    block.expires = timezone.now() - timedelta(seconds=1)
+    block.save()
+
+    assert submit("s1", "10.0.0.1").status == Message.Status.QUEUED
+
+
+def test_a_blocked_visitor_does_not_use_up_the_rate_budget(
+    backend: str, enqueued: list[str], settings: Any
+) -> None:
+    from playground.env import parse_rate
+
+    settings.IP_RATE_LIMIT = parse_rate("1/h")
+    block = controls.add_block(kind=Block.Kind.IP, value="10.0.0.1", duration=timedelta(hours=1))
+    refused("s1", "10.0.0.1")
+    Block.objects.filter(pk=block.pk).update(expires=timezone.now())
+
+    assert submit("s1", "10.0.0.1").status == Message.Status.QUEUED
+
+
+def test_refusals_by_controls_are_counted_by_reason(backend: str, enqueued: list[str]) -> None:
+    controls.add_block(kind=Block.Kind.IP, value="10.0.0.7", duration=timedelta(hours=1))
+    refused("s1", "10.0.0.7")
+    controls.set_paused("Paused.")
+    refused("s2", "10.0.0.8")
+
+    counts = metrics.window().counts
+
+    assert counts["rejected:blocked"] == 1
+    assert counts["rejected:paused"] == 1
+
+
+# --- validation -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "1025", "abc", "2.5", "", None, "99999999"])
+def test_concurrency_outside_1_to_1024_is_refused(value: Any) -> None:
+    with pytest.raises(controls.ControlError):
+        controls.clean_concurrency(value)
+
+
+@pytest.mark.parametrize(("value", "expected"), [("1", 1), (" 64 ", 64), ("1024", 1024)])
+def test_concurrency_within_bounds_is_accepted(value: str, expected: int) -> None:
+    assert controls.clean_concurrency(value) == expected
+
+
+@pytest.mark.parametrize("value", ["", "   ", None, "x" * 301])
+def test_an_empty_or_overlong_banner_is_refused(value: Any) -> None:
+    with pytest.raises(controls.ControlError):
+        controls.clean_banner(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("90", timedelta(minutes=90)), ("1m", timedelta(minutes=1)), ("12h", timedelta(hours=12))]
+    + [("30d", timedelta(days=30))],
+)
+def test_block_durations_from_a_minute_to_thirty_days(value: str, expected: timedelta) -> None:
+    assert controls.clean_duration(value) == expected
+
+
+@pytest.mark.parametrize("value", ["0", "0m", "31d", "-5m", "5w", "", "1.5h", "9999999"])
+def test_block_durations_outside_the_range_are_refused(value: str) -> None:
+    with pytest.raises(controls.ControlError):
+        controls.clean_duration(value)
+
+
+@pytest.mark.parametrize("value", ["999.1.1.1", "10.0.0.0/8", "example.com", ""])
+def test_an_ip_that_does_not_parse_is_refused(value: str) -> None:
+    with pytest.raises(controls.ControlError):
+        controls.clean_ip(value)
+
+
+def test_ips_are_stored_in_the_form_visitors_are_recognised_by() -> None:
+    assert controls.clean_ip(" 2001:DB8:0:0::1 ") == "2001:db8::1"
+
+
+def test_a_backend_must_be_one_of_the_configured_ones(backend: str) -> None:
+    assert controls.clean_backend(backend) == backend
+    with pytest.raises(controls.ControlError):
+        controls.clean_backend("http://elsewhere:80")
+
+
+# --- the audit log --------------------------------------------------------------------------
+
+
+def test_an_audit_entry_names_the_operator_and_keeps_the_values(db: None) -> None:
+    operator = get_user_model().objects.create_user("olga", password="x", is_staff=True)
+
+    entry = controls.audit(operator, "concurrency", "http://gpu1:80", before=None, after=8)
+
+    stored = AuditLog.objects.get(pk=entry.pk)
+    assert stored.actor == operator and stored.actor_name == "olga"
+    assert stored.action == "concurrency" and stored.target == "http://gpu1:80"
+    assert stored.detail == {"before": None, "after": 8}
+
+
+def test_the_audit_entry_outlives_the_operators_account(db: None) -> None:
+    operator = get_user_model().objects.create_user("gone", password="x", is_staff=True)
+    controls.audit(operator, "drain")
+
+    operator.delete()
+
+    entry = AuditLog.objects.get()
+    assert entry.actor is None and entry.actor_name == "gone"
+
+
+# --- across processes -----------------------------------------------------------------------
+
+
+def test_controls_set_in_another_process_take_effect_here(
+    backend: str, enqueued: list[str]
+) -> None:
+    in_other_process(
+        "from playground import controls\n"
+        "controls.set_paused('Paused from a shell.')\n"
+        "controls.set_draining(True)\n"
+        f"controls.set_concurrency({backend!r}, 5)\n"
+        "controls.set_backend_enabled('http://other.test:80', False)\n"
+    )
+
+    assert refused("s1").code == "paused"
+    assert services.dispatch() == 0
+    assert scheduler.concurrency_limit(backend) == 5
+    assert controls.disabled_backends() == {"http://other.test:80"}
+
+
+def test_controls_set_here_take_effect_in_another_process(backend: str) -> None:
+    controls.set_paused("Paused here.")
+    controls.set_draining(True)
+    controls.set_concurrency(backend, 9)
+    controls.set_backend_enabled(backend, False)
+
+    seen = json.loads(
+        in_other_process(
+            "import json\n"
+            "from django.conf import settings\n"
+            "from playground import controls, scheduler\n"
+            f"settings.TGI_URLS = [{backend!r}]\n"
+            "print(json.dumps({'banner': controls.pause_banner(),\n"
+            "    'draining': controls.draining(),\n"
+            f"    'limit': scheduler.concurrency_limit({backend!r}),\n"
+            "    'healthy': scheduler.healthy_backends()}))\n"
+        )
+    )
+
+    assert seen == {"banner": "Paused here.", "draining": True, "limit": 9, "healthy": []}
+
+
+def test_a_block_set_in_another_process_refuses_here(backend: str, enqueued: list[str]) -> None:
+    # The other process writes to this test's database (blocks live there, not in Redis).
+    from django.db import connection
+
+    name = connection.settings_dict["NAME"]
+    if connection.vendor != "sqlite":
+        pytest.skip("points the other process at the SQLite test database only")
+    in_other_process(
+        "from django.db import connections\n"
+        f"connections['default'].settings_dict['NAME'] = {str(name)!r}\n"
+        "from datetime import timedelta\n"
+        "from playground import controls\n"
+        "controls.add_block(kind='ip', value='198.51.100.4', duration=timedelta(minutes=10))\n"
+    )
+
+    assert refused("s1", "198.51.100.4").code == "blocked"
