@@ -43,6 +43,7 @@ class Config:
     seed: int
     quick: bool
     keep_data: bool = False
+    worker_processes: int = 1
     redis_monitor: bool = False
 
     @property
@@ -87,6 +88,12 @@ def parse_args(argv: list[str] | None) -> Config:
         help="diagnosis: record a Redis MONITOR trace of the stack rush (slows Redis down)",
     )
     parser.add_argument(
+        "--worker-processes",
+        type=int,
+        default=1,
+        help="diagnosis: Celery worker processes sharing the slots (`make run` starts one)",
+    )
+    parser.add_argument(
         "--keep-data",
         action="store_true",
         help="keep the stack's database and VAR_DIR afterwards (for inspection)",
@@ -97,7 +104,13 @@ def parse_args(argv: list[str] | None) -> Config:
     args = parser.parse_args(argv)
     visitors = args.visitors or (24 if args.quick else 96)
     slots = args.slots or (4 if args.quick else 16)
-    if visitors < 1 or slots < 1 or args.tokens_per_second <= 0 or args.idle_repeats < 1:
+    if (
+        visitors < 1
+        or slots < 1
+        or args.tokens_per_second <= 0
+        or args.idle_repeats < 1
+        or args.worker_processes < 1
+    ):
         parser.error("visitors, slots, idle repeats and tokens per second must be positive")
     return Config(
         visitors=visitors,
@@ -110,6 +123,7 @@ def parse_args(argv: list[str] | None) -> Config:
         quick=args.quick,
         keep_data=args.keep_data,
         redis_monitor=args.redis_monitor,
+        worker_processes=args.worker_processes,
     )
 
 
@@ -137,8 +151,14 @@ def main(argv: list[str] | None = None) -> int:
         sim_url = simulator.start()
         say(f"simulator at {sim_url} (log {simulator.log_path})")
         stack = make_stack(sim_url, config.slots, work_dir, log_dir)
+        if config.worker_processes > 1:
+            # Threads per process as `make run` sizes them, for this process's share of slots.
+            share = -(-config.slots // config.worker_processes)
+            stack.worker_concurrency = share + 4
         say("starting the stack (embedded redis, migrations, Celery worker, daphne)…")
         stack.start()
+        for number in range(2, config.worker_processes + 1):
+            stack.start_worker(name=f"worker{number}", beat=False)
         stack.wait_for_worker()
         say(f"stack at {stack.base_url}; logs in {log_dir}")
         document = asyncio.run(measure(config, simulator, stack))
@@ -182,12 +202,13 @@ async def measure(config: Config, simulator: Simulator, stack: Stack) -> dict[st
         await run_visitors(base, [idle_slug], timeout)
     await asyncio.to_thread(simulator.wait_idle)
 
-    roots = {"web": stack.processes["web"].pid, "worker": stack.processes["worker"].pid}
+    workers = [p.pid for name, p in stack.processes.items() if name.startswith("worker")]
+    roots = {"web": [stack.processes["web"].pid], "worker": workers}
     sampler = procs.MemorySampler(roots)
     before = sampler.snapshot()
-    cpu_roots = {"bench": os.getpid(), **roots, "simulator": _pid(simulator.process)}
+    cpu_roots = {"bench": [os.getpid()], **roots, "simulator": [_pid(simulator.process)]}
     if stack.redis is not None:
-        cpu_roots["redis"] = _pid(stack.redis.process)
+        cpu_roots["redis"] = [_pid(stack.redis.process)]
     tap = None
     if config.redis_monitor:
         tap = RedisMonitor(stack.env["REDIS_URL"], config.out.parent / "redis-monitor.log")
@@ -224,7 +245,8 @@ async def measure(config: Config, simulator: Simulator, stack: Stack) -> dict[st
     quiet["floor_rush"] = await wait_for_quiet(cpu_roots, "the floor rush")
     line = _line_order(rush)
     say(f"floor rush: the same {len(line)} visitors through an ideal queue of {config.slots}")
-    cpu = procs.CpuMeter({"bench": os.getpid(), "simulator": _pid(simulator.process)}).start()
+    floor_roots = {"bench": [os.getpid()], "simulator": [_pid(simulator.process)]}
+    cpu = procs.CpuMeter(floor_roots).start()
     floor_rush = await floor.rush(
         simulator.url,
         [(visit.index, visit.slug, prompts[visit.slug]) for visit in line],
@@ -263,6 +285,7 @@ async def measure(config: Config, simulator: Simulator, stack: Stack) -> dict[st
             "slots": config.slots,
             "tokens_per_second": config.tokens_per_second,
             "idle_repeats": config.idle_repeats,
+            "worker_processes": config.worker_processes,
             "prime": config.prime,
             "quick": config.quick,
             "visitor_timeout_s": timeout,
@@ -313,7 +336,7 @@ QUIET_CORES = 0.2
 QUIET_PATIENCE = 180.0
 
 
-async def wait_for_quiet(roots: dict[str, int], what: str) -> float:
+async def wait_for_quiet(roots: dict[str, list[int]], what: str) -> float:
     """Wait (a while) until nothing outside the benchmark uses the CPU; return that load.
 
     The machine may be shared with other work. A run under foreign load is still reported,
@@ -349,7 +372,7 @@ def _line_order(rush: StackRun) -> list[StackVisit]:
 
 
 def memory_figures(
-    roots: dict[str, int],
+    roots: dict[str, list[int]],
     before: dict[str, int | None],
     sampler: procs.MemorySampler,
     rush: StackRun,
@@ -409,8 +432,16 @@ def environment(config: Config, stack: Stack) -> dict[str, Any]:
             text=True,
             check=False,
         ).stdout.strip()
+        # Others may be editing the tree: name what differed from the commit.
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.split("\n")
     except OSError:
-        commit = ""
+        commit, dirty = "", []
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     return {
         "cpu_count": os.cpu_count(),
@@ -418,6 +449,7 @@ def environment(config: Config, stack: Stack) -> dict[str, Any]:
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "git_commit": commit,
+        "git_modified_files": [line[3:] for line in dirty if line.strip()],
         "simulator_args": config.sim_args,
         "stack_env": {
             key: stack.env.get(key)

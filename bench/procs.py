@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,19 +17,21 @@ def _parent_of(pid: int) -> int | None:
     return int(fields[1]) if len(fields) > 1 else None
 
 
-def process_tree(root: int) -> list[int]:
-    """`root` and all its living descendants."""
+def process_tree(root: int | Sequence[int]) -> list[int]:
+    """`root` (one pid or several) and all their living descendants."""
     children: dict[int, list[int]] = {}
     for entry in PROC.iterdir() if PROC.is_dir() else ():
         if entry.name.isdigit():
             parent = _parent_of(int(entry.name))
             if parent is not None:
                 children.setdefault(parent, []).append(int(entry.name))
-    tree, todo = [], [root]
+    tree: list[int] = []
+    todo = [root] if isinstance(root, int) else list(root)
     while todo:
         pid = todo.pop()
-        tree.append(pid)
-        todo.extend(children.get(pid, ()))
+        if pid not in tree:
+            tree.append(pid)
+            todo.extend(children.get(pid, ()))
     return tree
 
 
@@ -71,13 +73,19 @@ def machine_cpu() -> tuple[float, float]:
 class CpuMeter:
     """CPU used by named process trees (in cores) and by the whole machine, over an interval."""
 
-    roots: Mapping[str, int]
+    roots: Mapping[str, Sequence[int]]
+    # Measured without descendants: the benchmark's own process is the parent of the stack
+    # and the simulator, which have names of their own.
+    alone: frozenset[str] = frozenset({"bench"})
     _start: dict[str, float] = field(default_factory=dict)
     _machine: tuple[float, float] = (0.0, 0.0)
     _began: float = 0.0
 
+    def _used(self, name: str, pids: Sequence[int]) -> float:
+        return cpu_seconds(list(pids) if name in self.alone else process_tree(pids))
+
     def start(self) -> CpuMeter:
-        self._start = {name: cpu_seconds(process_tree(pid)) for name, pid in self.roots.items()}
+        self._start = {name: self._used(name, pid) for name, pid in self.roots.items()}
         self._machine = machine_cpu()
         self._began = time.monotonic()
         return self
@@ -86,7 +94,7 @@ class CpuMeter:
         """Cores used by each tree on average, plus `machine_busy` (0..1 of all CPUs)."""
         elapsed = max(time.monotonic() - self._began, 1e-9)
         used = {
-            name: (cpu_seconds(process_tree(pid)) - self._start.get(name, 0.0)) / elapsed
+            name: (self._used(name, pid) - self._start.get(name, 0.0)) / elapsed
             for name, pid in self.roots.items()
         }
         busy, total = machine_cpu()
@@ -101,7 +109,7 @@ class CpuMeter:
         return used
 
 
-def foreign_load(roots: Mapping[str, int], seconds: float = 2.0) -> float:
+def foreign_load(roots: Mapping[str, Sequence[int]], seconds: float = 2.0) -> float:
     """Cores used by processes outside `roots` over the next `seconds`."""
     meter = CpuMeter(roots).start()
     time.sleep(seconds)
@@ -134,7 +142,7 @@ class MemorySampler:
     `rescan` seconds because scanning all of /proc is the expensive part.
     """
 
-    roots: Mapping[str, int]
+    roots: Mapping[str, Sequence[int]]
     interval: float = 0.1
     rescan: float = 2.0
     clock: Callable[[], float] = time.time
@@ -177,7 +185,7 @@ class MemorySampler:
         return best
 
 
-def peak_rss_kib(root: int) -> int | None:
+def peak_rss_kib(root: int | Sequence[int]) -> int | None:
     """Sum of VmHWM (each process's lifetime peak RSS) over a tree: an upper bound of its peak."""
     return tree_kib(process_tree(root), "VmHWM")
 

@@ -273,7 +273,10 @@ def main() -> None:
     try:
         stack.start()
         stack.say(f"serving http://127.0.0.1:{port}  (Ctrl-C stops everything)")
-        stack.say("operators: create a login with `.venv/bin/python manage.py createsuperuser`")
+        stack.say(
+            "operators: create a login with `.venv/bin/python manage.py createsuperuser`, "
+            f"then log in at http://127.0.0.1:{port}/ops/"
+        )
         restarts: list[float] = []
         while True:
             for name, process in list(stack.processes.items()):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import math
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -85,6 +86,8 @@ def data(request: HttpRequest) -> HttpResponse:
         since = float(request.GET["since"]) if request.GET.get("since") else None
     except ValueError:
         since = None
+    if since is not None and not math.isfinite(since):
+        since = None  # "nan" parses as a float but is no bound Redis accepts
     return JsonResponse(monitoring.snapshot(since))
 
 
