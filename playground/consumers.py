@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qs
 
-from channels.db import database_sync_to_async
+from channels.db import DatabaseSyncToAsync
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from playground import live, metrics, services
@@ -50,7 +50,9 @@ class MessageStreamConsumer(AsyncJsonWebsocketConsumer):
         await metrics.websocket_opened()
         await self.channel_layer.group_add(live.group_name(self.message_id), self.channel_name)
         self.subscribed = True
-        state = await database_sync_to_async(services.stream_state)(
+        # Not thread-sensitive: a burst of viewers connecting must not queue behind the
+        # HTTP views, which Django runs one at a time on its single sync thread.
+        state = await DatabaseSyncToAsync(services.stream_state, thread_sensitive=False)(
             self.message_id, session_key=session_key, share_token=share_token
         )
         if state is None:

@@ -149,16 +149,19 @@ class Message(models.Model):
             self.refresh_from_db(fields=["dispatched_at", "backend"])
         return bool(updated)
 
-    def mark_running(self) -> bool:
-        """Claim a dispatched message for one worker. False if it was claimed or cancelled."""
+    def mark_running(self, **provenance: Any) -> bool:
+        """Claim a dispatched message for one worker. False if it was claimed or cancelled.
+
+        `provenance` (model_id, model_info, sampling) is recorded in the same UPDATE."""
         updated = Message.objects.filter(
             pk=self.pk, status=self.Status.QUEUED, dispatched_at__isnull=False
         ).update(
             status=self.Status.RUNNING,
             started_at=timezone.now(),
             attempts=models.F("attempts") + 1,
+            **provenance,
         )
-        self.refresh_from_db(fields=["status", "started_at", "attempts"])
+        self.refresh_from_db(fields=["status", "started_at", "attempts", *provenance])
         return bool(updated)
 
     def requeue(self) -> bool:

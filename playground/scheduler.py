@@ -156,6 +156,10 @@ async def arenew_slot(backend: str, message_id: str) -> None:
     )
 
 
+async def arelease_slot(backend: str, message_id: str) -> None:
+    await live.async_redis_client().zrem(slot_key(backend), message_id)
+
+
 def release_slot(backend: str, message_id: str) -> None:
     if backend:
         live.redis_client().zrem(slot_key(backend), message_id)

@@ -32,7 +32,7 @@ from inference.client import (
 )
 from inference.parser import Delta, Sections, TagParser, merge_deltas
 from inference.prompt import DEFAULT_SYSTEM_PROMPT, Turn, build_prompt, fit_history
-from playground import controls, limits, live, metrics, scheduler
+from playground import answer_checks, controls, limits, live, metrics, scheduler
 from playground.models import (
     Conversation,
     Message,
@@ -481,6 +481,7 @@ class Outcome:
     events: list[dict[str, Any]] = field(default_factory=list)
     sections: dict[str, Any] = field(default_factory=dict)
     requeue: bool = False
+    handed_on: bool = False  # the slot was released and the line dispatched already
 
 
 def chosen_answer(question: Message, answers: list[Message]) -> Message | None:
@@ -537,38 +538,78 @@ def run_generation(message_id: str) -> None:
     backend = message.backend
     if not backend:
         return
-    if not message.mark_running():
+    if message.is_final:
+        # Cancelled after its slot was leased but before it started: pass the slot on.
+        scheduler.release_slot(backend, message.pk)
+        dispatch()
+        return
+    if message.status != Message.Status.QUEUED:
+        return  # a redelivered task: another worker is writing this answer
+    # Everything the generation needs is read first, so that claiming the message and
+    # recording its provenance is a single write on the way to the first token.
+    info = scheduler.backend_info(backend)
+    prompt, dropped = build_model_prompt(message, info)
+    params = sampling_params()
+    claimed = message.mark_running(
+        model_id=str(info.get("model_id", "")),
+        model_info=_provenance(info),
+        sampling={**params.to_parameters(), "history_turns_dropped": dropped},
+    )
+    if not claimed:
         if message.is_final:
-            # Cancelled after its slot was leased but before it started: pass the slot on.
             scheduler.release_slot(backend, message.pk)
             dispatch()
         return
+    outcome = None
     try:
-        info = scheduler.backend_info(backend)
-        prompt, dropped = build_model_prompt(message, info)
-        params = sampling_params()
-        Message.objects.filter(pk=message.pk).update(
-            model_id=str(info.get("model_id", "")),
-            model_info=_provenance(info),
-            sampling={**params.to_parameters(), "history_turns_dropped": dropped},
-        )
         outcome = asyncio.run(_generate(message.pk, backend, prompt, params, info))
     except Exception:
         log.exception("generation of %s crashed", message_id)
         if message.fail("worker_error", "The playground failed while writing this answer."):
             live.publish(message.pk, _final_event(message))
-        outcome = None
     finally:
         scheduler.release_slot(backend, message.pk)
         close_old_connections()
-    if outcome is not None and outcome.requeue:
-        publish_queue_positions()
-    dispatch()
+    if outcome is None or not outcome.handed_on:
+        if outcome is not None and outcome.requeue:
+            publish_queue_positions()
+        dispatch()
+
+
+def _dispatch_from_thread() -> None:
+    try:
+        dispatch()
+    finally:
+        connections.close_all()
 
 
 def _provenance(info: dict) -> dict:
     keys = ("model_id", "model_sha", "version", "max_input_tokens", "max_total_tokens")
     return {key: info.get(key) for key in keys if key in info}
+
+
+SAMPLING_KEYS = (
+    "temperature", "top_p", "top_k", "typical_p", "repetition_penalty", "frequency_penalty",
+    "max_new_tokens", "do_sample", "seed", "stop",
+)  # fmt: skip
+
+
+def message_provenance(message: Message) -> dict[str, Any] | None:
+    """Which backend and model served an answer (TGI /info) and how it sampled; None before a
+    backend took it. The simulator names itself in /info's model_id."""
+    if message.role != Message.Role.ASSISTANT or not (message.model_id or message.model_info):
+        return None
+    info = message.model_info or {}
+    model_id = str(info.get("model_id") or message.model_id or "")
+    sampling = message.sampling or {}
+    return {
+        "backend": message.backend or None,
+        "model_id": model_id or None,
+        "model_sha": info.get("model_sha"),
+        "version": info.get("version"),
+        "simulated": "simulator" in model_id.lower(),
+        "sampling": {key: sampling[key] for key in SAMPLING_KEYS if key in sampling},
+    }
 
 
 async def _generate(
@@ -585,12 +626,21 @@ async def _generate(
         await _stream_answer(publisher, outcome, backend, prompt, params)
         if await publisher.cancel_requested():
             outcome.status = Message.Status.CANCELLED
+        handoff = None
+        if not outcome.requeue:
+            # The backend stream is closed, so its GPU slot is free now: the next in line
+            # starts while this answer's bookkeeping is still being written.
+            await scheduler.arelease_slot(backend, message_id)
+            handoff = asyncio.create_task(asyncio.to_thread(_dispatch_from_thread))
+            outcome.handed_on = True
         outcome.events = publisher.events
         outcome.sections = _sections_of(outcome.events)
         final = await asyncio.to_thread(_persist_outcome, message_id, outcome)
         if final is not None:
             await publisher.publish(final)
         await publisher.expire_log()
+        if handoff is not None:
+            await handoff
     finally:
         await publisher.aclose()
     return outcome
@@ -768,7 +818,13 @@ def _record_service_time(message: Message) -> None:
 
 def _final_event(message: Message) -> dict[str, Any]:
     if message.status == Message.Status.DONE:
-        return {"type": "done", "stats": message_stats(message)}
+        # "check" and "provenance" extend DESIGN 4.3 (see README, Public contracts).
+        return {
+            "type": "done",
+            "stats": message_stats(message),
+            "check": answer_checks.check(message),
+            "provenance": message_provenance(message),
+        }
     if message.status == Message.Status.CANCELLED:
         return {"type": "cancelled"}
     return {
@@ -999,6 +1055,8 @@ def message_payload(
         "backend": message.backend or None,
         "model": message.model_id or None,
         "created": message.created.isoformat(),
+        "provenance": message_provenance(message),
+        "check": answer_checks.check(message),
     }
 
 
