@@ -74,12 +74,13 @@ def parse_args(argv: list[str] | None) -> Config:
     parser.add_argument("--slots", type=int, default=None, help="GENERATION_CONCURRENCY (16)")
     parser.add_argument("--tokens-per-second", type=float, default=40.0)
     parser.add_argument("--out", type=Path, default=Path("bench-results/bench.json"))
-    parser.add_argument("--idle-repeats", type=int, default=5)
+    parser.add_argument("--idle-repeats", type=int, default=7)
     parser.add_argument(
         "--prime",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="serve one full wave before the rush so the ETA model has a service-time history",
+        help="serve one visitor per sample (at least one wave) before the rush, so the "
+        "processes are warm and the ETA model has a service-time history",
     )
     parser.add_argument("--seed", type=int, default=1, help="the simulator's seed")
     parser.add_argument(
@@ -147,6 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     work_dir = Path(tempfile.mkdtemp(prefix="playground-bench-"))
     simulator = Simulator(config.sim_args, log_dir / "simulator.log")
     stack: Stack | None = None
+    source = source_state()
     try:
         sim_url = simulator.start()
         say(f"simulator at {sim_url} (log {simulator.log_path})")
@@ -161,11 +163,14 @@ def main(argv: list[str] | None = None) -> int:
             stack.start_worker(name=f"worker{number}", beat=False)
         stack.wait_for_worker()
         say(f"stack at {stack.base_url}; logs in {log_dir}")
-        document = asyncio.run(measure(config, simulator, stack))
+        document = asyncio.run(measure(config, simulator, stack, source))
     except KeyboardInterrupt:
         say("interrupted; stopping everything")
         return 130
     finally:
+        # A second Ctrl-C must not leave half the processes running.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if stack is not None:
             stack.stop()
         simulator.stop()
@@ -180,7 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-async def measure(config: Config, simulator: Simulator, stack: Stack) -> dict[str, Any]:
+async def measure(
+    config: Config, simulator: Simulator, stack: Stack, source: dict[str, Any]
+) -> dict[str, Any]:
     base = stack.base_url
     samples = await fetch_samples(base)
     if not samples:
@@ -193,8 +200,10 @@ async def measure(config: Config, simulator: Simulator, stack: Stack) -> dict[st
     timeout = config.visitor_timeout
 
     if config.prime:
-        wave = [slugs[i % len(slugs)] for i in range(config.slots)]
-        say(f"priming: one wave of {len(wave)} visitors (warms the processes and the ETA model)")
+        # At least one of each sample, so that the service-time history the ETA model starts
+        # from has the rush's mix of answer lengths.
+        wave = [slugs[i % len(slugs)] for i in range(max(config.slots, len(slugs)))]
+        say(f"priming: {len(wave)} visitors (warm the processes and the ETA model's history)")
         primed = await run_visitors(base, wave, timeout)
         say(f"  primed in {primed.wall or 0:.1f} s; {sum(v.ok for v in primed.visits)} answered")
     else:
@@ -204,32 +213,39 @@ async def measure(config: Config, simulator: Simulator, stack: Stack) -> dict[st
 
     workers = [p.pid for name, p in stack.processes.items() if name.startswith("worker")]
     roots = {"web": [stack.processes["web"].pid], "worker": workers}
-    sampler = procs.MemorySampler(roots)
-    before = sampler.snapshot()
     cpu_roots = {"bench": [os.getpid()], **roots, "simulator": [_pid(simulator.process)]}
     if stack.redis is not None:
         cpu_roots["redis"] = [_pid(stack.redis.process)]
+    quiet: dict[str, float] = {}
     tap = None
     if config.redis_monitor:
         tap = RedisMonitor(stack.env["REDIS_URL"], config.out.parent / "redis-monitor.log")
         tap.start()
-    quiet = {"stack_rush": await wait_for_quiet(cpu_roots, "the stack rush")}
-    say(f"stack rush: {config.visitors} visitors at once, {config.slots} slots")
-    cpu = procs.CpuMeter(cpu_roots).start()
-    sampler.start()
     try:
-        rush = await run_visitors(base, mix, timeout)
-    finally:
-        sampler.stop()
-        stack_cpu = cpu.stop()
-    say(f"  done in {rush.wall or 0:.1f} s; {sum(v.ok for v in rush.visits)} answered in full")
-    memory = memory_figures(roots, before, sampler, rush, stack)
+        quiet["stack_rush"] = await wait_for_quiet(cpu_roots, "the stack rush")
+        say(f"stack rush: {config.visitors} visitors at once, {config.slots} slots")
+        sampler = procs.MemorySampler(roots)
+        before = sampler.snapshot()
+        cpu = procs.CpuMeter(cpu_roots).start()
+        sampler.start()
+        try:
+            rush = await run_visitors(base, mix, timeout)
+        finally:
+            sampler.stop()
+            stack_cpu = cpu.stop()
+        answered = sum(v.ok for v in rush.visits)
+        say(f"  done in {rush.wall or 0:.1f} s; {answered} answered in full")
+        memory = memory_figures(roots, before, sampler, rush, stack)
 
-    say(f"stack idle: {config.idle_repeats} × one visitor ({idle_slug})")
-    await asyncio.to_thread(simulator.wait_idle)
-    quiet["stack_idle"] = await wait_for_quiet(cpu_roots, "the idle stack")
-    try:
-        stack_idle = await idle_visits(base, idle_slug, config.idle_repeats, timeout)
+        say(
+            f"idle: {config.idle_repeats} × one visitor ({idle_slug}) on the stack, each "
+            "followed by one straight from the simulator"
+        )
+        await asyncio.to_thread(simulator.wait_idle)
+        quiet["idle"] = await wait_for_quiet(cpu_roots, "the idle visitors")
+        stack_idle, floor_idle = await idle_pairs(
+            base, simulator.url, idle_slug, prompts[idle_slug], config.idle_repeats, timeout
+        )
     finally:
         if tap is not None:
             tap.stop()
@@ -240,8 +256,6 @@ async def measure(config: Config, simulator: Simulator, stack: Stack) -> dict[st
 
     # The floor runs second, on the same simulator, once it has nothing in flight.
     await asyncio.to_thread(simulator.wait_idle, 60, 2.0)
-    await floor.idle(simulator.url, idle_slug, prompts[idle_slug], 1)  # warm-up, discarded
-    await asyncio.to_thread(simulator.wait_idle)
     quiet["floor_rush"] = await wait_for_quiet(cpu_roots, "the floor rush")
     line = _line_order(rush)
     say(f"floor rush: the same {len(line)} visitors through an ideal queue of {config.slots}")
@@ -255,10 +269,6 @@ async def measure(config: Config, simulator: Simulator, stack: Stack) -> dict[st
     )
     floor_cpu = cpu.stop()
     say(f"  done in {floor_rush.wall or 0:.1f} s")
-    await asyncio.to_thread(simulator.wait_idle)
-    quiet["floor_idle"] = await wait_for_quiet(cpu_roots, "the idle floor")
-    say(f"floor idle: {config.idle_repeats} × one visitor")
-    floor_idle = await floor.idle(simulator.url, idle_slug, prompts[idle_slug], config.idle_repeats)
 
     figures, diagnostics = report.build(
         slots=config.slots,
@@ -272,14 +282,22 @@ async def measure(config: Config, simulator: Simulator, stack: Stack) -> dict[st
     diagnostics["foreign_load_before_cores"] = quiet
     if traced is not None:
         diagnostics["redis_monitor"] = traced
+    warnings = [
+        f"other processes used {used['others']:.2f} cores during the {name.replace('_', ' ')}: "
+        "its figures are not representative of this machine"
+        for name, used in diagnostics["cpu_cores_used"].items()
+        if used.get("others", 0.0) > QUIET_CORES
+    ]
     print()
     print(report.table(figures))
     print()
     say(report.verdict(figures))
+    for warning in warnings:
+        say(f"warning: {warning}")
     _print_diagnostics(diagnostics)
     return {
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "environment": environment(config, stack),
+        "environment": environment(config, stack, source),
         "config": {
             "visitors": config.visitors,
             "slots": config.slots,
@@ -294,6 +312,7 @@ async def measure(config: Config, simulator: Simulator, stack: Stack) -> dict[st
         },
         "figures": [figure.as_dict() for figure in figures],
         "verdict": report.verdict(figures),
+        "warnings": warnings,
         "memory": memory,
         "diagnostics": diagnostics,
         "stack_rush": {
@@ -308,6 +327,23 @@ async def measure(config: Config, simulator: Simulator, stack: Stack) -> dict[st
         "stack_idle": [v.summary() for v in stack_idle],
         "floor_idle": [v.summary() for v in floor_idle],
     }
+
+
+async def idle_pairs(
+    base: str, sim_url: str, slug: str, prompt: str, repeats: int, timeout: float
+) -> tuple[list[StackVisit], list[floor.FloorVisit]]:
+    """One visitor on the idle stack, then one straight from the simulator, `repeats` times.
+
+    Interleaved, so that on a shared machine both sides meet the same background load.
+    """
+    await floor.idle(sim_url, slug, prompt, 1)  # warm-up, discarded
+    stack_idle: list[StackVisit] = []
+    floor_idle: list[floor.FloorVisit] = []
+    for index in range(repeats):
+        stack_idle += await idle_visits(base, slug, 1, timeout)
+        floor_idle += await floor.idle(sim_url, slug, prompt, 1)
+        stack_idle[-1].index = floor_idle[-1].index = index
+    return stack_idle, floor_idle
 
 
 def idle_steps(path: Path, visits: list[StackVisit]) -> dict[str, float | None]:
@@ -404,9 +440,18 @@ def memory_figures(
         ),
         "peak_waiting": peak_waiting,
         "per_waiting_kib": per_waiting,
+        # The web process alone: it holds the waiting visitors' sockets and sessions, while
+        # the worker's growth comes from the generations running, not from the line.
+        "web_per_waiting_kib": _growth_per(sampler.peak("web")[0], before.get("web"), peak_waiting),
         "samples": len(sampler.samples),
         "processes": {name: len(procs.process_tree(pid)) for name, pid in roots.items()},
     }
+
+
+def _growth_per(peak: int | None, before: int | None, count: int) -> float | None:
+    if peak is None or before is None or not count:
+        return None
+    return (peak - before) / count
 
 
 def waiting_interval(visit: StackVisit) -> tuple[float, float | None] | None:
@@ -423,7 +468,12 @@ def waiting_interval(visit: StackVisit) -> tuple[float, float | None] | None:
     return visit.submit_at, visit.answer_started_at
 
 
-def environment(config: Config, stack: Stack) -> dict[str, Any]:
+def source_state() -> dict[str, Any]:
+    """The commit, and the files that differed from it, when the stack's processes start.
+
+    Taken before the run, because others may commit or edit while it goes on: the processes
+    run the files as they were when they started.
+    """
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],
@@ -432,7 +482,6 @@ def environment(config: Config, stack: Stack) -> dict[str, Any]:
             text=True,
             check=False,
         ).stdout.strip()
-        # Others may be editing the tree: name what differed from the commit.
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no"],
             cwd=ROOT,
@@ -442,14 +491,21 @@ def environment(config: Config, stack: Stack) -> dict[str, Any]:
         ).stdout.split("\n")
     except OSError:
         commit, dirty = "", []
+    return {
+        "git_commit": commit,
+        "git_modified_files": [line[3:] for line in dirty if line.strip()],
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def environment(config: Config, stack: Stack, source: dict[str, Any]) -> dict[str, Any]:
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
     return {
         "cpu_count": os.cpu_count(),
         "cpus_usable": affinity,
         "python": sys.version.split()[0],
         "platform": platform.platform(),
-        "git_commit": commit,
-        "git_modified_files": [line[3:] for line in dirty if line.strip()],
+        **source,
         "simulator_args": config.sim_args,
         "stack_env": {
             key: stack.env.get(key)
@@ -507,6 +563,11 @@ def _print_diagnostics(diagnostics: dict[str, Any]) -> None:
         f"{fmt(phases['during_submissions_ms'], 'ms')}"
     )
     say(f"  stack delay after that:             {fmt(phases['after_submissions_ms'], 'ms')}")
+    lags = ", ".join(
+        f"{wave['wave']}: {_num(None if wave['p50_s'] is None else wave['p50_s'] * 1000)}"
+        for wave in rush["start_lag_vs_floor_by_wave"]
+    )
+    say(f"  generation start later than on the floor, by wave of the line (p50 ms): {lags}")
     for name, used in diagnostics["cpu_cores_used"].items():
         cores = ", ".join(
             f"{key} {value:.2f}"

@@ -264,9 +264,17 @@ def build(
     figures.append(
         Figure(
             "rss_per_waiting_kib",
-            "RSS per waiting visitor",
+            "RSS growth per waiting visitor, web+worker",
             "KiB",
             memory.get("per_waiting_kib"),
+        )
+    )
+    figures.append(
+        Figure(
+            "web_rss_per_waiting_kib",
+            "RSS growth per waiting visitor, web",
+            "KiB",
+            memory.get("web_per_waiting_kib"),
         )
     )
 
@@ -280,6 +288,7 @@ def build(
             "stack_delay_ms": _scaled(stats.summarize(stack_delays)),
             "stack_delay_live_only_ms": _scaled(stats.summarize(live_delays)),
             "stack_delay_phases": delay_phases(stack_rush),
+            "start_lag_vs_floor_by_wave": start_lag_by_wave(stack_rush, floor_rush, slots),
             "floor_delay_ms": _scaled(stats.summarize(floor_delays)),
             "stack_post_seconds": stats.summarize(_values([v.post_seconds for v in visits])),
             "stack_handoff_gap_ms": _scaled(stats.summarize(handoff_gaps(stack_intervals, slots))),
@@ -339,6 +348,35 @@ def delay_phases(run: StackRun, bucket: float = 5.0) -> dict[str, Any]:
             for key, values in sorted(buckets.items())
         ],
     }
+
+
+def start_lag_by_wave(
+    stack_rush: StackRun, floor_rush: FloorRun, slots: int
+) -> list[dict[str, float | int | None]]:
+    """How much later each wave of the line started generating on the stack than on the floor.
+
+    Visitors are matched by index (the floor replays the stack's line order), and a wave is
+    each `slots` consecutive places in that line. The stack's start is the server's own
+    `started_at`, so the figure excludes delivery and shows where schedule delay accumulates.
+    """
+    floor_waited = {
+        v.index: v.acquired_at - v.start_at for v in floor_rush.visits if v.acquired_at is not None
+    }
+    line = sorted(
+        (v for v in stack_rush.visits if v.created_at is not None),
+        key=lambda v: (v.created_at, v.index),
+    )
+    waves: dict[int, list[float]] = {}
+    for place, visit in enumerate(line):
+        interval = _server_interval(visit)
+        if interval is None or visit.index not in floor_waited:
+            continue
+        lag = (interval[0] - stack_rush.start) - floor_waited[visit.index]
+        waves.setdefault(place // slots, []).append(lag)
+    return [
+        {"wave": wave + 1, "n": len(lags), "p50_s": stats.median(lags), "max_s": max(lags)}
+        for wave, lags in sorted(waves.items())
+    ]
 
 
 def _emission_split(

@@ -115,17 +115,6 @@ def open_at(intervals: Iterable[tuple[float, float | None]], instant: float) -> 
     return sum(1 for start, end in intervals if start <= instant and (end is None or instant < end))
 
 
-def seq_problems(seqs: Sequence[int]) -> int:
-    """Delta sequence numbers that break `1, 2, 3, …` (a gap or a duplicate counts once each)."""
-    problems = 0
-    expected = 1
-    for seq in seqs:
-        if seq != expected:
-            problems += 1
-        expected = max(expected, seq + 1)
-    return problems
-
-
 def empty_sections() -> dict[str, Any]:
     return {"thinking": "", "reflections": [], "output": "", "text": ""}
 

@@ -20,7 +20,7 @@ from django.conf import settings
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from playground import controls, gpu, live, metrics, scheduler, services
+from playground import answer_checks, controls, gpu, live, metrics, scheduler, services
 from playground.models import AuditLog, Block, Message
 
 log = logging.getLogger(__name__)
@@ -358,6 +358,8 @@ def snapshot(since: float | None = None) -> dict[str, Any]:
         "active": _active_messages(),
         "audit": _audit_entries(),
         "series": metrics.series(since, now),
+        # Correct / total per sample: last hour, last 24 hours, all time (answer_checks).
+        "accuracy": answer_checks.accuracy(),
     }
 
 

@@ -1,12 +1,88 @@
-"""Shape conversations for the templates: turns, answer segments and status lines."""
+"""Shape conversations for the templates: turns, answer segments, phases, stats, provenance.
+
+The page renders everything server-side first (and for visitors without JavaScript, that is
+all they get): the output as escaped text, the thinking with each reflection where it was
+written, the phase the answer is in, the final stats, the provenance and the answer check.
+static/js/stream.js then renders the output as Markdown and keeps all of it live; the formats
+below (seconds, stats, sampling) are mirrored there, so both render the same text.
+"""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from playground import services
 from playground.models import Conversation, Message
+
+PHASES = (
+    ("queued", "Queued"),
+    ("thinking", "Thinking"),
+    ("reflecting", "Reflecting"),
+    ("answering", "Answering"),
+    ("done", "Done"),
+)
+FINISH_REASONS = {
+    "length": "cut off at the length limit",
+    "eos_token": "finished normally",
+    "stop_sequence": "stopped at a stop sequence",
+}
+SAMPLING_LABELS = (
+    ("temperature", "temperature"),
+    ("top_p", "top_p"),
+    ("top_k", "top_k"),
+    ("typical_p", "typical_p"),
+    ("repetition_penalty", "repetition penalty"),
+    ("frequency_penalty", "frequency penalty"),
+    ("max_new_tokens", "max new tokens"),
+    ("seed", "seed"),
+)
+
+
+def format_seconds(seconds: float | None) -> str:
+    """0.31 s, 4.2 s, 12 s, 1 min 05 s (stream.js formats the same way)."""
+    if seconds is None:
+        return "–"
+    if seconds < 1:
+        return f"{seconds:.2f} s"
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    if seconds < 60:
+        return f"{round(seconds)} s"
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest:02d} s"
+
+
+def stat_parts(stats: dict[str, Any] | None) -> list[str]:
+    """The stats line under an answer, piece by piece."""
+    if not stats:
+        return []
+    parts = []
+    if stats.get("queue_seconds") is not None:
+        parts.append(f"Queue {format_seconds(stats['queue_seconds'])}")
+    if stats.get("ttft_seconds") is not None:
+        parts.append(f"First token {format_seconds(stats['ttft_seconds'])}")
+    if stats.get("tokens") is not None:
+        parts.append(f"{stats['tokens']} tokens")
+    if stats.get("tokens_per_second"):
+        parts.append(f"{stats['tokens_per_second']} tokens/s")
+    if stats.get("duration_seconds") is not None:
+        parts.append(f"{format_seconds(stats['duration_seconds'])} in all")
+    reason = stats.get("finish_reason")
+    if reason:
+        parts.append(FINISH_REASONS.get(reason, f"finished: {reason}"))
+    return parts
+
+
+def sampling_parts(provenance: dict[str, Any] | None) -> list[str]:
+    sampling = (provenance or {}).get("sampling") or {}
+    return [f"{label} {sampling[key]}" for key, label in SAMPLING_LABELS if key in sampling]
+
+
+def _epoch(moment: datetime | None) -> str:
+    return f"{moment.timestamp():.3f}" if moment else ""
 
 
 @dataclass
@@ -23,6 +99,74 @@ class Answer:
     thinking: list[Segment] = field(default_factory=list)
     output: str = ""
     text: str = ""
+    phase: str = "queued"
+
+    @property
+    def active(self) -> bool:
+        return not self.message.is_final
+
+    @property
+    def thinking_open(self) -> bool:
+        """Open while it is being written; folded away once there is an answer to read."""
+        return not self.output.strip()
+
+    @property
+    def stats(self) -> list[str]:
+        return stat_parts(self.payload["stats"])
+
+    @property
+    def cut_off(self) -> bool:
+        return bool(self.payload["stats"]) and self.payload["stats"]["finish_reason"] == "length"
+
+    @property
+    def sampling(self) -> list[str]:
+        return sampling_parts(self.payload["provenance"])
+
+    @property
+    def max_new_tokens(self) -> Any:
+        return ((self.payload["provenance"] or {}).get("sampling") or {}).get("max_new_tokens")
+
+    @property
+    def server_now(self) -> str:
+        return f"{time.time():.3f}"
+
+    @property
+    def created_epoch(self) -> str:
+        return _epoch(self.message.created)
+
+    @property
+    def started_epoch(self) -> str:
+        return _epoch(self.message.started_at)
+
+    @property
+    def phases(self) -> list[dict[str, Any]]:
+        """Each phase with its state (past, current, future) and, where the server knows it,
+        the time spent so far: the queue always, the thinking while nothing else came yet."""
+        now = time.time()
+        created = self.message.created.timestamp()
+        started = self.message.started_at.timestamp() if self.message.started_at else None
+        order = [name for name, _ in PHASES]
+        current = order.index(self.phase) if self.phase in order else len(order) - 1
+        seconds: dict[str, float] = {"queued": (started or now) - created}
+        if self.phase == "thinking" and started is not None and not self.output:
+            seconds["thinking"] = now - started
+        return [
+            {
+                "name": name,
+                "label": label,
+                "state": "past" if i < current else "current" if i == current else "future",
+                "time": format_seconds(seconds[name]) if name in seconds else "",
+            }
+            for i, (name, label) in enumerate(PHASES)
+        ]
+
+
+class TurnList(list):
+    """The turns of a conversation; `active` says whether an answer is still being written."""
+
+    @property
+    def active(self) -> bool:
+        return any(turn.shown and turn.shown.active for turn in self)
 
 
 @dataclass
@@ -58,7 +202,22 @@ def thinking_segments(events: list[dict[str, Any]]) -> list[Segment]:
             last.text += event["text"]
         else:
             segments.append(Segment(event["section"], event["text"], index))
-    return segments
+    for segment in segments:
+        # Each piece opens with the newline after a tag (stream.js drops it the same way).
+        segment.text = segment.text.lstrip()
+    return [segment for segment in segments if segment.text]
+
+
+def phase_of(message: Message, events: list[dict[str, Any]]) -> str:
+    """queued → thinking → reflecting → answering → done (or cancelled, error)."""
+    if message.is_final:
+        return message.status
+    if message.status == Message.Status.QUEUED:
+        return "queued"
+    sections = [event["section"] for event in events if event["section"] != "text"]
+    if "output" in sections:
+        return "answering"
+    return "reflecting" if sections and sections[-1] == "reflection" else "thinking"
 
 
 def answer(message: Message, share_token: str | None = None) -> Answer:
@@ -68,14 +227,16 @@ def answer(message: Message, share_token: str | None = None) -> Answer:
         message=message,
         payload=payload,
         thinking=thinking_segments(events),
-        output=payload["sections"]["output"],
+        # A section opens with the newline after its tag: not a blank first line on the page.
+        output=payload["sections"]["output"].lstrip(),
         text=payload["sections"]["text"],
+        phase=phase_of(message, events),
     )
 
 
-def turns(conversation: Conversation, share_token: str | None = None) -> list[Turn]:
+def turns(conversation: Conversation, share_token: str | None = None) -> TurnList:
     messages = services.visible_messages(conversation)
-    result: list[Turn] = []
+    result = TurnList()
     by_question: dict[str, Turn] = {}
     for message in messages:
         if message.role == Message.Role.USER:

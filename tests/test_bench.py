@@ -77,13 +77,6 @@ def test_peak_concurrent_and_open_at() -> None:
     assert stats.peak_concurrent([]) == 0
 
 
-def test_seq_problems_counts_gaps_and_duplicates() -> None:
-    assert stats.seq_problems([1, 2, 3]) == 0
-    assert stats.seq_problems([1, 3, 4]) == 1
-    assert stats.seq_problems([1, 2, 2, 3]) == 1
-    assert stats.seq_problems([2]) == 1
-
-
 def test_sections_rebuilt_from_deltas_match_the_stored_answer() -> None:
     built = stats.empty_sections()
     for delta in (

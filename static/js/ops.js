@@ -226,6 +226,24 @@
     );
   }
 
+  function accuracyCell(cell) {
+    if (!cell || !cell.total) return "–";
+    return `${cell.correct}/${cell.total} (${Math.round((100 * cell.correct) / cell.total)} %)`;
+  }
+
+  function updateAccuracy(data) {
+    const body = root.querySelector('[data-list="accuracy"]');
+    if (!body || !data.accuracy) return;
+    const windows = ["last_hour", "last_day", "all_time"];
+    body.replaceChildren(
+      ...data.accuracy.samples.map((row) => {
+        const tr = el("tr", { "data-sample": row.slug }, el("td", {}, row.title), el("td", {}, row.expected || "–"));
+        windows.forEach((name) => tr.append(el("td", { "data-window": name }, accuracyCell(row[name]))));
+        return tr;
+      }),
+    );
+  }
+
   function noteChangedControls(data) {
     // The control forms were rendered for the state at page load; say so when it changed.
     const notice = document.getElementById("controls-changed");
@@ -303,6 +321,7 @@
     updateGpus(data);
     updateActive(data);
     updateAudit(data);
+    updateAccuracy(data);
     noteChangedControls(data);
     updateCharts(data);
   }

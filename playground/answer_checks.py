@@ -1,0 +1,550 @@
+"""Answer checks: does an answer to a sample prompt give the sample's expected answer?
+
+Every built-in sample (inference/samples.py) has a checker that reads the answer's *claim*, not
+merely whether the expected text occurs somewhere: "so the word has 2 r's" claims 2, "9.11
+should be the larger number" claims 9.11, "the butler must be the killer" claims the butler.
+Numbers are matched as whole numbers ("13" is not "3", "3.5" is not "3", "9.90" is 9.9). When a
+text makes several claims the most frequent one counts, ties going to the first. A text with no
+claim a checker recognises is undecided; a finished answer whose output is undecided is judged
+incorrect ("no clear answer").
+
+A sample an operator added in the admin, or one whose expected answer they changed, is checked
+by the generic fallback: the normalised expected answer must occur in the output (numbers as
+whole numbers, text on word boundaries).
+
+Did a reflection change the outcome? The heuristic: run the same checker on the thinking text
+the model wrote *before its first reflection* and compare that reading with the verdict on the
+final output. `reflection_changed` is True when the thinking before the reflection stated an
+answer and its verdict differs from the final one (a wrong answer the reflection fixed, or a
+right one it talked the model out of), False when both agree, and None when there was no
+reflection or the thinking before it stated no answer the checker recognises.
+
+The operators' dashboard shows accuracy per sample (`accuracy`), over the last hour (exact), the
+last 24 hours (by whole hours) and all time, computed from finished answers in the database.
+Whole hours that are over are counted once and kept in Redis (keyed by the checkers' version and
+the expected answers, so an edit in the admin recounts); only the current hour is recounted on
+each refresh.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from inference.samples import SAMPLES, get_sample
+
+CORRECT = "correct"
+INCORRECT = "incorrect"
+# Bump when a checker changes, so that cached dashboard counts are recounted.
+CHECKERS_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What a checker read in one text: its verdict (None: no answer stated) and the answer."""
+
+    verdict: str | None
+    found: str | None = None
+
+
+Checker = Callable[[str], Reading]
+
+# --- reading text -----------------------------------------------------------------------------
+
+_NUMBER_WORDS = {
+    word: value
+    for value, word in enumerate(
+        "zero one two three four five six seven eight nine ten eleven twelve thirteen "  # noqa: SIM905
+        "fourteen fifteen sixteen seventeen eighteen nineteen twenty".split()
+    )
+}
+# A whole number or decimal on its own: not part of a longer number ("13", "3.5", "1,300"), a
+# word ("3rd") or a version. A sentence's closing full stop is fine ("3.").
+NUMBER = r"(?<![\w.,])(\d+(?:\.\d+)?|" + "|".join(_NUMBER_WORDS) + r")(?![\w])(?![.,]\d)"
+_MARKUP = re.compile(r"[*_`~]+")
+_SPACES = re.compile(r"\s+")
+_QUOTES = str.maketrans({"’": "'", "‘": "'", "“": '"', "”": '"', "\u00a0": " "})
+
+
+def plain(text: str) -> str:
+    """Text without Markdown emphasis and code marks, quotes straightened, spaces collapsed."""
+    return _SPACES.sub(" ", _MARKUP.sub("", text.translate(_QUOTES))).strip()
+
+
+def number_value(token: str) -> float | None:
+    token = token.lower()
+    if token in _NUMBER_WORDS:
+        return float(_NUMBER_WORDS[token])
+    try:
+        return float(token)
+    except ValueError:
+        return None
+
+
+def _format_number(value: float) -> str:
+    return str(int(value)) if value == int(value) else f"{value:g}"
+
+
+def decide(claims: list[Any], expected: Any, show: Callable[[Any], str] = str) -> Reading:
+    """The most frequent claim (ties: the first) against the expected answer."""
+    if not claims:
+        return Reading(None)
+    counts: dict[Any, int] = {}
+    for claim in claims:
+        counts[claim] = counts.get(claim, 0) + 1
+    best = max(counts.values())
+    winner = next(claim for claim in claims if counts[claim] == best)
+    return Reading(CORRECT if winner == expected else INCORRECT, show(winner))
+
+
+def _claims(
+    text: str, patterns: Iterable[re.Pattern[str]], convert: Callable[[str], Any]
+) -> list[Any]:
+    """Every claim the patterns find, in reading order."""
+    found: list[tuple[int, Any]] = []
+    for pattern in patterns:
+        for match in pattern.finditer(text):
+            value = convert(match.group("v"))
+            if value is not None:
+                found.append((match.start("v"), value))
+    return [value for _, value in sorted(found, key=lambda item: item[0])]
+
+
+def _compile(*patterns: str) -> tuple[re.Pattern[str], ...]:
+    """Patterns with {N} standing for a number, captured as the group "v"."""
+    return tuple(re.compile(p.replace("{N}", f"(?P<v>{NUMBER})"), re.I) for p in patterns)
+
+
+# --- the built-in samples ---------------------------------------------------------------------
+
+_STRAWBERRY = _compile(
+    # "3 r's", "3 Rs", "3 \"r\"s", "3 letter r's": a plural count, never "one r" (a part's count).
+    r"{N}\s+(?:letter\s+)?[\"']?r[\"']?(?:'s|s)(?!\w)",
+    r"\bappears\s+{N}\s+times",
+    r"{N}\s+times\b",
+    r"\b(?:answer|total|count)\s+(?:is|of|:)\s+{N}",
+)
+_ALICE = _compile(
+    r"\bbrothers?\b[^.\n;]{0,30}?\b(?:has|have|gets)\s+{N}\s+sisters\b",
+    r"\bbrothers?\b[^.\n;]{0,40}?\bsisters\b[^.\n;]{0,20}?:\s*{N}",
+    r"\b(?:answer|total)\s+(?:is|:)\s+{N}",
+)
+_SHEEP = _compile(
+    r"{N}\s+(?:sheep\s+)?(?:are\s+|is\s+|were\s+)?(?:left|remain(?:ing|s)?)\b",
+    r"\b(?:has|have|with)\s+{N}\s+(?:sheep\s+)?(?:left|remaining)\b",
+    r"\b(?:left|remaining)\s+(?:is|are|:)\s+{N}",
+    r"\banswer\s+(?:is|:)\s+{N}",
+)
+
+
+def counting(patterns: tuple[re.Pattern[str], ...], expected: float) -> Checker:
+    def check(text: str) -> Reading:
+        claims = _claims(plain(text), patterns, number_value)
+        return decide(claims, expected, _format_number)
+
+    return check
+
+
+_DECIMAL = r"(?<![\d.])(?P<v>9\.90*|9\.110*)(?!\d)"
+_LARGER = r"(?:larger|bigger|greater|higher)"
+_DECIMAL_LARGER = tuple(
+    re.compile(p, re.I)
+    for p in (
+        _DECIMAL + r"\s+(?:is|was|would be|should be|must be|seems)\s+(?:the\s+)?" + _LARGER,
+        _LARGER + r"(?:\s+(?:number|one|value))?\s+(?:is|:)\s+" + _DECIMAL,
+        r"\banswer\s+(?:is|:)\s+" + _DECIMAL,
+    )
+)
+_DECIMAL_SMALLER = re.compile(
+    _DECIMAL + r"\s+(?:is|was|would be|should be|must be)\s+(?:the\s+)?(?:smaller|less|lower)",
+    re.I,
+)
+
+
+def _decimals(text: str) -> Reading:
+    flat = plain(text)
+    claims = _claims(flat, _DECIMAL_LARGER, lambda v: float(v))
+    # "9.11 is the smaller one" claims that the other one is larger.
+    claims += [9.9 if float(v) == 9.11 else 9.11 for v in _DECIMAL_SMALLER.findall(flat)]
+    if not claims:
+        mentioned = {float(m.group("v")) for m in re.finditer(_DECIMAL, flat)}
+        if len(mentioned) == 1:
+            claims = list(mentioned)
+    return decide(claims, 9.9, _format_number)
+
+
+_WHO = r"(?P<v>(?:aunt\s+)?agatha(?:\s+herself)?|(?:the\s+)?butler|charles)"
+_KILLER = r"(?:killer|murderer|culprit)"
+_AGATHA = tuple(
+    re.compile(p, re.I)
+    for p in (
+        _WHO + r"\s+(?:is|was|must be|must have been|would be)\s+(?:the\s+)?" + _KILLER,
+        _WHO + r"\s+(?:killed|murdered)\s+(?:aunt\s+agatha|agatha|herself|her)\b",
+        _KILLER + r"\s+(?:is|was|must be|must have been)\s+" + _WHO,
+    )
+)
+
+
+def _suspect(name: str) -> str:
+    name = name.lower()
+    if "agatha" in name:
+        return "Agatha"
+    return "the butler" if "butler" in name else "Charles"
+
+
+def _agatha(text: str) -> Reading:
+    flat = plain(text)
+    claims = _claims(flat, _AGATHA, _suspect)
+    claims += ["Agatha" for _ in re.finditer(r"\bkilled herself\b|\bsuicide\b", flat, re.I)]
+    return decide(claims, "Agatha", lambda who: f"{who} herself" if who == "Agatha" else who)
+
+
+_LAKE = re.compile(r"\bweiss(?:er|en)\s+see\b|\blake\s+weissensee\b|\bweissensee\s+lake\b")
+_NEGATION = re.compile(r"\b(?:not|no longer|outside|skip|drop|rather than|instead)\b|n't\b")
+
+
+def _weissensee(text: str) -> Reading:
+    # casefold() turns ß into ss, so "Weißer See" and "Weisser See" read the same.
+    flat = plain(text).casefold()
+    for line in re.split(r"(?<=[.!?])\s|\n", flat):
+        if "mauerpark" in line and not _NEGATION.search(line):
+            return Reading(INCORRECT, "the Mauerpark (not in Weißensee)")
+    if _LAKE.search(flat):
+        return Reading(CORRECT, "the Weißer See")
+    return Reading(None)
+
+
+_AMOUNT = r"(?P<v>\$\s?\d+(?:\.\d+)?|\d+\s*(?:cents?|¢)|(?:five|ten)\s+cents)"
+_BALL = tuple(
+    re.compile(p, re.I)
+    for p in (
+        r"\bball\s+(?:costs?|is|was|would cost|is priced at)\s+(?:only\s+|just\s+)?" + _AMOUNT,
+        r"\b(?:ball's price|price of the ball|ball price)\s+(?:is|was|:)\s+" + _AMOUNT,
+        _AMOUNT + r"\s+for the ball\b",
+    )
+)
+
+
+def _cents(amount: str) -> int | None:
+    amount = amount.lower().replace(" ", "")
+    if amount.startswith("five"):
+        return 5
+    if amount.startswith("ten"):
+        return 10
+    if amount.startswith("$"):
+        return round(float(amount[1:]) * 100)
+    digits = re.match(r"\d+", amount)
+    return int(digits.group()) if digits else None
+
+
+def _bat_and_ball(text: str) -> Reading:
+    claims = _claims(plain(text), _BALL, _cents)
+    return decide(claims, 5, lambda cents: f"${cents / 100:.2f}")
+
+
+_DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_DAY = r"(?P<v>" + "|".join(_DAYS) + r")"
+_YESTERDAY = tuple(
+    re.compile(p, re.I)
+    for p in (
+        r"\byesterday\s+(?:was|is|would be|would have been|must have been)\s+(?:a\s+)?" + _DAY,
+        _DAY + r"\s+(?:was|is)\s+yesterday\b",
+        r"\banswer\s+(?:is|:)\s+" + _DAY,
+    )
+)
+
+
+def _day_before(text: str) -> Reading:
+    claims = _claims(plain(text), _YESTERDAY, lambda day: day.capitalize())
+    return decide(claims, "Wednesday")
+
+
+CHECKERS: dict[str, Checker] = {
+    "strawberry": counting(_STRAWBERRY, 3),
+    "decimal-compare": _decimals,
+    "agatha": _agatha,
+    "weissensee": _weissensee,
+    "bat-and-ball": _bat_and_ball,
+    "alice-siblings": counting(_ALICE, 3),
+    "day-before": _day_before,
+    "sheep": counting(_SHEEP, 9),
+}
+
+
+def normalise(text: str) -> str:
+    """Case, Markdown marks, punctuation at the ends and runs of spaces don't matter."""
+    return plain(text).casefold().strip(" .!?:;,\"'()")
+
+
+def generic(expected: str) -> Checker:
+    """The expected answer, as a whole number or on word boundaries, somewhere in the text."""
+    target = normalise(expected)
+    value = number_value(target.removeprefix("$")) if target else None
+
+    def check(text: str) -> Reading:
+        flat = plain(text).casefold()
+        if not target or not flat:
+            return Reading(None)
+        if value is not None:
+            numbers = [number_value(m) for m in re.findall(NUMBER, flat.replace("$", " "))]
+            if value in numbers:
+                return Reading(CORRECT, expected)
+            return Reading(INCORRECT, None)
+        pattern = r"(?<!\w)" + re.escape(target) + r"(?!\w)"
+        return Reading(CORRECT, expected) if re.search(pattern, flat) else Reading(INCORRECT)
+
+    return check
+
+
+def checker_for(slug: str, expected: str | None) -> tuple[Checker, str] | None:
+    """The checker for a sample and the expected answer to show, or None if there is nothing
+    to check against. An expected answer changed in the admin is checked generically."""
+    builtin = get_sample(slug)
+    unchanged = builtin is not None and (
+        not expected or normalise(expected) == normalise(builtin.expected)
+    )
+    if builtin is not None and unchanged and slug in CHECKERS:
+        return CHECKERS[slug], builtin.expected
+    if expected:
+        return generic(expected), expected
+    return None
+
+
+# --- judging a message ------------------------------------------------------------------------
+
+
+def thinking_before_first_reflection(deltas: list[dict[str, Any]]) -> str | None:
+    """The thinking written before the first reflection; None when there was no reflection."""
+    before: list[str] = []
+    for delta in deltas:
+        if delta.get("section") == "reflection":
+            return "".join(before)
+        if delta.get("section") == "thinking":
+            before.append(delta.get("text", ""))
+    return None
+
+
+def judge(
+    checker: Checker,
+    expected: str,
+    *,
+    output: str,
+    thinking_before_reflection: str | None,
+    cut_off: bool = False,
+) -> dict[str, Any]:
+    """The check of one finished answer (see the module docstring for the heuristic)."""
+    final = checker(output) if output.strip() else Reading(None)
+    verdict = final.verdict or INCORRECT
+    changed: bool | None = None
+    before = Reading(None)
+    if thinking_before_reflection is not None:
+        before = checker(thinking_before_reflection)
+        if before.verdict is not None:
+            changed = before.verdict != verdict
+    if changed and verdict == CORRECT:
+        note = (
+            f"A reflection changed the outcome: before it, the thinking's answer was "
+            f"{before.found}; the final answer is right."
+        )
+    elif changed:
+        note = (
+            f"A reflection changed the outcome: before it, the thinking had the right answer "
+            f"({before.found}); the final answer does not."
+        )
+    elif not output.strip():
+        note = "The answer has no output section."
+    elif final.verdict is None:
+        note = "No clear answer was found in the output."
+    elif verdict == CORRECT:
+        note = f"The answer gives {final.found}."
+    else:
+        note = f"The answer gives {final.found}, not {expected}."
+    if cut_off and verdict == INCORRECT:
+        note += " It was cut off at the length limit."
+    return {
+        "verdict": verdict,
+        "expected": expected,
+        "found": final.found,
+        "reflection_changed": changed,
+        "note": note,
+    }
+
+
+def _expected_answer(slug: str) -> str | None:
+    from playground.models import SamplePrompt
+
+    row = SamplePrompt.objects.filter(slug=slug).values_list("expected_answer", flat=True).first()
+    return row
+
+
+def check(message: Any, expected: str | None = None) -> dict[str, Any] | None:
+    """The answer check of a message: None unless it is a finished ("done") answer to a sample.
+
+    `expected` overrides the expected answer stored with the sample (saves a query in loops).
+    """
+    if getattr(message, "role", None) != "assistant" or message.status != "done":
+        return None
+    slug = message.sample_slug
+    if not slug:
+        return None
+    found = checker_for(slug, expected if expected is not None else _expected_answer(slug))
+    if found is None:
+        return None
+    checker, shown = found
+    sections = message.sections or {}
+    return judge(
+        checker,
+        shown,
+        output=sections.get("output") or "",
+        thinking_before_reflection=thinking_before_first_reflection(message.deltas or []),
+        cut_off=message.finish_reason == "length",
+    )
+
+
+# --- accuracy for the operators' dashboard ----------------------------------------------------
+
+HOUR = 3600
+# An hour is counted for good only this long after it ended (late commits land first).
+SETTLE_SECONDS = 120
+SUMMARY_CACHE_SECONDS = 10
+_KEY = "pg:ops:accuracy"
+
+Counts = dict[str, list[int]]  # slug -> [correct, total]
+
+
+def _fingerprint(expected: dict[str, str]) -> str:
+    raw = json.dumps([CHECKERS_VERSION, sorted(expected.items())])
+    return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+def _verdicts(start: float, end: float, expected: dict[str, str]) -> list[tuple[str, bool, float]]:
+    """(sample, correct?, finished at) of every answer to a sample finished in [start, end)."""
+    from playground.models import Message
+
+    rows = (
+        Message.objects.filter(
+            role=Message.Role.ASSISTANT,
+            status=Message.Status.DONE,
+            finished_at__gte=datetime.fromtimestamp(start, UTC),
+            finished_at__lt=datetime.fromtimestamp(end, UTC),
+        )
+        .exclude(sample_slug="")
+        .values_list("sample_slug", "sections", "finished_at")
+        .iterator(chunk_size=500)
+    )
+    checkers: dict[str, tuple[Checker, str] | None] = {}
+    result = []
+    for slug, sections, finished_at in rows:
+        if slug not in checkers:
+            checkers[slug] = checker_for(slug, expected.get(slug))
+        found = checkers[slug]
+        if found is None:
+            continue
+        output = (sections or {}).get("output") or ""
+        correct = bool(output.strip()) and found[0](output).verdict == CORRECT
+        result.append((slug, correct, finished_at.timestamp()))
+    return result
+
+
+def _add(into: Counts, slug: str, correct: int, total: int = 1) -> None:
+    counts = into.setdefault(slug, [0, 0])
+    counts[0] += correct
+    counts[1] += total
+
+
+def _closed_hours(
+    first: int, closed_until: int, expected: dict[str, str], client: Any
+) -> dict[int, Counts]:
+    """Counts of every whole hour in [first, closed_until): from Redis, else counted once."""
+    prefix = f"{_KEY}:{_fingerprint(expected)}:"
+    hours = list(range(first, closed_until, HOUR))
+    stored = client.mget([prefix + str(hour) for hour in hours]) if hours else []
+    result = {hour: json.loads(raw) for hour, raw in zip(hours, stored, strict=True) if raw}
+    missing = [hour for hour in hours if hour not in result]
+    if missing:
+        for hour in missing:
+            result[hour] = {}
+        for slug, correct, finished in _verdicts(missing[0], missing[-1] + HOUR, expected):
+            hour = int(finished) // HOUR * HOUR
+            if hour in missing:
+                _add(result[hour], slug, int(correct))
+        pipe = client.pipeline(transaction=False)
+        for hour in missing:
+            pipe.set(prefix + str(hour), json.dumps(result[hour]), ex=400 * 24 * HOUR)
+        pipe.execute()
+    return result
+
+
+def accuracy(now: float | None = None) -> dict[str, Any]:
+    """Correct / total per sample over the last hour, the last 24 hours and all time."""
+    from django.db.models import Min
+
+    from playground import live
+    from playground.models import Message, SamplePrompt
+
+    client = live.redis_client()
+    summary_key = f"{_KEY}:summary"
+    if now is None:
+        cached = client.get(summary_key)
+        if cached:
+            return json.loads(cached)
+        now = time.time()
+    prompts = list(SamplePrompt.objects.values_list("slug", "title", "expected_answer"))
+    expected = {slug: answer for slug, _, answer in prompts}
+    titles = {slug: title for slug, title, _ in prompts}
+    for sample in SAMPLES:
+        titles.setdefault(sample.slug, sample.title)
+
+    first_created = (
+        Message.objects.filter(role=Message.Role.ASSISTANT, status=Message.Status.DONE)
+        .exclude(sample_slug="")
+        .aggregate(first=Min("created"))["first"]
+    )
+    last_hour: Counts = {}
+    last_day: Counts = {}
+    all_time: Counts = {}
+    if first_created is not None:
+        first = int(first_created.timestamp()) // HOUR * HOUR
+        closed_until = max(first, int(now - SETTLE_SECONDS) // HOUR * HOUR)
+        for hour, counts in _closed_hours(first, closed_until, expected, client).items():
+            for slug, (correct, total) in counts.items():
+                _add(all_time, slug, correct, total)
+                if hour + HOUR > now - 24 * HOUR:
+                    _add(last_day, slug, correct, total)
+        for slug, correct, finished in _verdicts(min(closed_until, now - HOUR), now + 1, expected):
+            if finished >= closed_until:
+                _add(all_time, slug, int(correct))
+                _add(last_day, slug, int(correct))
+            if finished >= now - HOUR:
+                _add(last_hour, slug, int(correct))
+
+    def cell(counts: Counts, slug: str) -> dict[str, Any]:
+        correct, total = counts.get(slug, [0, 0])
+        return {
+            "correct": correct,
+            "total": total,
+            "rate": round(correct / total, 3) if total else None,
+        }
+
+    slugs = [slug for slug, _, _ in prompts] + sorted(set(all_time) - set(expected))
+    summary = {
+        "samples": [
+            {
+                "slug": slug,
+                "title": titles.get(slug, slug),
+                "expected": (checker_for(slug, expected.get(slug)) or (None, ""))[1],
+                "last_hour": cell(last_hour, slug),
+                "last_day": cell(last_day, slug),
+                "all_time": cell(all_time, slug),
+            }
+            for slug in slugs
+        ],
+    }
+    client.set(summary_key, json.dumps(summary), ex=SUMMARY_CACHE_SECONDS)
+    return summary
