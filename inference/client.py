@@ -18,8 +18,10 @@ Rules the rest of the project relies on:
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import math
+import ssl
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
@@ -455,6 +457,13 @@ async def _check_stream_response(response: httpx.Response) -> None:
 # --------------------------------------------------------------------------- client
 
 
+@functools.cache
+def _shared_ssl_context() -> ssl.SSLContext:
+    # Building a context loads the whole CA bundle (tens of ms of CPU). A client is made per
+    # generation, so the context is made once per process and shared.
+    return httpx.create_ssl_context()
+
+
 class TGIClient:
     """One pooled HTTP client for one TGI backend. Safe to share between concurrent tasks."""
 
@@ -490,6 +499,7 @@ class TGIClient:
             timeout=timeout,
             limits=limits,
             transport=transport,
+            verify=_shared_ssl_context(),
         )
 
     async def __aenter__(self) -> TGIClient:

@@ -159,12 +159,16 @@ class Stack:
         self.manage("migrate", "--noinput", "-v", "0")
         self.manage("seed_samples", "-v", "0")
 
+    def worker_processes(self) -> int:
+        return max(1, int(self.env.get("WORKER_PROCESSES", "2") or 2))
+
     def default_worker_concurrency(self) -> int:
-        # Waiting work waits in the database, not in worker threads, so the worker needs one
-        # thread per slot it may run plus a few for the reconciler and dispatch bursts.
+        # Waiting work waits in the database, not in worker threads, so the workers together
+        # need one thread per slot they may run, plus a few for the reconciler and bursts.
         backends = [url for url in self.env.get("TGI_URL", "").split(",") if url.strip()]
         per_backend = int(self.env.get("GENERATION_CONCURRENCY", "16") or 16)
-        return max(1, len(backends)) * per_backend + 4
+        slots = max(1, len(backends)) * per_backend
+        return -(-slots // self.worker_processes()) + 4
 
     def start_worker(self, name: str = "worker", beat: bool = True) -> subprocess.Popen:
         concurrency = self.worker_concurrency or self.default_worker_concurrency()
@@ -213,7 +217,11 @@ class Stack:
         self.start_redis()
         self.start_simulator()
         self.prepare_database()
+        # Generations are I/O-bound but share a process's GIL: a few processes keep each
+        # token's trip through the worker short. One of them runs the periodic beat.
         self.start_worker()
+        for number in range(2, self.worker_processes() + 1):
+            self.start_worker(f"worker{number}", beat=False)
         self.start_web()
         return self
 
@@ -283,12 +291,12 @@ def main() -> None:
                 if process.poll() is None:
                     continue
                 recent = [t for t in restarts if time.monotonic() - t < 60]
-                if name == "worker" and len(recent) < 5:
+                if name.startswith("worker") and len(recent) < 5:
                     # Like a process supervisor in production: a crashed worker comes back,
                     # and the reconciler puts its unfinished work back in line.
                     stack.say(f"worker exited with {process.returncode}; restarting it")
                     restarts = [*recent, time.monotonic()]
-                    stack.start_worker()
+                    stack.start_worker(name, beat=name == "worker")
                     continue
                 stack.say(f"{name} exited with {process.returncode}; stopping")
                 raise KeyboardInterrupt

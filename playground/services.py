@@ -430,7 +430,9 @@ def dispatch() -> int:
         # An operator drains: what runs finishes, nothing new starts, the line keeps its order.
         return 0
     started = 0
-    lock = live.redis_client().lock("pg:dispatch-lock", timeout=10, blocking_timeout=5)
+    # Held for milliseconds: poll for it every few ms (the default is every 100 ms), so a burst
+    # of submissions and finishing generations hands it on without idling.
+    lock = live.redis_client().lock("pg:dispatch-lock", timeout=10, sleep=0.002, blocking_timeout=5)
     if not lock.acquire():
         return 0
     try:

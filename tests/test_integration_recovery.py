@@ -52,10 +52,11 @@ def test_a_killed_worker_frees_its_slot_and_the_line_moves_on() -> None:
         assert waiting["message"]["status"] == "queued"
         assert waiting["message"]["position"] == 1
 
-        stack.kill("worker", signal.SIGKILL)
+        for name in [name for name in stack.processes if name.startswith("worker")]:
+            stack.kill(name, signal.SIGKILL)
         time.sleep(1)
         assert first.get(f"/api/v1/messages/{running['id']}").json()["status"] == "running"
-        stack.start_worker("worker2")
+        stack.start_worker("replacement")
 
         lost = wait_status(first, running["id"], FINAL, timeout=40)
         assert lost["status"] == "error"
