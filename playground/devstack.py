@@ -160,7 +160,10 @@ class Stack:
         self.manage("seed_samples", "-v", "0")
 
     def worker_processes(self) -> int:
-        return max(1, int(self.env.get("WORKER_PROCESSES", "2") or 2))
+        raw = self.env.get("WORKER_PROCESSES", "2") or "2"
+        if not raw.strip().isdigit() or int(raw) < 1:
+            raise SystemExit(f"WORKER_PROCESSES={raw!r} is invalid: expected a whole number >= 1.")
+        return int(raw)
 
     def default_worker_concurrency(self) -> int:
         # Waiting work waits in the database, not in worker threads, so the workers together
