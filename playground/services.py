@@ -236,18 +236,25 @@ def submit(
             conversation = Conversation.objects.create(
                 session_key=session_key, client_ip=client_ip, title=_title_for(text)
             )
-        question = Message.objects.create(
-            conversation=conversation,
-            role=Message.Role.USER,
-            prompt=text,
-            sample_slug=slug,
-            status=Message.Status.DONE,
-            session_key=session_key,
-            client_ip=client_ip,
-        )
-        return _queue_answer(question, session_key, client_ip)
+        return _ask(conversation, text, slug, session_key, client_ip)
 
     return _create_and_dispatch(create)
+
+
+def _ask(
+    conversation: Conversation, text: str, slug: str, session_key: str, client_ip: str | None
+) -> Message:
+    """A new question in a conversation and its queued answer."""
+    question = Message.objects.create(
+        conversation=conversation,
+        role=Message.Role.USER,
+        prompt=text,
+        sample_slug=slug,
+        status=Message.Status.DONE,
+        session_key=session_key,
+        client_ip=client_ip,
+    )
+    return _queue_answer(question, session_key, client_ip)
 
 
 def _queue_answer(question: Message, session_key: str, client_ip: str | None) -> Message:
@@ -328,15 +335,7 @@ def edit_last_prompt(
             # The title was the old question's own words: they go too (a rename stays).
             conversation.title = _title_for(text)
             conversation.save(update_fields=["title"])
-        edited = Message.objects.create(
-            conversation=conversation,
-            role=Message.Role.USER,
-            prompt=text,
-            status=Message.Status.DONE,
-            session_key=session_key,
-            client_ip=client_ip,
-        )
-        return _queue_answer(edited, session_key, client_ip)
+        return _ask(conversation, text, "", session_key, client_ip)
 
     return _create_and_dispatch(create)
 
