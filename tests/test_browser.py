@@ -79,6 +79,7 @@ def test_clicking_a_sample_streams_thinking_reflection_and_answer_live(
     assert "strawberry" in (page.text_content("[data-role=thinking]") or "")
     assert page.inner_text("[data-role=status]").strip() == "Done"
     assert "tokens" in page.inner_text("[data-role=stats]")
+    assert page.is_visible("form[data-regenerate-for] button"), "regenerate without a reload"
     assert dialogs == []
     page.close()
 

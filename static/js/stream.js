@@ -446,6 +446,10 @@ class AnswerStream {
     this.renderPhases();
     const stop = role(this.root, "stop");
     if (stop) stop.remove();
+    // The answer is final now, so it can be regenerated without reloading the page.
+    const answerId = this.root.id.replace(/^answer-/, "");
+    const regenerate = document.querySelector(`form[data-regenerate-for="${answerId}"]`);
+    if (regenerate) regenerate.hidden = false;
     const output = role(this.root, "output");
     const hasOutput = Boolean(output && output.textContent.trim());
     if (hasOutput) {
