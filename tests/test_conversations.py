@@ -32,6 +32,7 @@ from inference.prompt import DEFAULT_SYSTEM_PROMPT, Turn, build_prompt, estimate
 from playground import live, scheduler, services
 from playground.consumers import MessageStreamConsumer
 from playground.models import Conversation, Message, SamplePrompt
+from tests.answers import finish
 from tests.simulator import running_simulator
 
 VisitorFactory = Callable[..., Client]
@@ -86,44 +87,6 @@ def follow_up(client: Client, conversation_id: str, prompt: str) -> dict[str, An
     )
     assert response.status_code == 201, response.content
     return response.json()["message"]
-
-
-def finish(
-    message_id: str,
-    *,
-    output: str = "",
-    thinking: str = "",
-    reflections: tuple[str, ...] = (),
-    status: str = "done",
-) -> None:
-    """End an answer the way a worker does: the sections and the delta log they came from."""
-    deltas: list[dict[str, Any]] = []
-    if thinking:
-        deltas.append({"section": "thinking", "text": thinking})
-    for index, reflection in enumerate(reflections):
-        deltas.append({"section": "reflection", "index": index, "text": reflection})
-    if output:
-        deltas.append({"section": "output", "text": output})
-    for seq, delta in enumerate(deltas, start=1):
-        delta.update(type="delta", seq=seq)
-    now = timezone.now()
-    Message.objects.filter(pk=message_id).update(
-        status=status,
-        sections={
-            "thinking": thinking,
-            "reflections": list(reflections),
-            "output": output,
-            "text": "",
-        },
-        deltas=deltas,
-        started_at=now,
-        first_token_at=now,
-        finished_at=now + timedelta(seconds=2),
-        tokens=40,
-        finish_reason="eos_token",
-    )
-    backend = Message.objects.get(pk=message_id).backend
-    scheduler.release_slot(backend, message_id)
 
 
 def set_running(message_id: str) -> None:

@@ -10,7 +10,7 @@ import itertools
 import json
 import re
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -18,8 +18,9 @@ from django.http import HttpResponse
 from django.test import Client
 from django.utils import timezone
 
-from playground import live, scheduler, services
+from playground import live, services
 from playground.models import Conversation, Message, SamplePrompt
+from tests.answers import finish
 from tests.simulator import running_simulator
 
 VisitorFactory = Callable[[], Client]
@@ -66,46 +67,6 @@ def follow_up(client: Client, conversation_id: str, prompt: str) -> dict[str, An
     )
     assert response.status_code == 201, response.content
     return response.json()["message"]
-
-
-def finish(
-    message_id: str,
-    *,
-    output: str = "",
-    thinking: str = "",
-    reflections: tuple[str, ...] = (),
-    status: str = "done",
-    **changes: Any,
-) -> None:
-    """End an answer as a worker does: sections, their delta log, timings; free its slot."""
-    deltas: list[dict[str, Any]] = []
-    if thinking:
-        deltas.append({"section": "thinking", "text": thinking})
-    for index, reflection in enumerate(reflections):
-        deltas.append({"section": "reflection", "index": index, "text": reflection})
-    if output:
-        deltas.append({"section": "output", "text": output})
-    for seq, delta in enumerate(deltas, start=1):
-        delta.update(type="delta", seq=seq)
-    now = timezone.now()
-    values: dict[str, Any] = {
-        "status": status,
-        "sections": {
-            "thinking": thinking,
-            "reflections": list(reflections),
-            "output": output,
-            "text": "",
-        },
-        "deltas": deltas,
-        "started_at": now,
-        "first_token_at": now,
-        "finished_at": now + timedelta(seconds=2),
-        "tokens": 40,
-        "finish_reason": "eos_token",
-        **changes,
-    }
-    Message.objects.filter(pk=message_id).update(**values)
-    scheduler.release_slot(Message.objects.get(pk=message_id).backend, message_id)
 
 
 def a_conversation(client: Client) -> dict[str, Any]:
