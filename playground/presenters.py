@@ -221,8 +221,10 @@ def phase_of(message: Message, events: list[dict[str, Any]]) -> str:
 
 
 def answer(message: Message, share_token: str | None = None) -> Answer:
-    payload = services.message_payload(message, share_token=share_token)
-    events = message.deltas if message.is_final else services.live.read_delta_log(message.pk)
+    # One reading of the log for the text and its seq: were they read apart, the page could
+    # show deltas past data-seq and the stream would then append them a second time.
+    events = services.message_events(message)
+    payload = services.message_payload(message, share_token=share_token, events=events)
     return Answer(
         message=message,
         payload=payload,

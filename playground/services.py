@@ -1010,9 +1010,18 @@ def message_stats(message: Message) -> dict[str, Any] | None:
     }
 
 
-def live_sections(message: Message) -> tuple[dict[str, Any], int]:
-    """Sections and last seq of a message: from the row when final, else from the live log."""
-    events = message.deltas if message.is_final else live.read_delta_log(message.pk)
+def message_events(message: Message) -> list[dict[str, Any]]:
+    """The delta log of an answer: from the row when final, else from the live log in Redis."""
+    if message.role != Message.Role.ASSISTANT:
+        return []
+    return message.deltas if message.is_final else live.read_delta_log(message.pk)
+
+
+def live_sections(
+    message: Message, events: list[dict[str, Any]] | None = None
+) -> tuple[dict[str, Any], int]:
+    """Sections and last seq of a message, from one reading of its delta log."""
+    events = message_events(message) if events is None else events
     return _sections_of(events), len(events)
 
 
@@ -1026,11 +1035,14 @@ def message_payload(
     *,
     share_token: str | None = None,
     snapshot: scheduler.QueueSnapshot | None = None,
+    events: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
+    """`events`: the delta log already read by the caller, so that the sections, the seq and
+    whatever else the caller renders from the log all describe the same moment."""
     if message.role == Message.Role.USER:
         sections, seq = Sections().as_dict(), 0
     else:
-        sections, seq = live_sections(message)
+        sections, seq = live_sections(message, events)
     position = position_of(message)
     eta = eta_for_position(position, snapshot) if position is not None else None
     error = (
