@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import itertools
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -57,3 +58,18 @@ def visitor(db: None) -> Client:
     client.get("/api/v1/status")
     client.defaults["HTTP_X_CSRFTOKEN"] = client.cookies["csrftoken"].value
     return client
+
+
+@pytest.fixture
+def make_visitor(db: None) -> Iterator[Callable[..., Client]]:
+    """New visitors, each with a fresh session and CSRF header, from distinct addresses."""
+    addresses = (f"10.0.{n // 250}.{n % 250 + 1}" for n in itertools.count())
+
+    def make(ip: str | None = None, *, csrf: bool = True) -> Client:
+        client = Client(enforce_csrf_checks=True, REMOTE_ADDR=ip or next(addresses))
+        client.get("/api/v1/status")
+        if csrf:
+            client.defaults["HTTP_X_CSRFTOKEN"] = client.cookies["csrftoken"].value
+        return client
+
+    yield make

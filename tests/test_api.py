@@ -7,10 +7,9 @@ test says otherwise, its own address, so per-IP limits only bite where a test wa
 
 from __future__ import annotations
 
-import itertools
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -46,21 +45,6 @@ STATS_FIELDS = {
 }
 STATUSES = {"queued", "running", "done", "error", "cancelled"}
 OPAQUE = re.compile(r"[A-Za-z0-9_-]+")
-
-
-@pytest.fixture
-def make_visitor(db: None) -> Iterator[VisitorFactory]:
-    """New visitors, each with a fresh session and CSRF header, from distinct addresses."""
-    addresses = (f"10.0.{n // 250}.{n % 250 + 1}" for n in itertools.count())
-
-    def make(ip: str | None = None, *, csrf: bool = True) -> Client:
-        client = Client(enforce_csrf_checks=True, REMOTE_ADDR=ip or next(addresses))
-        client.get("/api/v1/status")
-        if csrf:
-            client.defaults["HTTP_X_CSRFTOKEN"] = client.cookies["csrftoken"].value
-        return client
-
-    yield make
 
 
 def post_json(client: Client, path: str, data: Any) -> HttpResponse:

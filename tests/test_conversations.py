@@ -9,7 +9,6 @@ generations against the in-process simulator or drive the WebSocket consumer.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import re
 import threading
@@ -40,20 +39,6 @@ VisitorFactory = Callable[..., Client]
 CONTEXT_NOTE = "did not fit the model's context"
 SUMMARY_FIELDS = {"id", "title", "created", "updated", "share_url"}
 TOKEN = re.compile(r"[A-Za-z0-9_-]+")
-
-
-@pytest.fixture
-def make_visitor(db: None) -> Iterator[VisitorFactory]:
-    """Other visitors, each with its own session, CSRF header and address."""
-    addresses = (f"10.4.{n // 250}.{n % 250 + 1}" for n in itertools.count())
-
-    def make() -> Client:
-        client = Client(enforce_csrf_checks=True, REMOTE_ADDR=next(addresses))
-        client.get("/api/v1/status")
-        client.defaults["HTTP_X_CSRFTOKEN"] = client.cookies["csrftoken"].value
-        return client
-
-    yield make
 
 
 @pytest.fixture

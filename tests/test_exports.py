@@ -6,10 +6,9 @@ Through the API (`/api/v1/conversations/<id>/export?format=json|md`) and the pag
 
 from __future__ import annotations
 
-import itertools
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -34,19 +33,6 @@ STATS = {
     "tokens_per_second",
     "finish_reason",
 }
-
-
-@pytest.fixture
-def make_visitor(db: None) -> Iterator[VisitorFactory]:
-    addresses = (f"10.5.{n // 250}.{n % 250 + 1}" for n in itertools.count())
-
-    def make() -> Client:
-        client = Client(enforce_csrf_checks=True, REMOTE_ADDR=next(addresses))
-        client.get("/api/v1/status")
-        client.defaults["HTTP_X_CSRFTOKEN"] = client.cookies["csrftoken"].value
-        return client
-
-    yield make
 
 
 def ask(client: Client, prompt: str) -> dict[str, Any]:
