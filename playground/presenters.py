@@ -253,9 +253,10 @@ def turns(conversation: Conversation, share_token: str | None = None) -> TurnLis
     return result
 
 
-def page_preview(conversation: Conversation) -> dict[str, str]:
-    """Title and description for link previews (OpenGraph / Twitter cards)."""
-    shown = [turn for turn in turns(conversation) if turn.shown]
+def page_preview(conversation: Conversation, shown_turns: list[Turn]) -> dict[str, str]:
+    """Title and description for link previews (OpenGraph / Twitter cards), from the turns
+    the page already built."""
+    shown = [turn for turn in shown_turns if turn.shown]
     title = conversation.title or "A conversation"
     description = ""
     if shown:

@@ -112,11 +112,12 @@ def shared(request: HttpRequest, token: str) -> HttpResponse:
         found = services.get_shared_conversation(token)
     except PlaygroundError:
         return render(request, "playground/not_found.html", status=404)
+    shown_turns = presenters.turns(found, share_token=found.share_token)
     context = {
         "conversation": found,
-        "turns": presenters.turns(found, share_token=found.share_token),
+        "turns": shown_turns,
         "shared": True,
-        "preview": presenters.page_preview(found),
+        "preview": presenters.page_preview(found, shown_turns),
     }
     return render(request, "playground/conversation.html", context)
 
