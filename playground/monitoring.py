@@ -20,6 +20,8 @@ from django.conf import settings
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
+from inference.backends import http_url, info_from_payload, info_path, protocol_of
+from inference.client import BackendError
 from playground import answer_checks, controls, gpu, live, metrics, scheduler, services
 from playground.models import AuditLog, Block, Message
 
@@ -88,14 +90,25 @@ class _Fetched:
 
 def _get(client: httpx.Client, url: str, headers: dict[str, str]) -> _Fetched:
     try:
-        response = client.get(url, headers=headers)
+        # A backend's name may carry its protocol (`openai+http://…`); the request does not.
+        response = client.get(http_url(url), headers=headers)
     except httpx.HTTPError as exc:
         return _Fetched(error=exc.__class__.__name__)
     return _Fetched(status=response.status_code, text=response.text)
 
 
+# The same two gauges in OpenAI-compatible servers' own metrics (llama.cpp needs --metrics).
+_QUEUE_GAUGES = ("vllm:num_requests_waiting", "sglang:num_queue_reqs", "llamacpp:requests_deferred")
+_BATCH_GAUGES = (
+    "vllm:num_requests_running",
+    "sglang:num_running_reqs",
+    "llamacpp:requests_processing",
+)
+
+
 def parse_tgi_metrics(text: str) -> dict[str, Any]:
-    """The few TGI router metrics an operator needs, from its Prometheus text."""
+    """The few TGI router metrics an operator needs, from its Prometheus text (queue and batch
+    size also from vLLM's, SGLang's or llama.cpp's metrics)."""
     found: dict[str, Any] = {
         "queue_size": None,
         "batch_current_size": None,
@@ -107,7 +120,10 @@ def parse_tgi_metrics(text: str) -> dict[str, Any]:
     for family in text_string_to_metric_families(text):
         name = family.name
         for sample in family.samples:
-            if name == "tgi_queue_size":
+            if name in _QUEUE_GAUGES or name in _BATCH_GAUGES:
+                key = "queue_size" if name in _QUEUE_GAUGES else "batch_current_size"
+                found[key] = (found[key] or 0) + sample.value  # summed over models
+            elif name == "tgi_queue_size":
                 found["queue_size"] = sample.value
             elif name == "tgi_batch_current_size":
                 found["batch_current_size"] = sample.value
@@ -129,8 +145,15 @@ def parse_tgi_metrics(text: str) -> dict[str, Any]:
 def _backend_result(
     url: str, health: _Fetched, info: _Fetched, tgi_metrics: _Fetched
 ) -> dict[str, Any]:
+    protocol = protocol_of(url)
+    answered = info.ok or info.error == "ReadTimeout"
+    if protocol == "openai" and health.status in (404, 405) and answered:
+        # llama-cpp-python's server has no /health: its model list answering is the health,
+        # and a model list that timed out means busy (it serves one request at a time).
+        health = _Fetched(status=200)
     result: dict[str, Any] = {
         "url": url,
+        "protocol": protocol,
         "reachable": health.status is not None,
         "health": "unreachable",
         "error": health.error,
@@ -141,11 +164,13 @@ def _backend_result(
         result["health"] = "ok" if health.ok else f"HTTP {health.status}"
     if info.ok:
         try:
-            payload = json.loads(info.text)
-            if isinstance(payload, dict):
+            payload = info_from_payload(url, json.loads(info.text))
+            if payload:
                 result["info"] = {key: payload.get(key) for key in INFO_FIELDS}
         except ValueError:
             result["info_error"] = "not JSON"
+        except BackendError:
+            result["info_error"] = "no model listed"
     if tgi_metrics.ok:
         try:
             result["tgi"] = parse_tgi_metrics(tgi_metrics.text)
@@ -181,7 +206,8 @@ def _gpu_result(source: str, url: str | None, fetched: _Fetched | None) -> dict[
 
 
 def _scrape(urls: list[str]) -> dict[str, dict[str, Any]]:
-    """Scrape every backend's /health, /info and /metrics and its GPU exporter, in parallel."""
+    """Scrape every backend's /health, /info (/v1/models for an OpenAI-compatible server) and
+    /metrics and its GPU exporter, in parallel."""
     timeout = settings.OPS_SCRAPE_TIMEOUT
     tgi_headers = (
         {"Authorization": f"Bearer {settings.TGI_API_KEY}"} if settings.TGI_API_KEY else {}
@@ -192,9 +218,13 @@ def _scrape(urls: list[str]) -> dict[str, dict[str, Any]]:
         ThreadPoolExecutor(max_workers=min(32, 4 * len(urls)), thread_name_prefix="ops") as pool,
     ):
         pages = {
-            (url, page): pool.submit(_get, client, f"{url}/{page}", tgi_headers)
+            (url, page): pool.submit(_get, client, url + path, tgi_headers)
             for url in urls
-            for page in ("health", "info", "metrics")
+            for page, path in (
+                ("health", "/health"),
+                ("info", info_path(url)),
+                ("metrics", "/metrics"),
+            )
         }
         # Configured exporters need not wait for /info: fetch them in the same round.
         gpu_urls: dict[str, tuple[str | None, str]] = {

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import httpx
 from django.conf import settings
 
+from inference.backends import health_paths, http_url, info_from_payload, info_path
+from inference.client import BackendError
 from playground import controls, live
 
 log = logging.getLogger(__name__)
@@ -98,9 +100,35 @@ def healthy_backends(*, include_disabled: bool = False) -> list[str]:
     ]
 
 
+# A server that answered /health with 404 is up; its model list only confirms it, and
+# llama-cpp-python answers every route after the running generation: do not wait long.
+BUSY_MODEL_LIST_SECONDS = 2.0
+
+
+def _backend_get(backend: str, path: str, timeout: float | None = None) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {settings.TGI_API_KEY}"} if settings.TGI_API_KEY else {}
+    return httpx.get(
+        http_url(backend) + path,
+        headers=headers,
+        timeout=settings.TGI_CONNECT_TIMEOUT if timeout is None else timeout,
+    )
+
+
 def probe(backend: str) -> bool:
+    """Health-check a backend: GET /health. An OpenAI-compatible server without /health (404,
+    as llama-cpp-python's) is checked by its model list instead; when that is slow to answer,
+    the server is busy generating (llama-cpp-python serves one request at a time), not down."""
     try:
-        response = httpx.get(f"{backend}/health", timeout=settings.TGI_CONNECT_TIMEOUT)
+        response = _backend_get(backend, "/health")
+        if response.status_code in (404, 405) and len(health_paths(backend)) > 1:
+            try:
+                response = _backend_get(
+                    backend,
+                    health_paths(backend)[1],
+                    timeout=min(settings.TGI_CONNECT_TIMEOUT, BUSY_MODEL_LIST_SECONDS),
+                )
+            except httpx.TimeoutException:
+                response = httpx.Response(200)  # it answered /health: up, and busy
     except httpx.HTTPError as exc:
         mark_down(backend, f"health check failed: {exc.__class__.__name__}")
         return False
@@ -112,19 +140,21 @@ def probe(backend: str) -> bool:
 
 
 def backend_info(backend: str) -> dict:
-    """TGI's /info for a backend, cached in Redis so each generation need not ask."""
+    """A backend's model and limits in TGI's /info keys (an OpenAI-compatible server's
+    /v1/models, mapped), cached in Redis so each generation need not ask."""
     client = live.redis_client()
     cached = client.get(_info_key(backend))
     if cached:
         return json.loads(cached)
+    path = info_path(backend)
     try:
-        response = httpx.get(f"{backend}/info", timeout=settings.TGI_CONNECT_TIMEOUT)
+        response = _backend_get(backend, path)
         response.raise_for_status()
-        info = response.json()
-    except (httpx.HTTPError, ValueError) as exc:
-        log.warning("could not read %s/info: %s", backend, exc)
+        info = info_from_payload(backend, response.json())
+    except (httpx.HTTPError, ValueError, BackendError) as exc:
+        log.warning("could not read %s%s: %s", backend, path, exc)
         return {}
-    if not isinstance(info, dict):
+    if not info:
         return {}
     client.set(_info_key(backend), json.dumps(info), ex=INFO_CACHE_SECONDS)
     return info

@@ -22,13 +22,14 @@ from django.conf import settings
 from django.db import IntegrityError, close_old_connections, connections, transaction
 from django.utils import timezone
 
+from inference.backends import open_client, protocol_of
+from inference.chat import fit_answer, fit_chat
 from inference.client import (
     BackendError,
     BackendTimeoutError,
     BackendUnavailableError,
     OverloadedError,
     SamplingParams,
-    TGIClient,
 )
 from inference.parser import Delta, Sections, TagParser, merge_deltas
 from inference.prompt import DEFAULT_SYSTEM_PROMPT, Turn, build_prompt, fit_history
@@ -518,10 +519,24 @@ def conversation_history(message: Message) -> list[Turn]:
     return turns
 
 
-def build_model_prompt(message: Message, info: dict) -> tuple[str, int]:
-    """The Llama 3.1 prompt for a message and how many old turns had to be left out."""
+def build_model_prompt(message: Message, info: dict, *, protocol: str = "tgi") -> tuple[str, int]:
+    """The prompt for a message and how many old turns had to be left out.
+
+    For TGI the Llama 3.1 prompt string; for an OpenAI-compatible server (`protocol="openai"`)
+    a `ChatPrompt`: the same string, carrying the chat messages and model id that are sent.
+    """
     system_prompt = settings.SYSTEM_PROMPT or DEFAULT_SYSTEM_PROMPT
     history = conversation_history(message)
+    if protocol == "openai":
+        return fit_chat(
+            message.prompt,
+            history,
+            system_prompt=system_prompt,
+            max_input_tokens=info.get("max_input_tokens"),
+            max_total_tokens=info.get("max_total_tokens"),
+            max_new_tokens=settings.MAX_NEW_TOKENS,
+            model=info.get("model_id"),
+        )
     budget = int(info.get("max_input_tokens") or 8191)
     kept, dropped = fit_history(message.prompt, history, budget, system_prompt)
     return build_prompt(message.prompt, kept, system_prompt), dropped
@@ -549,8 +564,11 @@ def run_generation(message_id: str) -> None:
     # Everything the generation needs is read first, so that claiming the message and
     # recording its provenance is a single write on the way to the first token.
     info = scheduler.backend_info(backend)
-    prompt, dropped = build_model_prompt(message, info)
+    protocol = protocol_of(backend)
+    prompt, dropped = build_model_prompt(message, info, protocol=protocol)
     params = sampling_params()
+    if protocol == "openai":
+        params = fit_answer(prompt, info.get("max_total_tokens"), params)
     claimed = message.mark_running(
         model_id=str(info.get("model_id", "")),
         model_info=_provenance(info),
@@ -680,7 +698,9 @@ async def _stream_answer(
                 return
 
     async def read() -> None:
-        async with TGIClient(
+        # TGI's /generate_stream, or an OpenAI-compatible chat route for `openai+` backends:
+        # both clients yield the same events and raise the same BackendErrors.
+        async with open_client(
             backend,
             connect_timeout=settings.TGI_CONNECT_TIMEOUT,
             read_timeout=settings.TGI_READ_TIMEOUT,

