@@ -43,7 +43,7 @@ class Config:
     seed: int
     quick: bool
     keep_data: bool = False
-    worker_processes: int = 1
+    worker_processes: int = 2
     redis_monitor: bool = False
 
     @property
@@ -91,8 +91,8 @@ def parse_args(argv: list[str] | None) -> Config:
     parser.add_argument(
         "--worker-processes",
         type=int,
-        default=1,
-        help="diagnosis: Celery worker processes sharing the slots (`make run` starts one)",
+        default=2,
+        help="Celery worker processes sharing the slots (WORKER_PROCESSES; `make run` starts 2)",
     )
     parser.add_argument(
         "--keep-data",
@@ -153,14 +153,10 @@ def main(argv: list[str] | None = None) -> int:
         sim_url = simulator.start()
         say(f"simulator at {sim_url} (log {simulator.log_path})")
         stack = make_stack(sim_url, config.slots, work_dir, log_dir)
-        if config.worker_processes > 1:
-            # Threads per process as `make run` sizes them, for this process's share of slots.
-            share = -(-config.slots // config.worker_processes)
-            stack.worker_concurrency = share + 4
-        say("starting the stack (embedded redis, migrations, Celery worker, daphne)…")
+        # The stack sizes each process's threads for its share of the slots, as `make run` does.
+        stack.env["WORKER_PROCESSES"] = str(config.worker_processes)
+        say("starting the stack (embedded redis, migrations, Celery workers, daphne)…")
         stack.start()
-        for number in range(2, config.worker_processes + 1):
-            stack.start_worker(name=f"worker{number}", beat=False)
         stack.wait_for_worker()
         say(f"stack at {stack.base_url}; logs in {log_dir}")
         document = asyncio.run(measure(config, simulator, stack, source))

@@ -20,6 +20,8 @@ import redis.asyncio as aredis
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import ExponentialBackoff
 
 from inference.parser import Delta
 
@@ -82,8 +84,15 @@ def async_redis_client() -> aredis.Redis:
             del _async_clients[stale]
         # A blocking pool: a burst of viewers connecting at once waits a moment for a
         # connection instead of failing with "too many connections".
+        # Connections outlive a Redis restart in the pool: a command that meets a dead one
+        # reconnects and is sent again instead of failing a generation or a viewer.
         pool = aredis.BlockingConnectionPool.from_url(
-            settings.REDIS_URL, max_connections=64, timeout=20, health_check_interval=30
+            settings.REDIS_URL,
+            max_connections=64,
+            timeout=20,
+            health_check_interval=30,
+            retry=AsyncRetry(ExponentialBackoff(cap=1.0, base=0.05), 5),
+            retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
         )
         client = aredis.Redis(connection_pool=pool)
         _async_clients[loop] = client
@@ -147,16 +156,28 @@ def publish(message_id: str, event: dict[str, Any]) -> None:
 
 
 class StreamPublisher:
-    """Persists then publishes the events of one generation, inside its event loop."""
+    """Persists then publishes the events of one generation, inside its event loop.
+
+    A delta is appended to the log and published to its group in one pipelined round trip on
+    the loop's pooled connections, rather than through the channel layer's single
+    lock-guarded connection, which every generation of a worker process would queue on. The
+    bytes published are the layer's own (its group channel name and serializer), so
+    consumers receive them exactly as they would a `group_send`. Settings give the layer the
+    one Redis that `REDIS_URL` names, the same one this client talks to.
+    """
 
     def __init__(self, message_id: str) -> None:
         self.message_id = message_id
         self.seq = 0
         self.events: list[dict[str, Any]] = []
-        self._redis = aredis.Redis.from_url(settings.REDIS_URL)
+        # The loop's pooled client: a generation starts on a warm connection.
+        self._redis = async_redis_client()
         self._layer = get_channel_layer()
         self._key = delta_log_key(message_id)
-        self._group = group_name(message_id)
+        self._channel = self._layer._get_group_channel_name(group_name(message_id))
+
+    def _wire(self, event: dict[str, Any]) -> bytes:
+        return self._layer.serialize({"type": "stream.event", "event": event})
 
     async def reset(self) -> None:
         # A retried generation starts its log afresh; viewers only ever saw a log that
@@ -170,13 +191,17 @@ class StreamPublisher:
         for delta in deltas:
             self.seq += 1
             events.append(delta_event(self.seq, delta))
-        await self._redis.rpush(self._key, *[json.dumps(event) for event in events])
-        self.events.extend(events)
+        # Appended before published, in one round trip: a viewer who subscribes and then
+        # reads the log can miss nothing.
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.rpush(self._key, *[json.dumps(event) for event in events])
         for event in events:
-            await self.publish(event)
+            pipe.publish(self._channel, self._wire(event))
+        await pipe.execute()
+        self.events.extend(events)
 
     async def publish(self, event: dict[str, Any]) -> None:
-        await self._layer.group_send(self._group, {"type": "stream.event", "event": event})
+        await self._redis.publish(self._channel, self._wire(event))
 
     async def cancel_requested(self) -> bool:
         return bool(await self._redis.exists(cancel_key(self.message_id)))
@@ -185,4 +210,5 @@ class StreamPublisher:
         await self._redis.expire(self._key, FINISHED_LOG_TTL)
 
     async def aclose(self) -> None:
-        await self._redis.aclose()
+        # The pooled client outlives this generation; nothing of its own to close.
+        return None

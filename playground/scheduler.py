@@ -175,6 +175,22 @@ def acquire_slot(message_id: str) -> str | None:
     return candidates[int(chosen) - 1] if int(chosen) > 0 else None
 
 
+def any_free_slot() -> bool:
+    """Whether some healthy backend has a slot free right now: a cheap look that spares a
+    rush's every submission the dispatch lock and the line's query while all slots are busy."""
+    candidates = healthy_backends()
+    if not candidates:
+        return False
+    now = time.time()
+    pipe = live.redis_client().pipeline(transaction=False)
+    for url in candidates:
+        pipe.zcount(slot_key(url), now, "+inf")
+    in_use = pipe.execute()
+    return any(
+        int(used) < concurrency_limit(url) for url, used in zip(candidates, in_use, strict=True)
+    )
+
+
 def renew_slot(backend: str, message_id: str) -> None:
     # Re-adding also restores a lease lost with a Redis restart: the worker is alive and owns it.
     live.redis_client().zadd(slot_key(backend), {message_id: time.time() + lease_seconds()})

@@ -9,17 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import IntegrityError, close_old_connections, connections, transaction
+from django.db.models import Count, Q
 from django.utils import timezone
 
 from inference.backends import open_client, protocol_of
@@ -33,13 +37,11 @@ from inference.client import (
 )
 from inference.parser import Delta, Sections, TagParser, merge_deltas
 from inference.prompt import DEFAULT_SYSTEM_PROMPT, Turn, build_prompt, fit_history
-from playground import answer_checks, controls, limits, live, metrics, scheduler
+from playground import aio, answer_checks, controls, limits, live, metrics, scheduler
 from playground.models import (
     Conversation,
     Message,
     SamplePrompt,
-    active_for_ip,
-    active_for_session,
     new_share_token,
 )
 
@@ -190,13 +192,14 @@ def _check_admission(session_key: str, client_ip: str | None) -> None:
                 status=429,
                 retry_after=wait,
             )
-    if active_for_session(session_key).exists():
+    load = _active_load(session_key, client_ip)
+    if load["session"]:
         raise PlaygroundError(
             "already_generating",
             "You already have an answer being written. Wait for it or stop it first.",
             status=409,
         )
-    if client_ip and active_for_ip(client_ip).count() >= settings.IP_MAX_ACTIVE:
+    if client_ip and load["ip"] >= settings.IP_MAX_ACTIVE:
         raise PlaygroundError(
             "rate_limited",
             "Too many answers are being written for your network at once. "
@@ -204,7 +207,7 @@ def _check_admission(session_key: str, client_ip: str | None) -> None:
             status=429,
             retry_after=30,
         )
-    waiting = waiting_count()
+    waiting = load["waiting"]
     if waiting >= settings.QUEUE_MAX_WAITING:
         wait = int(estimate_wait_for_new_arrival())
         raise PlaygroundError(
@@ -216,9 +219,45 @@ def _check_admission(session_key: str, client_ip: str | None) -> None:
         )
 
 
+def _active_load(session_key: str, client_ip: str | None) -> dict[str, int]:
+    """This visitor's and this address's active answers and the length of the line, counted
+    in one query over the active rows (admission runs on every submission of a rush)."""
+    counted = {
+        "session": Count("pk", filter=Q(session_key=session_key)),
+        "waiting": Count("pk", filter=Q(status=Message.Status.QUEUED, dispatched_at__isnull=True)),
+    }
+    if client_ip:
+        counted["ip"] = Count("pk", filter=Q(client_ip=client_ip))
+    counts = Message.objects.filter(
+        role=Message.Role.ASSISTANT, status__in=Message.ACTIVE
+    ).aggregate(**counted)
+    return {"ip": 0, **{key: int(value or 0) for key, value in counts.items()}}
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# Each request runs in a thread of its own, and admission is mostly CPU work under one GIL.
+# A hundred submissions arriving at once, all admitted together, share the processor and all
+# finish late, the first in line's dispatch with them; a few at a time, they finish roughly
+# in arrival order and the first wave starts at once.
+SUBMISSIONS_AT_ONCE = 4
+_submission_turns = threading.BoundedSemaphore(SUBMISSIONS_AT_ONCE)
+
+
+def _one_of_a_few_at_a_time(admit: Callable[P, R]) -> Callable[P, R]:
+    @functools.wraps(admit)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        with _submission_turns:
+            return admit(*args, **kwargs)
+
+    return wrapper
+
+
 ALREADY_GENERATING = "You already have an answer being written. Wait for it or stop it first."
 
 
+@_one_of_a_few_at_a_time
 def submit(
     *,
     session_key: str,
@@ -283,10 +322,12 @@ def _create_and_dispatch(create: Any) -> Message:
         raise PlaygroundError("already_generating", ALREADY_GENERATING, status=409) from None
     metrics.record_admitted()
     dispatch()
-    answer.refresh_from_db()
-    return answer
+    # Read back with its conversation: dispatch may have given it a slot, and every caller
+    # answers with the conversation too.
+    return Message.objects.select_related("conversation").get(pk=answer.pk)
 
 
+@_one_of_a_few_at_a_time
 def regenerate(answer: Message, *, session_key: str, client_ip: str | None) -> Message:
     """A new answer to the same question; the old one stays as an alternative."""
     question = answer.reply_to
@@ -318,6 +359,7 @@ def last_question(conversation: Conversation) -> Message | None:
     )
 
 
+@_one_of_a_few_at_a_time
 def edit_last_prompt(
     conversation: Conversation, *, session_key: str, client_ip: str | None, prompt: Any
 ) -> Message:
@@ -418,44 +460,69 @@ def _title_for(prompt: str) -> str:
 # --- dispatching onto the backends ------------------------------------------------------------
 
 
+DISPATCH_LOCK_KEY = "pg:dispatch-lock"
+DISPATCH_WANTED_KEY = "pg:dispatch-wanted"
+
+
 def dispatch() -> int:
-    """Hand queued messages, oldest first, to free backend slots. Returns how many started.
+    """Hand queued messages, oldest first, to free backend slots. Returns how many this call
+    started (others may be started by the pass it asked for).
 
-    Runs under a short Redis lock so that the line is served strictly in order even when
-    several web and worker processes dispatch at the same moment.
+    One pass at a time runs, under a short Redis lock, so that the line is served strictly in
+    order even when several web and worker processes dispatch at the same moment. Nobody waits
+    for the lock: a caller first asks for a pass, then runs passes only if it gets the lock at
+    once; the holder keeps passing while passes are asked for. Under a rush, a hundred
+    submissions used to queue on the lock, each polling it, while the first wave waited for
+    its turn among them.
     """
-    from playground import tasks  # the task module imports this one
-
     if controls.draining():
         # An operator drains: what runs finishes, nothing new starts, the line keeps its order.
         return 0
-    started = 0
-    # Held for milliseconds: poll for it every few ms (the default is every 100 ms), so a burst
-    # of submissions and finishing generations hands it on without idling.
-    lock = live.redis_client().lock("pg:dispatch-lock", timeout=10, sleep=0.002, blocking_timeout=5)
-    if not lock.acquire():
+    if not scheduler.any_free_slot():
+        # Whoever frees a slot dispatches next, and this message was committed before the
+        # look: either the look sees the freed slot or the freeing side sees this message.
         return 0
-    try:
-        while True:
-            message = _waiting().order_by("created", "id").first()
-            if message is None:
-                break
-            if is_abandoned(message):
-                message.abandon()
-                continue
-            backend = scheduler.acquire_slot(message.pk)
-            if backend is None:
-                break
-            if not message.mark_dispatched(backend):
-                scheduler.release_slot(backend, message.pk)
-                continue
-            tasks.generate.delay(message.pk)
-            started += 1
-    finally:
-        with contextlib.suppress(Exception):
-            lock.release()
+    client = live.redis_client()
+    client.set(DISPATCH_WANTED_KEY, "1", ex=60)
+    started = 0
+    while True:
+        lock = client.lock(DISPATCH_LOCK_KEY, timeout=10)
+        if not lock.acquire(blocking=False):
+            # The holder has not yet taken the request away: it makes the pass asked for.
+            break
+        try:
+            while client.delete(DISPATCH_WANTED_KEY):
+                started += _dispatch_pass()
+        finally:
+            with contextlib.suppress(Exception):
+                lock.release()
+        # A request that came in between the last look and the release found the lock taken.
+        if not client.exists(DISPATCH_WANTED_KEY):
+            break
     if started:
         publish_queue_positions()
+    return started
+
+
+def _dispatch_pass() -> int:
+    from playground import tasks  # the task module imports this one
+
+    started = 0
+    while True:
+        message = _waiting().order_by("created", "id").first()
+        if message is None:
+            break
+        if is_abandoned(message):
+            message.abandon()
+            continue
+        backend = scheduler.acquire_slot(message.pk)
+        if backend is None:
+            break
+        if not message.mark_dispatched(backend):
+            scheduler.release_slot(backend, message.pk)
+            continue
+        tasks.generate.delay(message.pk)
+        started += 1
     return started
 
 
@@ -581,7 +648,7 @@ def run_generation(message_id: str) -> None:
         return
     outcome = None
     try:
-        outcome = asyncio.run(_generate(message.pk, backend, prompt, params, info))
+        outcome = aio.run(_generate(message.pk, backend, prompt, params, info))
     except Exception:
         log.exception("generation of %s crashed", message_id)
         if message.fail("worker_error", "The playground failed while writing this answer."):
@@ -727,11 +794,19 @@ async def _stream_answer(
                         raise
                     await asyncio.sleep(OVERLOAD_BACKOFF_SECONDS * 2**attempt)
 
+    # The watcher is stopped by this event, never by cancelling it: redis-py can swallow a
+    # cancellation that lands during a command, and a watcher that lived on in the worker's
+    # shared loop would renew the lease of a finished answer, holding its GPU slot.
+    stop_watching = asyncio.Event()
+
     async def watch() -> None:
         # Cooperative stop and lease renewal, checked a few times a second.
         renewed = loop.time()
         while True:
-            await asyncio.sleep(CANCEL_POLL_SECONDS)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop_watching.wait(), CANCEL_POLL_SECONDS)
+            if stop_watching.is_set():
+                return
             if await publisher.cancel_requested():
                 reader.cancel()
                 return
@@ -751,11 +826,16 @@ async def _stream_answer(
     except BackendError as exc:
         _record_backend_error(outcome, backend, exc)
     finally:
-        watcher.cancel()
+        stop_watching.set()
         pending.extend(parser.close())
         reading_done = True
         wake.set()
         await flusher
+        try:
+            await watcher
+        except Exception:
+            # Its last lease renewal or cancel check failed; the answer itself is unaffected.
+            log.warning("the watcher of %s failed", publisher.message_id, exc_info=True)
     if outcome.status == Message.Status.DONE and not outcome.finish_reason:
         outcome.status = Message.Status.ERROR
         outcome.error_code = "incomplete_stream"

@@ -6,6 +6,8 @@ against a real simulator on a loopback port and the session's real Redis.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -19,7 +21,7 @@ from django.utils import timezone
 
 from inference.parser import parse
 from inference.samples import get_sample
-from playground import live, scheduler, services
+from playground import aio, live, scheduler, services
 from playground.models import Message
 from tests.simulator import running_simulator, sim_stats
 
@@ -230,6 +232,35 @@ def test_cancel_closes_the_backend_stream_within_a_second_and_keeps_the_text(
     assert message.status == Message.Status.CANCELLED
     assert message.deltas and message.sections["thinking"]
     assert scheduler.slots_in_use(url) == 0
+
+
+def test_a_finished_generation_leaves_no_watcher_behind_to_renew_its_slot(
+    settings: Any, samples: Any, enqueued: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every generation of a worker process shares one event loop, so a watcher that outlived
+    # its answer would go on renewing the lease and hold the GPU slot. The cancel check here
+    # swallows a cancellation that lands during it, as a Redis client can.
+    async def slow_cancel_check(publisher: live.StreamPublisher) -> bool:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0.2)
+        return False
+
+    async def tasks_on_the_shared_loop() -> int:
+        return len(asyncio.all_tasks()) - 1
+
+    monkeypatch.setattr(live.StreamPublisher, "cancel_requested", slow_cancel_check)
+    monkeypatch.setattr(services, "CANCEL_POLL_SECONDS", 0.001)
+    settings.SLOT_LEASE_SECONDS = 2  # renewed every 0.67 s while the answer runs
+    with running_simulator(tokens_per_second=200) as url:
+        settings.TGI_URLS = [url]
+        message = submit()
+        before = aio.run(tasks_on_the_shared_loop())
+        services.run_generation(message.pk)
+        time.sleep(1.5)  # two renewal periods
+
+        assert Message.objects.get(pk=message.pk).status == Message.Status.DONE
+        assert scheduler.slots_in_use(url) == 0
+        assert aio.run(tasks_on_the_shared_loop()) == before
 
 
 def test_cancelling_a_queued_message_frees_its_place(
