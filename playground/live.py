@@ -17,7 +17,6 @@ from typing import Any
 
 import redis
 import redis.asyncio as aredis
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 from redis.asyncio.retry import Retry as AsyncRetry
@@ -148,22 +147,44 @@ def request_cancel(message_id: str) -> None:
     redis_client().set(cancel_key(message_id), "1", ex=CANCEL_FLAG_TTL)
 
 
+def group_channel(message_id: str) -> str:
+    """The Redis pub/sub channel behind a message's group: the name the channel layer
+    subscribes viewers to (tests/test_consumers.py holds the layer to it).
+
+    Events are published straight to it with the layer's own serializer, in pipelined round
+    trips of the publisher's own: from synchronous code without borrowing the web process's
+    event loop (busy with every socket under a rush), and from the generation loop without
+    queueing on the layer's single lock-guarded connection.
+    """
+    prefix = settings.CHANNEL_LAYERS["default"].get("CONFIG", {}).get("prefix", "asgi")
+    return f"{prefix}__group__{group_name(message_id)}"
+
+
+def wire_message(event: dict[str, Any]) -> bytes:
+    return get_channel_layer().serialize({"type": "stream.event", "event": event})
+
+
 def publish(message_id: str, event: dict[str, Any]) -> None:
     """Send one event to everyone watching a message, from synchronous code."""
-    async_to_sync(get_channel_layer().group_send)(
-        group_name(message_id), {"type": "stream.event", "event": event}
-    )
+    publish_many([(message_id, event)])
+
+
+def publish_many(events: list[tuple[str, dict[str, Any]]]) -> None:
+    """Send each (message id, event) to that message's viewers, all in one round trip."""
+    if not events:
+        return
+    pipe = redis_client().pipeline(transaction=False)
+    for message_id, event in events:
+        pipe.publish(group_channel(message_id), wire_message(event))
+    pipe.execute()
 
 
 class StreamPublisher:
     """Persists then publishes the events of one generation, inside its event loop.
 
-    A delta is appended to the log and published to its group in one pipelined round trip on
-    the loop's pooled connections, rather than through the channel layer's single
-    lock-guarded connection, which every generation of a worker process would queue on. The
-    bytes published are the layer's own (its group channel name and serializer), so
-    consumers receive them exactly as they would a `group_send`. Settings give the layer the
-    one Redis that `REDIS_URL` names, the same one this client talks to.
+    A delta is appended to the log and published to its group (`group_channel`) in one
+    pipelined round trip on the loop's pooled connections. Settings give the layer the one
+    Redis that `REDIS_URL` names, the same one these clients talk to.
     """
 
     def __init__(self, message_id: str) -> None:
@@ -172,12 +193,8 @@ class StreamPublisher:
         self.events: list[dict[str, Any]] = []
         # The loop's pooled client: a generation starts on a warm connection.
         self._redis = async_redis_client()
-        self._layer = get_channel_layer()
         self._key = delta_log_key(message_id)
-        self._channel = self._layer._get_group_channel_name(group_name(message_id))
-
-    def _wire(self, event: dict[str, Any]) -> bytes:
-        return self._layer.serialize({"type": "stream.event", "event": event})
+        self._channel = group_channel(message_id)
 
     async def reset(self) -> None:
         # A retried generation starts its log afresh; viewers only ever saw a log that
@@ -196,12 +213,12 @@ class StreamPublisher:
         pipe = self._redis.pipeline(transaction=False)
         pipe.rpush(self._key, *[json.dumps(event) for event in events])
         for event in events:
-            pipe.publish(self._channel, self._wire(event))
+            pipe.publish(self._channel, wire_message(event))
         await pipe.execute()
         self.events.extend(events)
 
     async def publish(self, event: dict[str, Any]) -> None:
-        await self._redis.publish(self._channel, self._wire(event))
+        await self._redis.publish(self._channel, wire_message(event))
 
     async def cancel_requested(self) -> bool:
         return bool(await self._redis.exists(cancel_key(self.message_id)))

@@ -142,26 +142,36 @@ class Message(models.Model):
 
     def mark_dispatched(self, backend: str) -> bool:
         """Record that a slot on `backend` is leased for this message (it leaves the line)."""
+        now = timezone.now()
         updated = Message.objects.filter(
             pk=self.pk, status=self.Status.QUEUED, dispatched_at__isnull=True
-        ).update(dispatched_at=timezone.now(), backend=backend)
+        ).update(dispatched_at=now, backend=backend)
         if updated:
-            self.refresh_from_db(fields=["dispatched_at", "backend"])
+            self.dispatched_at, self.backend = now, backend
         return bool(updated)
 
     def mark_running(self, **provenance: Any) -> bool:
         """Claim a dispatched message for one worker. False if it was claimed or cancelled.
 
         `provenance` (model_id, model_info, sampling) is recorded in the same UPDATE."""
+        now = timezone.now()
         updated = Message.objects.filter(
             pk=self.pk, status=self.Status.QUEUED, dispatched_at__isnull=False
         ).update(
             status=self.Status.RUNNING,
-            started_at=timezone.now(),
+            started_at=now,
             attempts=models.F("attempts") + 1,
             **provenance,
         )
-        self.refresh_from_db(fields=["status", "started_at", "attempts", *provenance])
+        if updated:
+            # Only this claim moves a message to running, so its attempts were ours + 1; not
+            # reading the row back saves a query on the way to the first token.
+            self.status, self.started_at = self.Status.RUNNING, now
+            self.attempts += 1
+            for name, value in provenance.items():
+                setattr(self, name, value)
+        else:
+            self.refresh_from_db(fields=["status", "started_at", "attempts", *provenance])
         return bool(updated)
 
     def requeue(self) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
 import re
@@ -19,8 +20,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ParamSpec, TypeVar
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import IntegrityError, close_old_connections, connections, transaction
 from django.db.models import Count, Q
@@ -482,6 +481,7 @@ def dispatch() -> int:
         # Whoever frees a slot dispatches next, and this message was committed before the
         # look: either the look sees the freed slot or the freeing side sees this message.
         return 0
+    forget_queue_snapshot()
     client = live.redis_client()
     client.set(DISPATCH_WANTED_KEY, "1", ex=60)
     started = 0
@@ -566,16 +566,21 @@ def conversation_history(message: Message) -> list[Turn]:
     chosen finished answer. Thinking is left out on purpose: it would crowd the context and
     the model card's format treats it as scratch work."""
     question_of_this = message.reply_to
-    earlier = Message.objects.filter(
-        conversation_id=message.conversation_id,
-        role=Message.Role.USER,
-        superseded=False,
-        created__lt=question_of_this.created if question_of_this else message.created,
-    ).order_by("created")
+    earlier = list(
+        Message.objects.filter(
+            conversation_id=message.conversation_id,
+            role=Message.Role.USER,
+            superseded=False,
+            created__lt=question_of_this.created if question_of_this else message.created,
+        ).order_by("created")
+    )
+    if not earlier:
+        return []  # a first question: nothing more to read on the way to its first token
     finished: dict[str, list[Message]] = {}
-    for answer in Message.objects.filter(reply_to__in=earlier, status=Message.Status.DONE).order_by(
-        "created"
-    ):
+    answers = Message.objects.filter(
+        reply_to__in=[question.pk for question in earlier], status=Message.Status.DONE
+    ).order_by("created")
+    for answer in answers:
         finished.setdefault(answer.reply_to_id, []).append(answer)
     turns: list[Turn] = []
     for question in earlier:
@@ -615,7 +620,9 @@ def sampling_params() -> SamplingParams:
 
 def run_generation(message_id: str) -> None:
     """Generate one answer. Safe to call twice for the same message: only one claim wins."""
-    message = Message.objects.select_related("conversation").filter(pk=message_id).first()
+    message = (
+        Message.objects.select_related("conversation", "reply_to").filter(pk=message_id).first()
+    )
     if message is None or message.role != Message.Role.ASSISTANT:
         return
     backend = message.backend
@@ -992,6 +999,33 @@ def queue_snapshot() -> scheduler.QueueSnapshot:
     )
 
 
+# Every submission and every waiting viewer who connects asks where they stand; under a rush
+# that is hundreds of the same database and Redis reads a second in one web process. Those
+# answers reuse a snapshot this young, its running times advanced by its age. A dispatch pass
+# or a change in the line published from this process starts afresh; /api/v1/status and the
+# dashboard always read afresh.
+SNAPSHOT_REUSE_SECONDS = 0.25
+_recent_snapshot: tuple[float, scheduler.QueueSnapshot] | None = None
+
+
+def recent_queue_snapshot() -> scheduler.QueueSnapshot:
+    global _recent_snapshot
+    now = time.monotonic()
+    recent = _recent_snapshot
+    if recent is not None and 0.0 <= now - recent[0] < SNAPSHOT_REUSE_SECONDS:
+        age = now - recent[0]
+        elapsed = [seconds + age for seconds in recent[1].running_elapsed]
+        return dataclasses.replace(recent[1], running_elapsed=elapsed)
+    snapshot = queue_snapshot()
+    _recent_snapshot = (now, snapshot)
+    return snapshot
+
+
+def forget_queue_snapshot() -> None:
+    global _recent_snapshot
+    _recent_snapshot = None
+
+
 def _waiting() -> Any:
     return Message.objects.filter(
         role=Message.Role.ASSISTANT, status=Message.Status.QUEUED, dispatched_at__isnull=True
@@ -1054,24 +1088,18 @@ def publish_queue_positions() -> None:
     # Taken before reading the line: several processes publish concurrently, and a viewer
     # must be able to tell a stale snapshot from a fresh one (see the consumer).
     as_of = round(time.time(), 6)
+    forget_queue_snapshot()
     line = waiting_line()
     if not line:
         return
     snapshot = queue_snapshot()
     estimates = scheduler.wait_estimates(snapshot, len(line))
-    events = [
-        (message_id, queued_event(place, eta, as_of))
-        for place, (message_id, eta) in enumerate(zip(line, estimates, strict=False), start=1)
-    ]
-
-    async def send_all() -> None:
-        layer = get_channel_layer()
-        for message_id, event in events:
-            await layer.group_send(
-                live.group_name(message_id), {"type": "stream.event", "event": event}
-            )
-
-    async_to_sync(send_all)()
+    live.publish_many(
+        [
+            (message_id, queued_event(place, eta, as_of))
+            for place, (message_id, eta) in enumerate(zip(line, estimates, strict=False), start=1)
+        ]
+    )
 
 
 def format_duration(seconds: float) -> str:
@@ -1144,7 +1172,12 @@ def message_payload(
     else:
         sections, seq = live_sections(message, events)
     position = position_of(message)
-    eta = eta_for_position(position, snapshot) if position is not None else None
+    if position is None:
+        eta = None
+    elif position > 0:
+        eta = eta_for_position(position, snapshot or recent_queue_snapshot())
+    else:
+        eta = 0.0
     error = (
         {"code": message.error_code, "message": message.error_message}
         if message.status == Message.Status.ERROR
@@ -1336,5 +1369,6 @@ def stream_state(
     else:
         as_of = round(time.time(), 6)
         position = position_of(message) or 0
-        status_event = queued_event(position, eta_for_position(position), as_of)
+        eta = eta_for_position(position, recent_queue_snapshot())
+        status_event = queued_event(position, eta, as_of)
     return StreamState(None, [], status_event)

@@ -9,14 +9,16 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from playground import live
+from playground import live, services
 from playground.models import SamplePrompt
 
 
 @pytest.fixture(autouse=True)
 def clean_redis() -> Iterator[None]:
-    """Each test starts with an empty Redis database (the session's own, never a shared one)."""
+    """Each test starts with an empty Redis database (the session's own, never a shared one)
+    and no queue snapshot remembered from another test's line."""
     live.redis_client().flushdb()
+    services.forget_queue_snapshot()
     yield
     live.redis_client().flushdb()
 

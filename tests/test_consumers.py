@@ -187,3 +187,14 @@ def test_a_place_in_line_computed_earlier_but_delivered_later_is_dropped() -> No
 
     assert [e.get("position") for e in events if e.get("type") == "queued"] == [1, 1]
     assert events[-2] == {"type": "cancelled"}
+
+
+def test_events_are_published_on_the_channel_the_layer_subscribes_viewers_to() -> None:
+    # Publishers write to the layer's group channel directly (live.group_channel); a layer
+    # that named its channels differently would leave every viewer waiting in silence.
+    from channels.layers import get_channel_layer
+
+    async def layer_channel() -> str:
+        return get_channel_layer()._get_group_channel_name(live.group_name("m-1"))
+
+    assert live.group_channel("m-1") == asyncio.run(layer_channel())
