@@ -1,8 +1,8 @@
 """One long-lived event loop per process for the worker's asynchronous work.
 
 A Celery worker runs each generation in one of its threads. Giving every generation an event
-loop of its own (`asyncio.run`) made each one open fresh connections to Redis, the channel
-layer and the backend before its first token, and made a dozen loops in a dozen threads take
+loop of its own (`asyncio.run`) made each one open fresh connections to Redis and the channel
+layer before its first token, and made a dozen loops in a dozen threads take
 turns at the GIL for every token: a thread whose socket was ready waited for the others'
 switch intervals. All generations of a process now share this one loop in one thread, with
 warm connection pools, and the worker's threads just wait for their generation's result.
