@@ -1274,6 +1274,22 @@ class Simulator:
         self.metrics.failure("dropped")
         self.stats.dropped += 1
 
+    @contextlib.contextmanager
+    def _request_jobs(self) -> Iterator[list[_Job]]:
+        """The engine jobs of one request (the handler adds them): they leave the engine however
+        the handler ends, and a handler cancelled because its client left (handler_cancellation)
+        counts as a dropped request unless every job had already settled."""
+        jobs: list[_Job] = []
+        try:
+            yield jobs
+        except asyncio.CancelledError:
+            if jobs and not all(job.settled for job in jobs):
+                self._record_drop()
+            raise
+        finally:
+            for job in jobs:
+                self.engine.cancel(job)
+
     def _count_request(self) -> None:
         self.metrics.inc("tgi_request_count")
         self.stats.requests += 1
@@ -1348,35 +1364,27 @@ class Simulator:
                 "X-Accel-Buffering": "no",
             },
         )
-        jobs: list[_Job] = []
-        try:
-            # Axum sends the headers before the stream yields anything, errors included.
-            await response.prepare(request)
-            if (req.best_of if req.best_of is not None else 1) != 1:
-                raise _validation("`best_of` != 1 is not supported when streaming tokens")
-            if req.decoder_input_details:
-                raise _validation(
-                    "`decoder_input_details` == true is not supported when streaming tokens"
-                )
-            with self._permit(1):
-                jobs = await self._start_jobs(req, 1)
-                await self._stream_job(request, response, req, jobs[0], started)
-        except InferError as error:
-            self._record_failure(error)
-            with contextlib.suppress(ConnectionError):
-                await response.write(_sse(error.body()))
-        except ConnectionError:
-            # A write found the connection closed: the client left (or never stayed).
-            if jobs and not jobs[0].settled:
-                self._record_drop()
-        except asyncio.CancelledError:
-            # With handler_cancellation, aiohttp cancels the handler when the client leaves.
-            if jobs and not jobs[0].settled:
-                self._record_drop()
-            raise
-        finally:
-            for job in jobs:
-                self.engine.cancel(job)
+        with self._request_jobs() as jobs:
+            try:
+                # Axum sends the headers before the stream yields anything, errors included.
+                await response.prepare(request)
+                if (req.best_of if req.best_of is not None else 1) != 1:
+                    raise _validation("`best_of` != 1 is not supported when streaming tokens")
+                if req.decoder_input_details:
+                    raise _validation(
+                        "`decoder_input_details` == true is not supported when streaming tokens"
+                    )
+                with self._permit(1):
+                    jobs.extend(await self._start_jobs(req, 1))
+                    await self._stream_job(request, response, req, jobs[0], started)
+            except InferError as error:
+                self._record_failure(error)
+                with contextlib.suppress(ConnectionError):
+                    await response.write(_sse(error.body()))
+            except ConnectionError:
+                # A write found the connection closed: the client left (or never stayed).
+                if jobs and not jobs[0].settled:
+                    self._record_drop()
         return response
 
     async def _stream_job(
@@ -1443,34 +1451,29 @@ class Simulator:
         started = asyncio.get_running_loop().time()
         self._count_request()
         best_of = req.best_of if req.best_of is not None else 1
-        jobs: list[_Job] = []
-        try:
-            if best_of > MAX_BEST_OF:
-                raise _validation(f"`best_of` must be > 0 and <= {MAX_BEST_OF}. Given: {best_of}")
-            n = max(best_of, 1)
-            # A best_of=n request holds n permits, as in TGI.
-            with self._permit(n):
-                jobs = await self._start_jobs(req, n)
-                outcomes = await self._collect_all(request, jobs)
-                for job in jobs:
-                    self._record_success(job, started)
-        except InferError as error:
-            self._record_failure(error)
-            return _json_response(error.body(), status=error.status)
-        except _SimulatedDrop:
-            self.stats.faults += 1
-            _abort(request)
-            return web.Response()  # goes nowhere: the connection is closed
-        except _ClientGone:
-            self._record_drop()
-            return web.Response()
-        except asyncio.CancelledError:
-            if jobs and not all(job.settled for job in jobs):
+        with self._request_jobs() as jobs:
+            try:
+                if best_of > MAX_BEST_OF:
+                    raise _validation(
+                        f"`best_of` must be > 0 and <= {MAX_BEST_OF}. Given: {best_of}"
+                    )
+                n = max(best_of, 1)
+                # A best_of=n request holds n permits, as in TGI.
+                with self._permit(n):
+                    jobs.extend(await self._start_jobs(req, n))
+                    outcomes = await self._collect_all(request, jobs)
+                    for job in jobs:
+                        self._record_success(job, started)
+            except InferError as error:
+                self._record_failure(error)
+                return _json_response(error.body(), status=error.status)
+            except _SimulatedDrop:
+                self.stats.faults += 1
+                _abort(request)
+                return web.Response()  # goes nowhere: the connection is closed
+            except _ClientGone:
                 self._record_drop()
-            raise
-        finally:
-            for job in jobs:
-                self.engine.cancel(job)
+                return web.Response()
 
         # Like best_of in TGI: the most likely sequence wins, the others come as extras.
         ranked = sorted(
@@ -1594,30 +1597,23 @@ class Simulator:
                 "X-Accel-Buffering": "no",
             },
         )
-        jobs: list[_Job] = []
-        try:
-            # Unlike TGI's native route, validation and overload answer before the stream.
-            with self._permit(1):
-                jobs = await self._start_jobs(chat.generate, 1)
-                await response.prepare(request)
-                await self._stream_chat_job(request, response, chat, jobs[0], started)
-        except InferError as error:
-            self._record_failure(error)
-            if not response.prepared:
-                status = _CHAT_STATUS.get(error.status, error.status)
-                return _json_response(_chat_error(error), status=status)
-            with contextlib.suppress(ConnectionError):
-                await response.write(_sse(_chat_error(error)) + b"data: [DONE]\n\n")
-        except ConnectionError:
-            if jobs and not jobs[0].settled:
-                self._record_drop()
-        except asyncio.CancelledError:
-            if jobs and not jobs[0].settled:
-                self._record_drop()
-            raise
-        finally:
-            for job in jobs:
-                self.engine.cancel(job)
+        with self._request_jobs() as jobs:
+            try:
+                # Unlike TGI's native route, validation and overload answer before the stream.
+                with self._permit(1):
+                    jobs.extend(await self._start_jobs(chat.generate, 1))
+                    await response.prepare(request)
+                    await self._stream_chat_job(request, response, chat, jobs[0], started)
+            except InferError as error:
+                self._record_failure(error)
+                if not response.prepared:
+                    status = _CHAT_STATUS.get(error.status, error.status)
+                    return _json_response(_chat_error(error), status=status)
+                with contextlib.suppress(ConnectionError):
+                    await response.write(_sse(_chat_error(error)) + b"data: [DONE]\n\n")
+            except ConnectionError:
+                if jobs and not jobs[0].settled:
+                    self._record_drop()
         return response
 
     async def _stream_chat_job(
@@ -1691,30 +1687,23 @@ class Simulator:
     async def _chat_json(self, request: web.Request, chat: ChatRequest) -> web.StreamResponse:
         started = asyncio.get_running_loop().time()
         self._count_request()
-        jobs: list[_Job] = []
-        try:
-            with self._permit(1):
-                jobs = await self._start_jobs(chat.generate, 1)
-                tokens = await self._collect(request, jobs[0])
-                self._record_success(jobs[0], started)
-        except InferError as error:
-            self._record_failure(error)
-            status = _CHAT_STATUS.get(error.status, error.status)
-            return _json_response(_chat_error(error), status=status)
-        except _SimulatedDrop:
-            self.stats.faults += 1
-            _abort(request)
-            return web.Response()
-        except _ClientGone:
-            self._record_drop()
-            return web.Response()
-        except asyncio.CancelledError:
-            if jobs and not all(job.settled for job in jobs):
+        with self._request_jobs() as jobs:
+            try:
+                with self._permit(1):
+                    jobs.extend(await self._start_jobs(chat.generate, 1))
+                    tokens = await self._collect(request, jobs[0])
+                    self._record_success(jobs[0], started)
+            except InferError as error:
+                self._record_failure(error)
+                status = _CHAT_STATUS.get(error.status, error.status)
+                return _json_response(_chat_error(error), status=status)
+            except _SimulatedDrop:
+                self.stats.faults += 1
+                _abort(request)
+                return web.Response()
+            except _ClientGone:
                 self._record_drop()
-            raise
-        finally:
-            for job in jobs:
-                self.engine.cancel(job)
+                return web.Response()
         job = jobs[0]
         reason, stop = self._chat_finish(job, job.finish_reason or "eos_token")
         content = "".join(self._chat_text(token, text, chat) for token, text in tokens)
