@@ -16,12 +16,12 @@ from playground.devstack import free_port
 
 
 @contextmanager
-def running_simulator(**overrides: Any) -> Iterator[str]:
-    config = SimConfig(**{"tokens_per_second": 400.0, "seed": 7, **overrides})
+def serving(app: web.Application, name: str = "test-server") -> Iterator[str]:
+    """Serve an aiohttp app from a background thread on a free loopback port; its base URL."""
     port = free_port()
     loop = asyncio.new_event_loop()
     ready = threading.Event()
-    runner = web.AppRunner(create_app(config), access_log=None)
+    runner = web.AppRunner(app, access_log=None)
 
     def serve() -> None:
         asyncio.set_event_loop(loop)
@@ -32,15 +32,22 @@ def running_simulator(**overrides: Any) -> Iterator[str]:
         loop.run_until_complete(runner.cleanup())
         loop.close()
 
-    thread = threading.Thread(target=serve, name="simulator", daemon=True)
+    thread = threading.Thread(target=serve, name=name, daemon=True)
     thread.start()
     if not ready.wait(10):
-        raise RuntimeError("the simulator did not start")
+        raise RuntimeError(f"{name} did not start")
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
+
+
+@contextmanager
+def running_simulator(**overrides: Any) -> Iterator[str]:
+    config = SimConfig(**{"tokens_per_second": 400.0, "seed": 7, **overrides})
+    with serving(create_app(config), name="simulator") as url:
+        yield url
 
 
 def sim_stats(url: str) -> dict[str, int]:

@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -159,3 +160,22 @@ def sections_from(deltas: list[dict[str, Any]]) -> dict[str, Any]:
         else:
             sections[delta["section"]] += delta["text"]
     return sections
+
+
+FINAL = ("done", "error", "cancelled")
+
+
+def wait_status(visitor: Visitor, message_id: str, wanted: tuple[str, ...], timeout: float) -> dict:
+    """Poll the message until its status is one of `wanted`; its payload then."""
+    deadline = time.monotonic() + timeout
+    message: dict = {}
+    while time.monotonic() < deadline:
+        message = visitor.get(f"/api/v1/messages/{message_id}").json()
+        if message["status"] in wanted:
+            return message
+        time.sleep(0.1)
+    raise AssertionError(f"{message_id} stayed {message.get('status')}, wanted {wanted}")
+
+
+def wait_final(visitor: Visitor, message_id: str, timeout: float = 60) -> dict:
+    return wait_status(visitor, message_id, FINAL, timeout)

@@ -21,6 +21,7 @@ from tests.stack import playground_stack
 from tests.test_browser import (
     CHROMIUM,
     assert_rich_output_rendered,
+    launched_chromium,
     seed_conversation,
     shot,
 )
@@ -32,8 +33,6 @@ pytestmark = [
         reason="Chromium is not installed (Debian: apt-get install chromium); CI installs it",
     ),
 ]
-
-playwright_sync = pytest.importorskip("playwright.sync_api")
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -59,13 +58,8 @@ def stack() -> Iterator[Stack]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with playwright_sync.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
+    with launched_chromium() as chromium:
         yield chromium
-        chromium.close()
 
 
 class Watch:

@@ -33,6 +33,7 @@ from inference.client import (
     Token,
     visible_text,
 )
+from inference.openai_client import OpenAIClient
 
 STREAMS = Path(__file__).parent / "fixtures" / "streams"
 SSE_HEADERS = {"content-type": "text/event-stream", "cache-control": "no-cache"}
@@ -104,8 +105,12 @@ def serve(stream: RecordedStream, status: int = 200, **headers: str) -> TGIClien
     return make_client(lambda request: sse_response(stream, status, **headers))
 
 
+# Both protocols' clients stream the same events (tests/test_openai_client.py uses these too).
+StreamingClient = TGIClient | OpenAIClient
+
+
 async def collect(
-    client: TGIClient, events_out: list[StreamEvent] | None = None, prompt: str = "Hi"
+    client: StreamingClient, events_out: list[StreamEvent] | None = None, prompt: Any = "Hi"
 ) -> list[StreamEvent]:
     events = [] if events_out is None else events_out
     async with client, client.generate_stream(prompt) as stream:
@@ -114,11 +119,11 @@ async def collect(
     return events
 
 
-def run_collect(client: TGIClient) -> list[StreamEvent]:
+def run_collect(client: StreamingClient) -> list[StreamEvent]:
     return asyncio.run(collect(client))
 
 
-def run_failing(client: TGIClient) -> tuple[BackendError, list[StreamEvent]]:
+def run_failing(client: StreamingClient) -> tuple[BackendError, list[StreamEvent]]:
     """Collect until the expected BackendError; return it with the events seen before it."""
     events: list[StreamEvent] = []
     with pytest.raises(BackendError) as info:

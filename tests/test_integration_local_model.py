@@ -13,7 +13,6 @@ is skipped and says why.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import httpx
@@ -21,7 +20,7 @@ import pytest
 
 from inference.backends import http_url
 from playground.devstack import Stack, local_model_available
-from tests.stack import Visitor, deltas_of, playground_stack, sections_from
+from tests.stack import Visitor, deltas_of, playground_stack, sections_from, wait_final
 
 pytestmark = [
     pytest.mark.integration,
@@ -97,7 +96,7 @@ def test_a_probe_or_dashboard_request_during_a_generation_does_not_cut_it_short(
         assert first, "the generation is under way"
         models = httpx.get(http_url(stack.env["TGI_URL"]) + "/v1/models", timeout=60)
         assert models.status_code == 200
-        stored = wait_final(visitor, message["id"])
+        stored = wait_final(visitor, message["id"], timeout=120)
         assert stored["status"] == "done", stored["error"]
         assert stored["stats"]["finish_reason"] in ("eos_token", "length")
     finally:
@@ -115,13 +114,3 @@ def test_the_model_server_without_a_health_route_counts_as_a_healthy_backend(
         assert ready["checks"]["backends"] == "1/1 healthy", ready
     finally:
         visitor.close()
-
-
-def wait_final(visitor: Visitor, message_id: str, timeout: float = 120) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        message = visitor.get(f"/api/v1/messages/{message_id}").json()
-        if message["status"] in ("done", "error", "cancelled"):
-            return message
-        time.sleep(0.1)
-    raise AssertionError(f"message {message_id} did not finish")

@@ -14,7 +14,7 @@ import pytest
 
 from inference.backends import http_url
 from playground.devstack import Stack
-from tests.stack import Visitor, deltas_of, playground_stack, sections_from
+from tests.stack import Visitor, deltas_of, playground_stack, sections_from, wait_final
 
 pytestmark = pytest.mark.integration
 
@@ -30,16 +30,6 @@ def visitor(stack: Stack) -> Iterator[Visitor]:
     person = Visitor(stack.base_url)
     yield person
     person.close()
-
-
-def wait_final(visitor: Visitor, message_id: str, timeout: float = 60) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        message = visitor.get(f"/api/v1/messages/{message_id}").json()
-        if message["status"] in ("done", "error", "cancelled"):
-            return message
-        time.sleep(0.1)
-    raise AssertionError(f"message {message_id} did not finish")
 
 
 def test_the_stack_names_the_backend_with_its_protocol(stack: Stack) -> None:

@@ -8,23 +8,11 @@ import time
 
 import pytest
 
-from tests.stack import Visitor, playground_stack
+from tests.stack import FINAL, Visitor, playground_stack, wait_status
 
 pytestmark = pytest.mark.integration
 
-FINAL = ("done", "error", "cancelled")
 SLOW = ["--tokens-per-second", "25", "--seed", "5"]
-
-
-def wait_status(visitor: Visitor, message_id: str, wanted: tuple[str, ...], timeout: float) -> dict:
-    deadline = time.monotonic() + timeout
-    message: dict = {}
-    while time.monotonic() < deadline:
-        message = visitor.get(f"/api/v1/messages/{message_id}").json()
-        if message["status"] in wanted:
-            return message
-        time.sleep(0.1)
-    raise AssertionError(f"{message_id} stayed {message.get('status')}, wanted {wanted}")
 
 
 def wait_for_text(visitor: Visitor, message_id: str, timeout: float = 20) -> None:

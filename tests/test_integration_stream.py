@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from playground.devstack import Stack
-from tests.stack import Visitor, deltas_of, playground_stack, sections_from
+from tests.stack import Visitor, deltas_of, playground_stack, sections_from, wait_final
 
 pytestmark = pytest.mark.integration
 
@@ -29,16 +29,6 @@ def visitor(stack: Stack) -> Iterator[Visitor]:
     person = Visitor(stack.base_url)
     yield person
     person.close()
-
-
-def wait_final(visitor: Visitor, message_id: str, timeout: float = 60) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        message = visitor.get(f"/api/v1/messages/{message_id}").json()
-        if message["status"] in ("done", "error", "cancelled"):
-            return message
-        time.sleep(0.1)
-    raise AssertionError(f"message {message_id} did not finish")
 
 
 def test_a_sample_prompt_streams_every_delta_in_order_and_matches_the_stored_answer(

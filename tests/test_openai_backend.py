@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,10 +37,10 @@ from inference.openai_client import OpenAIClient
 from inference.parser import parse
 from inference.samples import get_sample
 from playground import devstack, live, monitoring, scheduler, services
-from playground.devstack import Stack, free_port
+from playground.devstack import Stack
 from playground.env import env_backend_urls
 from playground.models import Message
-from tests.simulator import running_simulator, sim_stats
+from tests.simulator import running_simulator, serving, sim_stats
 
 ROOT = Path(__file__).resolve().parent.parent
 STRAWBERRY = get_sample("strawberry")
@@ -294,28 +293,8 @@ def llama_cpp_like_server() -> Iterator[str]:
 
     app = web.Application()
     app.router.add_get("/v1/models", models)
-    port = free_port()
-    loop = asyncio.new_event_loop()
-    runner = web.AppRunner(app, access_log=None)
-    ready = threading.Event()
-
-    def serve() -> None:
-        asyncio.set_event_loop(loop)
-        loop.run_until_complete(runner.setup())
-        loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", port).start())
-        ready.set()
-        loop.run_forever()
-        loop.run_until_complete(runner.cleanup())
-        loop.close()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    assert ready.wait(10)
-    try:
-        yield f"openai+http://127.0.0.1:{port}"
-    finally:
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
+    with serving(app, name="llama-cpp-like server") as url:
+        yield f"openai+{url}"
 
 
 def test_a_server_without_health_or_metrics_is_healthy_and_shows_its_model(

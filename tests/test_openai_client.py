@@ -40,7 +40,7 @@ from inference.openai_client import (
 )
 from inference.parser import parse
 from inference.prompt import Turn, build_prompt
-from tests.test_client import RecordedStream, tiny_chunks
+from tests.test_client import RecordedStream, run_collect, run_failing, tiny_chunks
 
 SSE_HEADERS = {"content-type": "text/event-stream; charset=utf-8"}
 URL = "openai+http://vllm.test:8000"
@@ -138,27 +138,6 @@ def serve_json(status: int, body: Any, content_type: str = "application/json") -
     return make_client(
         lambda request: httpx.Response(status, headers={"content-type": content_type}, content=raw)
     )
-
-
-async def collect(
-    client: OpenAIClient, out: list[StreamEvent] | None = None, prompt: Any = "Hi"
-) -> list[StreamEvent]:
-    events = [] if out is None else out
-    async with client, client.generate_stream(prompt) as stream:
-        async for event in stream:
-            events.append(event)
-    return events
-
-
-def run_collect(client: OpenAIClient) -> list[StreamEvent]:
-    return asyncio.run(collect(client))
-
-
-def run_failing(client: OpenAIClient) -> tuple[BackendError, list[StreamEvent]]:
-    events: list[StreamEvent] = []
-    with pytest.raises(BackendError) as info:
-        asyncio.run(collect(client, events))
-    return info.value, events
 
 
 def text_of(events: list[StreamEvent]) -> str:
