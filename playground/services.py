@@ -481,7 +481,6 @@ def dispatch() -> int:
         # Whoever frees a slot dispatches next, and this message was committed before the
         # look: either the look sees the freed slot or the freeing side sees this message.
         return 0
-    forget_queue_snapshot()
     client = live.redis_client()
     client.set(DISPATCH_WANTED_KEY, "1", ex=60)
     started = 0
@@ -1001,9 +1000,9 @@ def queue_snapshot() -> scheduler.QueueSnapshot:
 
 # Every submission and every waiting viewer who connects asks where they stand; under a rush
 # that is hundreds of the same database and Redis reads a second in one web process. Those
-# answers reuse a snapshot this young, its running times advanced by its age. A dispatch pass
-# or a change in the line published from this process starts afresh; /api/v1/status and the
-# dashboard always read afresh.
+# answers reuse a snapshot this young, its running times advanced by its age. Publishing new
+# places from this process (after a dispatch that started answers, a cancel, a requeue) starts
+# afresh; /api/v1/status and the dashboard always read afresh.
 SNAPSHOT_REUSE_SECONDS = 0.25
 _recent_snapshot: tuple[float, scheduler.QueueSnapshot] | None = None
 
