@@ -9,8 +9,8 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "playground.settings")
 django_application = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402  (needs the app registry)
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.sessions import SessionMiddlewareStack  # noqa: E402  (needs the app registry)
 
 from playground.routing import websocket_urlpatterns  # noqa: E402
 from playground.security import BrowserOriginValidator  # noqa: E402
@@ -20,6 +20,9 @@ application = ProtocolTypeRouter(
         "http": django_application,
         # A page of another site must not open a visitor's stream with the visitor's cookies:
         # a browser's Origin must name one of ALLOWED_HOSTS (playground/security.py).
-        "websocket": BrowserOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        # The stream needs the visitor's session key, not their user: no user lookup per socket.
+        "websocket": BrowserOriginValidator(
+            SessionMiddlewareStack(URLRouter(websocket_urlpatterns))
+        ),
     }
 )

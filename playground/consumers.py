@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qs
 
+from channels.consumer import get_handler_name
 from channels.db import DatabaseSyncToAsync
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
@@ -93,6 +94,17 @@ class MessageStreamConsumer(AsyncJsonWebsocketConsumer):
     @classmethod
     async def decode_json(cls, text_data: str) -> Any:
         return None
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels' own dispatch first closes stale database connections, through a hop to
+        # the process's single synchronous thread, before *every* message: one hop per delta
+        # per viewer, all queued on that one thread. None of this consumer's handlers touches
+        # the database (connect reads it through DatabaseSyncToAsync, which cleans up itself),
+        # so events go straight to their handler.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
 
     async def stream_event(self, message: dict[str, Any]) -> None:
         if self.closed:
