@@ -478,9 +478,13 @@ async def _check_stream_response(
 
 
 @functools.cache
-def _shared_ssl_context() -> ssl.SSLContext:
-    # Building a context loads the whole CA bundle (tens of ms of CPU). A client is made per
-    # generation, so the context is made once per process and shared.
+def shared_ssl_context() -> ssl.SSLContext:
+    """The process's one TLS context for talking to backends.
+
+    Building a context loads the whole CA bundle: tens of ms of CPU, holding the interpreter
+    lock that the process's streams need. Every httpx client made for a backend (one per
+    generation, and the probes' and scrapes' short-lived ones) is given this one instead.
+    """
     return httpx.create_ssl_context()
 
 
@@ -522,7 +526,7 @@ class HTTPBackendClient:
             timeout=timeout,
             limits=limits,
             transport=transport,
-            verify=_shared_ssl_context(),
+            verify=shared_ssl_context(),
         )
 
     async def __aenter__(self) -> Self:

@@ -21,7 +21,7 @@ from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from inference.backends import http_url, info_from_payload, info_path, protocol_of
-from inference.client import BackendError
+from inference.client import BackendError, shared_ssl_context
 from playground import answer_checks, controls, gpu, live, metrics, scheduler, services
 from playground.models import AuditLog, Block, Message
 
@@ -214,7 +214,7 @@ def _scrape(urls: list[str]) -> dict[str, dict[str, Any]]:
     )
     results: dict[str, dict[str, Any]] = {}
     with (
-        httpx.Client(timeout=httpx.Timeout(timeout)) as client,
+        httpx.Client(timeout=httpx.Timeout(timeout), verify=shared_ssl_context()) as client,
         ThreadPoolExecutor(max_workers=min(32, 4 * len(urls)), thread_name_prefix="ops") as pool,
     ):
         pages = {

@@ -20,7 +20,7 @@ import httpx
 from django.conf import settings
 
 from inference.backends import health_paths, http_url, info_from_payload, info_path
-from inference.client import BackendError
+from inference.client import BackendError, shared_ssl_context
 from playground import controls, live
 
 log = logging.getLogger(__name__)
@@ -111,6 +111,7 @@ def _backend_get(backend: str, path: str, timeout: float | None = None) -> httpx
         http_url(backend) + path,
         headers=headers,
         timeout=settings.TGI_CONNECT_TIMEOUT if timeout is None else timeout,
+        verify=shared_ssl_context(),
     )
 
 
