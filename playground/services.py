@@ -711,8 +711,7 @@ async def _generate(
     publisher = live.StreamPublisher(message_id)
     outcome = Outcome()
     try:
-        await publisher.reset()
-        await publisher.publish(
+        await publisher.start(
             {"type": "started", "backend": backend, "model": info.get("model_id", "")}
         )
         await _stream_answer(publisher, outcome, backend, prompt, params)
@@ -751,22 +750,28 @@ async def _stream_answer(
     wake = asyncio.Event()
     reading_done = False
     interval = settings.STREAM_FLUSH_INTERVAL
+    publishing = asyncio.Lock()
+    next_flush_at = loop.time()
 
-    async def flush_forever() -> None:
-        # Publishes whatever has accumulated, at most once per interval: a token that arrives
-        # after a quiet spell goes out at once, a burst is merged into one delta.
-        last_flush = -interval
-        while True:
-            await wake.wait()
-            delay = last_flush + interval - loop.time()
-            if delay > 0 and not reading_done:
-                await asyncio.sleep(delay)
-            wake.clear()
+    async def flush() -> None:
+        # Everything pending goes out as one publish, in order: one publish at a time.
+        nonlocal next_flush_at
+        async with publishing:
             batch = merge_deltas(pending)
             pending.clear()
             if batch:
                 await publisher.publish_deltas(batch)
-                last_flush = loop.time()
+                next_flush_at = loop.time() + interval
+
+    async def flush_forever() -> None:
+        # Publishes what arrived within the interval after a publish, merged into one delta.
+        while True:
+            await wake.wait()
+            delay = next_flush_at - loop.time()
+            if delay > 0 and not reading_done:
+                await asyncio.sleep(delay)
+            wake.clear()
+            await flush()
             if reading_done and not pending:
                 return
 
@@ -788,7 +793,14 @@ async def _stream_answer(
                             outcome.tokens += 1
                             if event.text:
                                 pending.extend(parser.feed(event.text))
-                                wake.set()
+                                due = loop.time() >= next_flush_at and not publishing.locked()
+                                if pending and due:
+                                    # A token after a quiet spell goes out from the reader
+                                    # itself: a hop to the flusher task would wait for every
+                                    # other stream the loop serves.
+                                    await flush()
+                                elif pending:
+                                    wake.set()
                             if event.finish_reason is not None:
                                 outcome.finish_reason = event.finish_reason
                                 outcome.generated_tokens = event.generated_tokens
@@ -803,25 +815,29 @@ async def _stream_answer(
     # The watcher is stopped by this event, never by cancelling it: redis-py can swallow a
     # cancellation that lands during a command, and a watcher that lived on in the worker's
     # shared loop would renew the lease of a finished answer, holding its GPU slot.
-    stop_watching = asyncio.Event()
+    stop_watching = False
+    wake_watcher = asyncio.Event()
+    cancels = live.cancel_watch(CANCEL_POLL_SECONDS)
 
     async def watch() -> None:
-        # Cooperative stop and lease renewal, checked a few times a second.
+        # Cooperative stop (the loop's cancel watch wakes it) and lease renewal.
+        renew_every = scheduler.lease_seconds() / 3
         renewed = loop.time()
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop_watching.wait(), CANCEL_POLL_SECONDS)
-            if stop_watching.is_set():
+                await asyncio.wait_for(wake_watcher.wait(), renewed + renew_every - loop.time())
+            if stop_watching:
                 return
-            if await publisher.cancel_requested():
+            if cancels.cancelled(publisher.message_id):
                 reader.cancel()
                 return
-            if loop.time() - renewed >= scheduler.lease_seconds() / 3:
+            if loop.time() - renewed >= renew_every:
                 await scheduler.arenew_slot(backend, publisher.message_id)
                 renewed = loop.time()
 
     flusher = asyncio.create_task(flush_forever())
     reader = asyncio.create_task(read())
+    cancels.watch(publisher.message_id, wake_watcher)
     watcher = asyncio.create_task(watch())
     try:
         await reader
@@ -832,7 +848,9 @@ async def _stream_answer(
     except BackendError as exc:
         _record_backend_error(outcome, backend, exc)
     finally:
-        stop_watching.set()
+        cancels.unwatch(publisher.message_id)
+        stop_watching = True
+        wake_watcher.set()
         pending.extend(parser.close())
         reading_done = True
         wake.set()

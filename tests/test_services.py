@@ -238,17 +238,19 @@ def test_a_finished_generation_leaves_no_watcher_behind_to_renew_its_slot(
     settings: Any, samples: Any, enqueued: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Every generation of a worker process shares one event loop, so a watcher that outlived
-    # its answer would go on renewing the lease and hold the GPU slot. The cancel check here
+    # its answer would go on renewing the lease and hold the GPU slot. The renewal here
     # swallows a cancellation that lands during it, as a Redis client can.
-    async def slow_cancel_check(publisher: live.StreamPublisher) -> bool:
+    renew_slot = scheduler.arenew_slot
+
+    async def slow_renewal(backend: str, message_id: str) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.sleep(0.2)
-        return False
+        await renew_slot(backend, message_id)
 
     async def tasks_on_the_shared_loop() -> int:
         return len(asyncio.all_tasks()) - 1
 
-    monkeypatch.setattr(live.StreamPublisher, "cancel_requested", slow_cancel_check)
+    monkeypatch.setattr(scheduler, "arenew_slot", slow_renewal)
     monkeypatch.setattr(services, "CANCEL_POLL_SECONDS", 0.001)
     settings.SLOT_LEASE_SECONDS = 2  # renewed every 0.67 s while the answer runs
     with running_simulator(tokens_per_second=200) as url:
