@@ -44,6 +44,7 @@ class Config:
     quick: bool
     keep_data: bool = False
     worker_processes: int = 2
+    web_processes: int = 2
     redis_monitor: bool = False
 
     @property
@@ -95,6 +96,12 @@ def parse_args(argv: list[str] | None) -> Config:
         help="Celery worker processes sharing the slots (WORKER_PROCESSES; `make run` starts 2)",
     )
     parser.add_argument(
+        "--web-processes",
+        type=int,
+        default=2,
+        help="daphne processes sharing the listening socket (WEB_PROCESSES; `make run` starts 2)",
+    )
+    parser.add_argument(
         "--keep-data",
         action="store_true",
         help="keep the stack's database and VAR_DIR afterwards (for inspection)",
@@ -111,8 +118,11 @@ def parse_args(argv: list[str] | None) -> Config:
         or args.tokens_per_second <= 0
         or args.idle_repeats < 1
         or args.worker_processes < 1
+        or args.web_processes < 1
     ):
-        parser.error("visitors, slots, idle repeats and tokens per second must be positive")
+        parser.error(
+            "visitors, slots, idle repeats, processes and tokens per second must be positive"
+        )
     return Config(
         visitors=visitors,
         slots=slots,
@@ -125,6 +135,7 @@ def parse_args(argv: list[str] | None) -> Config:
         keep_data=args.keep_data,
         redis_monitor=args.redis_monitor,
         worker_processes=args.worker_processes,
+        web_processes=args.web_processes,
     )
 
 
@@ -155,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         stack = make_stack(sim_url, config.slots, work_dir, log_dir)
         # The stack sizes each process's threads for its share of the slots, as `make run` does.
         stack.env["WORKER_PROCESSES"] = str(config.worker_processes)
+        stack.env["WEB_PROCESSES"] = str(config.web_processes)
         say("starting the stack (embedded redis, migrations, Celery workers, daphne)…")
         stack.start()
         stack.wait_for_worker()
@@ -207,8 +219,10 @@ async def measure(
         await run_visitors(base, [idle_slug], timeout)
     await asyncio.to_thread(simulator.wait_idle)
 
-    workers = [p.pid for name, p in stack.processes.items() if name.startswith("worker")]
-    roots = {"web": [stack.processes["web"].pid], "worker": workers}
+    def pids(kind: str) -> list[int]:
+        return [p.pid for name, p in stack.processes.items() if name.startswith(kind)]
+
+    roots = {"web": pids("web"), "worker": pids("worker")}
     cpu_roots = {"bench": [os.getpid()], **roots, "simulator": [_pid(simulator.process)]}
     if stack.redis is not None:
         cpu_roots["redis"] = [_pid(stack.redis.process)]
@@ -300,6 +314,7 @@ async def measure(
             "tokens_per_second": config.tokens_per_second,
             "idle_repeats": config.idle_repeats,
             "worker_processes": config.worker_processes,
+            "web_processes": config.web_processes,
             "prime": config.prime,
             "quick": config.quick,
             "visitor_timeout_s": timeout,

@@ -170,7 +170,9 @@ class Stack:
             return open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115  (closed with the process)
         return subprocess.DEVNULL if self.quiet else None
 
-    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen:
+    def _spawn(
+        self, name: str, args: list[str], pass_fds: tuple[int, ...] = ()
+    ) -> subprocess.Popen:
         process = subprocess.Popen(
             args,
             cwd=ROOT,
@@ -178,6 +180,7 @@ class Stack:
             stdout=self._output(name),  # type: ignore[arg-type]
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            pass_fds=pass_fds,
         )
         self.processes[name] = process
         return process
@@ -258,11 +261,14 @@ class Stack:
         self.manage("migrate", "--noinput", "-v", "0")
         self.manage("seed_samples", "-v", "0")
 
-    def worker_processes(self) -> int:
-        raw = self.env.get("WORKER_PROCESSES", "2") or "2"
+    def _process_count(self, variable: str) -> int:
+        raw = self.env.get(variable, "2") or "2"
         if not raw.strip().isdigit() or int(raw) < 1:
-            raise SystemExit(f"WORKER_PROCESSES={raw!r} is invalid: expected a whole number >= 1.")
+            raise SystemExit(f"{variable}={raw!r} is invalid: expected a whole number >= 1.")
         return int(raw)
+
+    def worker_processes(self) -> int:
+        return self._process_count("WORKER_PROCESSES")
 
     def default_worker_concurrency(self) -> int:
         # Waiting work waits in the database, not in worker threads, so the workers together
@@ -288,15 +294,45 @@ class Stack:
             ]
         return self._spawn(name, args)
 
+    def web_processes(self) -> int:
+        return self._process_count("WEB_PROCESSES")
+
     def start_web(self) -> None:
-        process = self._spawn(
-            "web",
-            [
-                sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
-                "playground.asgi:application",
-            ],
-        )  # fmt: skip
-        wait_for_port(self.port, 30, process)
+        """WEB_PROCESSES daphne processes accepting connections from one listening socket.
+
+        A web process runs its Python under one interpreter lock: relaying every delta of a
+        rush to every socket, and answering a burst of submissions, both go further on
+        several processes, each taking the connections it is free to accept.
+        """
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            listener.bind(("127.0.0.1", self.port))
+            listener.listen(1024)
+            processes = [
+                self._spawn(
+                    "web" if number == 1 else f"web{number}",
+                    [
+                        sys.executable,
+                        "-m",
+                        "daphne",
+                        "--fd",
+                        str(listener.fileno()),
+                        "playground.asgi:application",
+                    ],
+                    pass_fds=(listener.fileno(),),
+                )  # fmt: skip
+                for number in range(1, self.web_processes() + 1)
+            ]
+        finally:
+            # The web processes hold the socket now; a connection waits in its backlog until
+            # one of them accepts it.
+            listener.close()
+        _wait_for_http(f"{self.base_url}/healthz", 30, processes[0])
+
+    def kill_web(self, sig: int = signal.SIGKILL) -> None:
+        for name in [name for name in self.processes if name.startswith("web")]:
+            self.kill(name, sig)
 
     def wait_for_worker(self, timeout: float = 30) -> None:
         """Block until a Celery worker answers a ping (so the first task is not left waiting)."""

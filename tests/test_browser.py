@@ -136,7 +136,7 @@ def test_a_dropped_connection_resumes_without_losing_or_repeating_text(
     page.wait_for_selector(".thinking-text", timeout=20_000)
 
     # Every socket drops at once: the web server goes away and comes back on the same port.
-    stack.kill("web")
+    stack.kill_web()
     stack.start_web()
 
     page.wait_for_selector('article.answer[data-status="done"]', timeout=60_000)
