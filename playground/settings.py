@@ -142,10 +142,27 @@ TEMPLATES = [
 ]
 
 
+# Connections each web or worker process may hold at once (PostgreSQL only): together, every
+# process's pool must stay below the server's max_connections.
+DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", 20, minimum=2, maximum=1000)
+
+
 def _database() -> dict:
     url = env_str("DATABASE_URL")
     if url:
-        config = dj_database_url.parse(url, conn_max_age=60, conn_health_checks=True)
+        # No persistent connections: under ASGI each request runs in a context of its own, and
+        # a connection kept for reuse is never reused, only left open; a rush of a hundred
+        # visitors then exhausted PostgreSQL's max_connections. A per-process pool instead
+        # lends a connection to a request or task and takes it back when Django closes it.
+        config = dj_database_url.parse(url, conn_max_age=0)
+        if config["ENGINE"] == "django.db.backends.postgresql":
+            config.setdefault("OPTIONS", {})["pool"] = {
+                "min_size": 2,
+                "max_size": DATABASE_POOL_SIZE,
+                # Past this a request fails: long enough to ride out a burst, short enough
+                # that a leak shows as an error, not as a hung site.
+                "timeout": 30,
+            }
         return config
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     return {
