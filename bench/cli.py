@@ -22,7 +22,7 @@ from bench import floor, procs, report, stats
 from bench.monitor import RedisMonitor
 from bench.monitor import analyze as analyze_trace
 from bench.monitor import timelines as trace_timelines
-from bench.processes import Simulator, make_stack
+from bench.processes import ScratchDatabase, Simulator, make_stack
 from bench.visitors import StackRun, StackVisit, fetch_samples, idle_visits, run_visitors
 from inference.samples import get_sample
 from playground.devstack import ROOT, Stack
@@ -44,7 +44,8 @@ class Config:
     quick: bool
     keep_data: bool = False
     worker_processes: int = 2
-    web_processes: int = 2
+    web_processes: int | None = None
+    database_url: str | None = None
     redis_monitor: bool = False
 
     @property
@@ -98,8 +99,16 @@ def parse_args(argv: list[str] | None) -> Config:
     parser.add_argument(
         "--web-processes",
         type=int,
-        default=2,
-        help="daphne processes sharing the listening socket (WEB_PROCESSES; `make run` starts 2)",
+        default=None,
+        help="daphne processes sharing the listening socket (WEB_PROCESSES; as `make run`: "
+        "1 on SQLite, 2 on PostgreSQL)",
+    )
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="a PostgreSQL server (postgres://user@host:port/db) to run the stack on, as in "
+        "production: the bench creates a scratch database there and drops it afterwards "
+        "(default: SQLite in a temporary directory)",
     )
     parser.add_argument(
         "--keep-data",
@@ -118,7 +127,7 @@ def parse_args(argv: list[str] | None) -> Config:
         or args.tokens_per_second <= 0
         or args.idle_repeats < 1
         or args.worker_processes < 1
-        or args.web_processes < 1
+        or (args.web_processes is not None and args.web_processes < 1)
     ):
         parser.error(
             "visitors, slots, idle repeats, processes and tokens per second must be positive"
@@ -136,6 +145,7 @@ def parse_args(argv: list[str] | None) -> Config:
         redis_monitor=args.redis_monitor,
         worker_processes=args.worker_processes,
         web_processes=args.web_processes,
+        database_url=args.database_url,
     )
 
 
@@ -159,14 +169,19 @@ def main(argv: list[str] | None = None) -> int:
     work_dir = Path(tempfile.mkdtemp(prefix="playground-bench-"))
     simulator = Simulator(config.sim_args, log_dir / "simulator.log")
     stack: Stack | None = None
+    scratch = ScratchDatabase(config.database_url) if config.database_url else None
     source = source_state()
     try:
         sim_url = simulator.start()
         say(f"simulator at {sim_url} (log {simulator.log_path})")
-        stack = make_stack(sim_url, config.slots, work_dir, log_dir)
+        database_url = scratch.create() if scratch else None
+        if scratch:
+            say(f"PostgreSQL scratch database {scratch.name}")
+        stack = make_stack(sim_url, config.slots, work_dir, log_dir, database_url)
         # The stack sizes each process's threads for its share of the slots, as `make run` does.
         stack.env["WORKER_PROCESSES"] = str(config.worker_processes)
-        stack.env["WEB_PROCESSES"] = str(config.web_processes)
+        if config.web_processes is not None:
+            stack.env["WEB_PROCESSES"] = str(config.web_processes)
         say("starting the stack (embedded redis, migrations, Celery workers, daphne)…")
         stack.start()
         stack.wait_for_worker()
@@ -182,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         if stack is not None:
             stack.stop()
         simulator.stop()
+        if scratch is not None:
+            scratch.drop()
         if config.keep_data:
             say(f"kept the stack's data in {work_dir}")
         else:
@@ -314,7 +331,8 @@ async def measure(
             "tokens_per_second": config.tokens_per_second,
             "idle_repeats": config.idle_repeats,
             "worker_processes": config.worker_processes,
-            "web_processes": config.web_processes,
+            "web_processes": stack.web_processes(),
+            "database": "postgresql" if config.database_url else "sqlite",
             "prime": config.prime,
             "quick": config.quick,
             "visitor_timeout_s": timeout,

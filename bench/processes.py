@@ -10,8 +10,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+import psycopg
+from psycopg import sql
 
 from playground.devstack import ROOT, Stack, free_port
 
@@ -104,11 +107,43 @@ def stack_environment(sim_url: str, slots: int, work_dir: Path) -> dict[str, str
     return env
 
 
-def make_stack(sim_url: str, slots: int, work_dir: Path, log_dir: Path) -> Stack:
-    """A stack like `make run`'s, with its own embedded Redis and database, not started yet."""
-    return Stack(
-        port=free_port(),
-        env=stack_environment(sim_url, slots, work_dir),
-        quiet=True,
-        log_dir=log_dir,
-    )
+def make_stack(
+    sim_url: str, slots: int, work_dir: Path, log_dir: Path, database_url: str | None = None
+) -> Stack:
+    """A stack like `make run`'s, with its own embedded Redis and database, not started yet:
+    SQLite in `work_dir`, or `database_url` (a fresh database of its own, see ScratchDatabase)."""
+    env = stack_environment(sim_url, slots, work_dir)
+    if database_url:
+        env["DATABASE_URL"] = database_url
+    return Stack(port=free_port(), env=env, quiet=True, log_dir=log_dir)
+
+
+class ScratchDatabase:
+    """A new, empty PostgreSQL database beside the one a URL names, dropped afterwards.
+
+    The stack must start with no history (no earlier answers in the ETA model, nobody in
+    line), and the server's own database is never written to."""
+
+    def __init__(self, server_url: str) -> None:
+        parts = urlsplit(server_url)
+        if parts.scheme not in ("postgres", "postgresql"):
+            raise SystemExit(f"--database-url must be a postgres:// URL, not {server_url!r}")
+        self.server_url = server_url
+        self.name = f"playground_bench_{os.getpid()}_{int(time.time())}"
+        self.url = urlunsplit(parts._replace(path=f"/{self.name}"))
+
+    def _admin(self) -> psycopg.Connection:
+        return psycopg.connect(
+            self.server_url.replace("postgres://", "postgresql://", 1), autocommit=True
+        )
+
+    def create(self) -> str:
+        with self._admin() as connection:
+            connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(self.name)))
+        return self.url
+
+    def drop(self) -> None:
+        with contextlib.suppress(psycopg.Error), self._admin() as connection:
+            connection.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.name))
+            )

@@ -261,8 +261,8 @@ class Stack:
         self.manage("migrate", "--noinput", "-v", "0")
         self.manage("seed_samples", "-v", "0")
 
-    def _process_count(self, variable: str) -> int:
-        raw = self.env.get(variable, "2") or "2"
+    def _process_count(self, variable: str, default: int = 2) -> int:
+        raw = self.env.get(variable) or str(default)
         if not raw.strip().isdigit() or int(raw) < 1:
             raise SystemExit(f"{variable}={raw!r} is invalid: expected a whole number >= 1.")
         return int(raw)
@@ -295,7 +295,13 @@ class Stack:
         return self._spawn(name, args)
 
     def web_processes(self) -> int:
-        return self._process_count("WEB_PROCESSES")
+        # SQLite lets one writer in at a time, and a writer that finds it busy sleeps in
+        # growing steps (up to 100 ms) before it looks again: two web processes writing a
+        # burst of submissions starved each other, and the dispatch they share, for seconds.
+        # With a database server, two.
+        database = self.env.get("DATABASE_URL", "").strip()
+        on_sqlite = not database or database.startswith("sqlite")
+        return self._process_count("WEB_PROCESSES", 1 if on_sqlite else 2)
 
     def start_web(self) -> None:
         """WEB_PROCESSES daphne processes accepting connections from one listening socket.

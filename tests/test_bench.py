@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import pytest
 
@@ -110,3 +111,38 @@ def test_table_marks_pass_fail_and_informational_rows() -> None:
     text = report.table(figures)
     assert "× 1.050" in text and "+50.0 ms" in text and "PASS" in text and "FAIL" in text
     assert report.verdict(figures) == "targets met: 1/2 — missed: idle"
+
+
+def test_it_refuses_a_database_url_that_is_not_postgresql() -> None:
+    from bench.processes import ScratchDatabase
+
+    with pytest.raises(SystemExit, match="postgres://"):
+        ScratchDatabase("sqlite:///tmp/bench.sqlite3")
+
+
+@pytest.mark.skipif(
+    not os.environ.get("DATABASE_URL", "").startswith("postgres"),
+    reason="needs a PostgreSQL server in DATABASE_URL (CI has one)",
+)
+def test_the_scratch_database_is_new_and_empty_and_dropped_afterwards() -> None:
+    import psycopg
+
+    from bench.processes import ScratchDatabase
+
+    scratch = ScratchDatabase(os.environ["DATABASE_URL"])
+    url = scratch.create()
+    try:
+        with psycopg.connect(url.replace("postgres://", "postgresql://", 1)) as connection:
+            tables = connection.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
+            ).fetchone()
+        assert tables == (0,)
+    finally:
+        scratch.drop()
+    with psycopg.connect(
+        os.environ["DATABASE_URL"].replace("postgres://", "postgresql://", 1)
+    ) as connection:
+        left = connection.execute(
+            "SELECT count(*) FROM pg_database WHERE datname = %s", [scratch.name]
+        ).fetchone()
+    assert left == (0,)
