@@ -79,13 +79,50 @@ def concurrency_limit(backend: str) -> int:
 
 
 def capacity() -> int:
-    return sum(concurrency_limit(backend) for backend in healthy_backends())
+    return sum(slots.limit for slots in in_rotation())
 
 
 def mark_down(backend: str, reason: str) -> None:
     """Take a backend out of rotation until a later probe finds it healthy again."""
     log.warning("backend %s leaves rotation: %s", backend, reason)
     live.redis_client().set(_health_key(backend), reason, ex=DOWN_SECONDS)
+
+
+@dataclass(frozen=True)
+class BackendSlots:
+    url: str
+    limit: int
+    in_use: int | None  # leases not yet expired; None when not asked for
+
+
+def in_rotation(*, count_leases: bool = False) -> list[BackendSlots]:
+    """The backends in rotation with their slot limits (and leases in use), read in one
+    round trip: every submission of a rush asks, and dispatch asks again for the lease."""
+    urls = backends()
+    if not urls:
+        return []
+    pipe = live.redis_client().pipeline(transaction=False)
+    pipe.mget([_health_key(url) for url in urls])
+    pipe.smembers(controls.DISABLED_KEY)
+    pipe.hmget(controls.CONCURRENCY_KEY, urls)
+    if count_leases:
+        now = time.time()
+        for url in urls:
+            pipe.zcount(slot_key(url), now, "+inf")
+    down, disabled, overrides, *in_use = pipe.execute()
+    disabled_urls = {
+        member.decode() if isinstance(member, bytes) else member for member in disabled
+    }
+    counts = in_use if count_leases else [None] * len(urls)
+    return [
+        BackendSlots(
+            url=url,
+            limit=int(override) if override is not None else settings.GENERATION_CONCURRENCY,
+            in_use=None if used is None else int(used),
+        )
+        for url, flag, override, used in zip(urls, down, overrides, counts, strict=True)
+        if flag is None and url not in disabled_urls
+    ]
 
 
 def healthy_backends(*, include_disabled: bool = False) -> list[str]:
@@ -163,33 +200,22 @@ def backend_info(backend: str) -> dict:
 
 def acquire_slot(message_id: str) -> str | None:
     """Lease a slot on the least-loaded healthy backend for a message; None if all are full."""
-    candidates = healthy_backends()
+    candidates = in_rotation()
     if not candidates:
         return None
     now = time.time()
-    limits = [concurrency_limit(url) for url in candidates]
     script = live.redis_client().register_script(_ACQUIRE)
     chosen = script(
-        keys=[slot_key(url) for url in candidates],
-        args=[now, now + lease_seconds(), message_id, *limits],
+        keys=[slot_key(slots.url) for slots in candidates],
+        args=[now, now + lease_seconds(), message_id, *[slots.limit for slots in candidates]],
     )
-    return candidates[int(chosen) - 1] if int(chosen) > 0 else None
+    return candidates[int(chosen) - 1].url if int(chosen) > 0 else None
 
 
 def any_free_slot() -> bool:
     """Whether some healthy backend has a slot free right now: a cheap look that spares a
     rush's every submission the dispatch lock and the line's query while all slots are busy."""
-    candidates = healthy_backends()
-    if not candidates:
-        return False
-    now = time.time()
-    pipe = live.redis_client().pipeline(transaction=False)
-    for url in candidates:
-        pipe.zcount(slot_key(url), now, "+inf")
-    in_use = pipe.execute()
-    return any(
-        int(used) < concurrency_limit(url) for url, used in zip(candidates, in_use, strict=True)
-    )
+    return any((slots.in_use or 0) < slots.limit for slots in in_rotation(count_leases=True))
 
 
 def renew_slot(backend: str, message_id: str) -> None:
