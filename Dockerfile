@@ -1,5 +1,5 @@
 # syntax=docker/dockerfile:1
-# The playground's image: daphne (web), Celery worker and beat all run from it
+# The playground's image: uvicorn (web), Celery worker and beat all run from it
 # (docker-compose.yml picks the command). Build: docker build -t reflection-playground .
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
@@ -54,7 +54,8 @@ RUN PRODUCTION=1 \
     && chown playground:playground /app/var
 USER playground
 EXPOSE 8000
-# Liveness of daphne, asked the way the proxy asks (deploy/healthcheck.py): no curl needed.
+# Liveness of uvicorn, asked the way the proxy asks (deploy/healthcheck.py): no curl needed.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "/app/deploy/healthcheck.py"]
-CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "playground.asgi:application"]
+# The options are playground/devstack.py's UVICORN_OPTIONS (tests/test_deployment.py checks).
+CMD ["uvicorn", "--host", "0.0.0.0", "--port", "8000", "--loop", "uvloop", "--http", "httptools", "--ws", "websockets", "--ws-per-message-deflate", "false", "--lifespan", "off", "--no-proxy-headers", "--no-server-header", "playground.asgi:application"]

@@ -100,7 +100,7 @@ def parse_args(argv: list[str] | None) -> Config:
         "--web-processes",
         type=int,
         default=None,
-        help="daphne processes sharing the listening socket (WEB_PROCESSES; as `make run`: "
+        help="uvicorn processes sharing the listening socket (WEB_PROCESSES; as `make run`: "
         "1 on SQLite, 2 on PostgreSQL)",
     )
     parser.add_argument(
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         stack.env["WORKER_PROCESSES"] = str(config.worker_processes)
         if config.web_processes is not None:
             stack.env["WEB_PROCESSES"] = str(config.web_processes)
-        say("starting the stack (embedded redis, migrations, Celery workers, daphne)…")
+        say("starting the stack (embedded redis, migrations, Celery workers, uvicorn)…")
         stack.start()
         stack.wait_for_worker()
         say(f"stack at {stack.base_url}; logs in {log_dir}")

@@ -3,7 +3,7 @@
 Every PUBLISH of a delta carries the simulator's emission stamps, and MONITOR timestamps each
 command with the same machine clock, so the trace splits the delivery delay in two: emission →
 PUBLISH (simulator, worker: parse, coalesce, persist) and PUBLISH → visitor (channel layer,
-daphne, WebSocket). It also shows contention on the dispatch lock. MONITOR itself slows Redis
+uvicorn, WebSocket). It also shows contention on the dispatch lock. MONITOR itself slows Redis
 down, so figures from a monitored run are for diagnosis, not for the report.
 """
 

@@ -109,7 +109,7 @@ def check_production_settings(app_configs: Any, **kwargs: Any) -> list[Any]:
                 "SECURE_SSL_REDIRECT is on but NUM_PROXIES=0: no proxy is trusted to say a "
                 "request came over HTTPS, so every request would be redirected, forever.",
                 hint="Behind a TLS-terminating proxy set NUM_PROXIES (it must set "
-                "X-Forwarded-Proto); if daphne terminates TLS itself, silence this check.",
+                "X-Forwarded-Proto); if uvicorn terminates TLS itself, silence this check.",
                 id="playground.W006",
             )
         )

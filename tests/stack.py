@@ -1,4 +1,4 @@
-"""A whole playground for integration tests: real Redis, Celery worker, daphne and simulator.
+"""A whole playground for integration tests: real Redis, Celery worker, uvicorn and simulator.
 
 The stack gets its own Redis database number and its own database (a separate SQLite file, or
 a separate PostgreSQL database when DATABASE_URL points at PostgreSQL), so it never touches what

@@ -448,16 +448,23 @@ def test_worker_concurrency_covers_every_slot_it_may_hold() -> None:
     assert concurrency >= slots * len(backends) + 4
 
 
-def test_daphne_serves_the_asgi_application_on_port_8000() -> None:
-    from daphne.cli import CommandLineInterface
-    from daphne.utils import import_by_path
+def test_uvicorn_serves_the_asgi_application_on_port_8000() -> None:
+    from uvicorn.importer import import_from_string
+    from uvicorn.main import main as uvicorn_main
+
+    from playground.devstack import UVICORN_OPTIONS
 
     argv = command_argv(resolved_services()["web"])
-    assert argv[0] == "daphne"
-    args = CommandLineInterface().parser.parse_args(argv[1:])
-    assert (args.host, args.port) == ("0.0.0.0", 8000)
-    assert args.application == "playground.asgi:application"
-    assert callable(import_by_path(args.application))
+    assert argv[0] == "uvicorn"
+    params = uvicorn_main.make_context("uvicorn", argv[1:]).params
+    assert (params["host"], params["port"]) == ("0.0.0.0", 8000)
+    assert params["app"] == "playground.asgi:application"
+    assert callable(import_from_string(params["app"]))
+    # Served as `make run` serves it: the same options, in the same order.
+    options = [word for word in argv[1:] if word not in ("--host", "0.0.0.0", "--port", "8000")]
+    assert options == [*UVICORN_OPTIONS, "playground.asgi:application"]
+    assert (params["loop"], params["http"], params["ws"]) == ("uvloop", "httptools", "websockets")
+    assert params["proxy_headers"] is False  # playground/visitors.py reads X-Forwarded-For
     # The image's default command is the same server.
     cmd = [args for keyword, args in dockerfile_instructions() if keyword == "CMD"][-1]
     assert json.loads(cmd) == argv
@@ -640,7 +647,7 @@ def test_health_is_checked_where_it_matters(compose: dict[str, Any]) -> None:
         assert not check.get("disable") and check["test"][0] in ("CMD", "CMD-SHELL"), name
     assert "deploy/healthcheck.py" in services["web"]["healthcheck"]["test"]
     assert any(word.endswith("/health") for word in services["tgi"]["healthcheck"]["test"])
-    # The image's HEALTHCHECK asks daphne, which migrate and beat do not run.
+    # The image's HEALTHCHECK asks uvicorn, which migrate and beat do not run.
     for name in ("migrate", "beat"):
         assert services[name]["healthcheck"] == {"disable": True}
 
@@ -782,7 +789,7 @@ def _load_healthcheck() -> ModuleType:
 
 
 @pytest.fixture
-def fake_daphne() -> Iterator[tuple[int, list[dict[str, str]], Callable[[int], None]]]:
+def fake_web() -> Iterator[tuple[int, list[dict[str, str]], Callable[[int], None]]]:
     """A local HTTP server answering /healthz with a chosen status; records request headers."""
     seen: list[dict[str, str]] = []
     status = {"code": 200}
@@ -813,10 +820,10 @@ def fake_daphne() -> Iterator[tuple[int, list[dict[str, str]], Callable[[int], N
 
 
 def test_healthcheck_asks_as_the_proxy_does(
-    fake_daphne: tuple[int, list[dict[str, str]], Callable[[int], None]],
+    fake_web: tuple[int, list[dict[str, str]], Callable[[int], None]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    port, seen, answer = fake_daphne
+    port, seen, answer = fake_web
     healthcheck = _load_healthcheck()
     monkeypatch.setattr(healthcheck, "PORT", port)
     monkeypatch.setenv("ALLOWED_HOSTS", ".play.example.com,other.example.com")

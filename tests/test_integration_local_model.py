@@ -2,7 +2,7 @@
 OpenAI-compatible server running SmolLM2-135M-Instruct on CPU (`make run-local-model`).
 
 Every component is a real process started by the same code as `make run-local-model`: the
-model server, redis-server, a Celery worker and daphne. The answer's quality is irrelevant (a
+model server, redis-server, a Celery worker and uvicorn. The answer's quality is irrelevant (a
 135M model ignores the tag format, so its text lands in the "text" section); what is tested is
 that real tokens from a real model travel the whole path: queue, slot lease, OpenAI chat stream,
 tag parser, delta log, channel layer, WebSocket, and the stored message.

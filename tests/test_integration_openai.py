@@ -1,6 +1,6 @@
 """End to end against an OpenAI-protocol backend: the whole stack started as `make run` starts it,
 with `SIM_PROTOCOL=openai`, so the playground reaches the simulator as
-`TGI_URL=openai+http://127.0.0.1:<port>` over its `/v1/chat/completions` route. JSON API (daphne)
+`TGI_URL=openai+http://127.0.0.1:<port>` over its `/v1/chat/completions` route. JSON API (uvicorn)
 → Celery worker → chat-completions SSE → tag parser → channel layer → WebSocket.
 """
 

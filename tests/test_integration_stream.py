@@ -1,5 +1,5 @@
 """End to end through the production path, exactly as DESIGN 4.2 and 4.3 describe it:
-JSON API (daphne) → Celery worker over Redis → simulator over HTTP SSE → channel layer →
+JSON API (uvicorn) → Celery worker over Redis → simulator over HTTP SSE → channel layer →
 WebSocket. Every component is a real process started by the same code as `make run`.
 """
 
