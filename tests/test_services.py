@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
+from django.db import connections, transaction
 from django.utils import timezone
 
 from inference.parser import parse
@@ -441,3 +442,48 @@ def test_a_backend_that_answers_health_checks_again_comes_back_into_rotation(sim
     assert scheduler.probe(sim) is True
 
     assert scheduler.healthy_backends() == [sim]
+
+
+@pytest.mark.skipif(
+    connections["default"].vendor != "postgresql",
+    reason="PostgreSQL only: SQLite's IMMEDIATE transactions already admit one writer at a time",
+)
+def test_a_question_holds_the_line_until_its_transaction_commits() -> None:
+    # Rows must commit in the order of their `created`, or a later commit would slip in ahead
+    # of visitors already told their place.
+    def another_process_may_enter() -> bool:
+        entered: list[bool] = []
+
+        def probe() -> None:
+            try:
+                with connections["default"].cursor() as cursor:
+                    cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [services.LINE_LOCK_KEY])
+                    entered.append(bool(cursor.fetchone()[0]))
+            finally:
+                connections.close_all()
+
+        thread = threading.Thread(target=probe)
+        thread.start()
+        thread.join(10)
+        return entered == [True]
+
+    with transaction.atomic():
+        services._take_a_place_in_line()
+        assert not another_process_may_enter()
+    assert another_process_may_enter()
+
+
+def test_every_submission_takes_its_place_in_line_inside_its_transaction(
+    visitor: Any, samples: Any, enqueued: list[str], backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inside: list[bool] = []
+    monkeypatch.setattr(
+        services,
+        "_take_a_place_in_line",
+        lambda: inside.append(connections["default"].in_atomic_block),
+    )
+    response = visitor.post(
+        "/api/v1/conversations", {"sample": samples[0].slug}, content_type="application/json"
+    )
+    assert response.status_code == 201
+    assert inside == [True]
