@@ -10,15 +10,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import functools
 import logging
 import re
-import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, close_old_connections, connections, transaction
@@ -233,30 +230,9 @@ def _active_load(session_key: str, client_ip: str | None) -> dict[str, int]:
     return {"ip": 0, **{key: int(value or 0) for key, value in counts.items()}}
 
 
-P = ParamSpec("P")
-R = TypeVar("R")
-
-# Each request runs in a thread of its own, and admission is mostly CPU work under one GIL.
-# A hundred submissions arriving at once, all admitted together, share the processor and all
-# finish late, the first in line's dispatch with them; a few at a time, they finish roughly
-# in arrival order and the first wave starts at once.
-SUBMISSIONS_AT_ONCE = 4
-_submission_turns = threading.BoundedSemaphore(SUBMISSIONS_AT_ONCE)
-
-
-def _one_of_a_few_at_a_time(admit: Callable[P, R]) -> Callable[P, R]:
-    @functools.wraps(admit)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        with _submission_turns:
-            return admit(*args, **kwargs)
-
-    return wrapper
-
-
 ALREADY_GENERATING = "You already have an answer being written. Wait for it or stop it first."
 
 
-@_one_of_a_few_at_a_time
 def submit(
     *,
     session_key: str,
@@ -342,7 +318,6 @@ def _create_and_dispatch(create: Any) -> Message:
     return Message.objects.select_related("conversation").get(pk=answer.pk)
 
 
-@_one_of_a_few_at_a_time
 def regenerate(answer: Message, *, session_key: str, client_ip: str | None) -> Message:
     """A new answer to the same question; the old one stays as an alternative."""
     question = answer.reply_to
@@ -374,7 +349,6 @@ def last_question(conversation: Conversation) -> Message | None:
     )
 
 
-@_one_of_a_few_at_a_time
 def edit_last_prompt(
     conversation: Conversation, *, session_key: str, client_ip: str | None, prompt: Any
 ) -> Message:
