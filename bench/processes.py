@@ -133,9 +133,7 @@ class ScratchDatabase:
         self.url = urlunsplit(parts._replace(path=f"/{self.name}"))
 
     def _admin(self) -> psycopg.Connection:
-        return psycopg.connect(
-            self.server_url.replace("postgres://", "postgresql://", 1), autocommit=True
-        )
+        return psycopg.connect(self.server_url, autocommit=True)
 
     def create(self) -> str:
         with self._admin() as connection:

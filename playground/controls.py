@@ -17,6 +17,7 @@ import hashlib
 import ipaddress
 import logging
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, timedelta
 from typing import TYPE_CHECKING, Any
@@ -105,7 +106,12 @@ def concurrency_override(backend: str) -> int | None:
 
 
 def disabled_backends() -> set[str]:
-    return {_text(member) or "" for member in live.redis_client().smembers(DISABLED_KEY)}
+    return disabled_from(live.redis_client().smembers(DISABLED_KEY))
+
+
+def disabled_from(members: Iterable[bytes | str]) -> set[str]:
+    """The backend URLs of the disabled set's members, as Redis returned them."""
+    return {_text(member) or "" for member in members}
 
 
 # --- changing the state (Redis only; validate first) ----------------------------------------

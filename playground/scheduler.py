@@ -73,8 +73,11 @@ def backends() -> list[str]:
 
 
 def concurrency_limit(backend: str) -> int:
+    return _limit_with(controls.concurrency_override(backend))
+
+
+def _limit_with(override: int | None) -> int:
     # An operator's override (set on /ops/) wins over the setting, in every process at once.
-    override = controls.concurrency_override(backend)
     return override if override is not None else settings.GENERATION_CONCURRENCY
 
 
@@ -95,9 +98,12 @@ class BackendSlots:
     in_use: int | None  # leases not yet expired; None when not asked for
 
 
-def in_rotation(*, count_leases: bool = False) -> list[BackendSlots]:
-    """The backends in rotation with their slot limits (and leases in use), read in one
-    round trip: every submission of a rush asks, and dispatch asks again for the lease."""
+def in_rotation(
+    *, count_leases: bool = False, include_disabled: bool = False
+) -> list[BackendSlots]:
+    """The backends in rotation (answering health checks and, unless `include_disabled`, not
+    disabled by an operator) with their slot limits and leases in use, read in one round trip:
+    every submission of a rush asks, and dispatch asks again for the lease."""
     urls = backends()
     if not urls:
         return []
@@ -110,14 +116,12 @@ def in_rotation(*, count_leases: bool = False) -> list[BackendSlots]:
         for url in urls:
             pipe.zcount(slot_key(url), now, "+inf")
     down, disabled, overrides, *in_use = pipe.execute()
-    disabled_urls = {
-        member.decode() if isinstance(member, bytes) else member for member in disabled
-    }
+    disabled_urls = set() if include_disabled else controls.disabled_from(disabled)
     counts = in_use if count_leases else [None] * len(urls)
     return [
         BackendSlots(
             url=url,
-            limit=int(override) if override is not None else settings.GENERATION_CONCURRENCY,
+            limit=_limit_with(int(override) if override is not None else None),
             in_use=None if used is None else int(used),
         )
         for url, flag, override, used in zip(urls, down, overrides, counts, strict=True)
@@ -127,14 +131,7 @@ def in_rotation(*, count_leases: bool = False) -> list[BackendSlots]:
 
 def healthy_backends(*, include_disabled: bool = False) -> list[str]:
     """Backends in rotation: answering health checks and not disabled by an operator."""
-    urls = backends()
-    if not urls:
-        return []
-    down = live.redis_client().mget([_health_key(url) for url in urls])
-    disabled = set() if include_disabled else controls.disabled_backends()
-    return [
-        url for url, flag in zip(urls, down, strict=True) if flag is None and url not in disabled
-    ]
+    return [slots.url for slots in in_rotation(include_disabled=include_disabled)]
 
 
 # A server that answered /health with 404 is up; its model list only confirms it, and

@@ -132,16 +132,14 @@ def test_the_scratch_database_is_new_and_empty_and_dropped_afterwards() -> None:
     scratch = ScratchDatabase(os.environ["DATABASE_URL"])
     url = scratch.create()
     try:
-        with psycopg.connect(url.replace("postgres://", "postgresql://", 1)) as connection:
+        with psycopg.connect(url) as connection:
             tables = connection.execute(
                 "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
             ).fetchone()
         assert tables == (0,)
     finally:
         scratch.drop()
-    with psycopg.connect(
-        os.environ["DATABASE_URL"].replace("postgres://", "postgresql://", 1)
-    ) as connection:
+    with psycopg.connect(os.environ["DATABASE_URL"]) as connection:
         left = connection.execute(
             "SELECT count(*) FROM pg_database WHERE datname = %s", [scratch.name]
         ).fetchone()
