@@ -42,6 +42,17 @@ def check_playground_settings(app_configs: Any, **kwargs: Any) -> list[Any]:
                 id="playground.W003",
             )
         )
+    on_postgresql = settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
+    if on_postgresql and settings.WEB_VIEWS_AT_ONCE > settings.DATABASE_POOL_SIZE:
+        problems.append(
+            Warning(
+                f"WEB_VIEWS_AT_ONCE ({settings.WEB_VIEWS_AT_ONCE}) is larger than "
+                f"DATABASE_POOL_SIZE ({settings.DATABASE_POOL_SIZE}): requests admitted to the "
+                "views would wait for a database connection, and fail after 30 s.",
+                hint="Raise DATABASE_POOL_SIZE or lower WEB_VIEWS_AT_ONCE.",
+                id="playground.W008",
+            )
+        )
     return problems
 
 

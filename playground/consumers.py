@@ -13,12 +13,14 @@ from urllib.parse import parse_qs
 
 from channels.consumer import get_handler_name
 from channels.db import DatabaseSyncToAsync
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from playground import live, metrics, services
 
 FINAL_EVENTS = {"done", "error", "cancelled"}
 CLOSE_NOT_FOUND = 4404
+CLOSE_GONE = 1006  # abnormal closure: what a vanished peer amounts to
 
 
 def _parse_after(values: list[str]) -> int:
@@ -104,7 +106,14 @@ class MessageStreamConsumer(AsyncJsonWebsocketConsumer):
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:
             raise ValueError(f"No handler for message type {message['type']}")
-        await handler(message)
+        try:
+            await handler(message)
+        except OSError:
+            # The viewer's connection is gone and the server (uvicorn) refuses the send, before
+            # the consumer has read the disconnect that is waiting for it: let go of the group,
+            # the presence count and the gauge now, as the disconnect would have.
+            await self.disconnect(CLOSE_GONE)
+            raise StopConsumer() from None
 
     async def stream_event(self, message: dict[str, Any]) -> None:
         if self.closed:
@@ -155,4 +164,10 @@ class MessageStreamConsumer(AsyncJsonWebsocketConsumer):
     async def _finish(self, code: int = 1000) -> None:
         self.closed = True
         await self.disconnect(code)
-        await self.close(code=code)
+        try:
+            await self.close(code=code)
+        except RuntimeError:
+            # A page closes its socket as soon as the final event arrives, often before the
+            # server's own close goes out; uvicorn then refuses the second close with a
+            # RuntimeError. Both sides agree the stream is over: nothing is lost.
+            pass

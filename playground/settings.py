@@ -141,6 +141,10 @@ TEMPLATES = [
 ]
 
 
+# Requests one web process takes through middleware and views at once (playground/handlers.py):
+# each takes a thread, and they share one interpreter lock, so a few is fastest for all.
+WEB_VIEWS_AT_ONCE = env_int("WEB_VIEWS_AT_ONCE", 4, minimum=1, maximum=256)
+
 # Connections each web or worker process may hold at once (PostgreSQL only): together, every
 # process's pool must stay below the server's max_connections.
 DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", 20, minimum=2, maximum=1000)

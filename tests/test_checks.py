@@ -7,7 +7,11 @@ from typing import Any
 
 import pytest
 
-from playground.checks import check_production_settings, check_static_files_collected
+from playground.checks import (
+    check_playground_settings,
+    check_production_settings,
+    check_static_files_collected,
+)
 
 
 def ids(problems: list[Any]) -> set[str]:
@@ -88,3 +92,26 @@ def test_the_deployment_check_asks_for_collected_static_files(
     assert ids(check_static_files_collected(None)) == {"playground.W007"}
     (tmp_path / "staticfiles.json").write_text('{"paths": {}, "version": "1.1"}')
     assert check_static_files_collected(None) == []
+
+
+def test_more_views_at_once_than_database_connections_is_named(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(settings.DATABASES["default"], "ENGINE", "django.db.backends.postgresql")
+    settings.DATABASE_POOL_SIZE = 4
+    settings.WEB_VIEWS_AT_ONCE = 8
+
+    assert "playground.W008" in ids(check_playground_settings(None))
+
+    settings.WEB_VIEWS_AT_ONCE = 4
+    assert "playground.W008" not in ids(check_playground_settings(None))
+
+
+def test_views_at_once_need_no_pool_on_sqlite(
+    settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(settings.DATABASES["default"], "ENGINE", "django.db.backends.sqlite3")
+    settings.DATABASE_POOL_SIZE = 2
+    settings.WEB_VIEWS_AT_ONCE = 8
+
+    assert "playground.W008" not in ids(check_playground_settings(None))

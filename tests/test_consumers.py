@@ -198,3 +198,77 @@ def test_events_are_published_on_the_channel_the_layer_subscribes_viewers_to() -
         return get_channel_layer()._get_group_channel_name(live.group_name("m-1"))
 
     assert live.group_channel("m-1") == asyncio.run(layer_channel())
+
+
+class ViewerWhoLeaves:
+    """The server side of a socket as uvicorn behaves once the viewer has closed it: a send
+    raises (uvicorn's ClientDisconnected is an OSError) and a close after the peer's own close
+    is refused with a RuntimeError. The viewer leaves on the first event named `leaves_on`."""
+
+    def __init__(self, scope: dict[str, Any], leaves_on: str) -> None:
+        self.scope = scope
+        self.leaves_on = leaves_on
+        self.gone = asyncio.Event()
+        self.received: list[dict] = []
+        self.connect_sent = False
+
+    async def receive(self) -> dict[str, Any]:
+        if not self.connect_sent:
+            self.connect_sent = True
+            return {"type": "websocket.connect"}
+        await self.gone.wait()
+        # Read only after the server's current handler has run into the closed socket.
+        await asyncio.sleep(0.5)
+        return {"type": "websocket.disconnect", "code": 1005}
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if message["type"] == "websocket.close" and self.gone.is_set():
+            raise RuntimeError("Unexpected ASGI message 'websocket.close', after sending it")
+        if message["type"] == "websocket.send":
+            if self.gone.is_set():
+                raise OSError("the viewer is gone")
+            event = json.loads(message["text"])
+            self.received.append(event)
+            if event.get("type") == self.leaves_on:
+                self.gone.set()
+
+    async def run(self) -> None:
+        app = MessageStreamConsumer.as_asgi()
+        await asyncio.wait_for(app(self.scope, self.receive, self.send), 5)
+
+
+def scope_for(message: Message) -> dict[str, Any]:
+    return {
+        "type": "websocket",
+        "path": f"/ws/messages/{message.pk}/",
+        "query_string": b"",
+        "headers": [],
+        "url_route": {"args": (), "kwargs": {"message_id": message.pk}},
+        "session": SimpleNamespace(session_key=OWNER),
+    }
+
+
+def test_a_viewer_who_closes_on_the_final_event_before_the_server_does_is_no_error() -> None:
+    message = make_message(deltas=[delta(1)])
+    viewer = ViewerWhoLeaves(scope_for(message), leaves_on="done")
+
+    asyncio.run(viewer.run())  # raised the refused close before
+
+    assert [event["type"] for event in viewer.received] == ["delta", "done"]
+
+
+def test_a_viewer_gone_mid_stream_is_let_go_of_without_waiting_for_its_disconnect() -> None:
+    message = make_message(status=Message.Status.RUNNING)
+    viewer = ViewerWhoLeaves(scope_for(message), leaves_on="started")
+
+    async def scenario() -> int:
+        consumer = asyncio.create_task(viewer.run())
+        await asyncio.wait_for(viewer.gone.wait(), 3)
+        await asyncio.sleep(0.1)  # the consumer is subscribed and counted as watching
+        await asyncio.to_thread(live.publish, message.pk, delta(1))
+        await consumer
+        watchers, _ = await asyncio.to_thread(live.last_seen, message.pk)
+        return watchers
+
+    assert asyncio.run(scenario()) == 0
+    assert [event["type"] for event in viewer.received] == ["started"]
