@@ -8,6 +8,7 @@ delta exactly once and in order.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -164,10 +165,8 @@ class MessageStreamConsumer(AsyncJsonWebsocketConsumer):
     async def _finish(self, code: int = 1000) -> None:
         self.closed = True
         await self.disconnect(code)
-        try:
+        # A page closes its socket as soon as the final event arrives, often before the
+        # server's own close goes out; uvicorn then refuses the second close with a
+        # RuntimeError. Both sides agree the stream is over: nothing is lost.
+        with contextlib.suppress(RuntimeError):
             await self.close(code=code)
-        except RuntimeError:
-            # A page closes its socket as soon as the final event arrives, often before the
-            # server's own close goes out; uvicorn then refuses the second close with a
-            # RuntimeError. Both sides agree the stream is over: nothing is lost.
-            pass

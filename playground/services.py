@@ -171,7 +171,8 @@ def resolve_prompt(*, prompt: Any = None, sample: Any = None) -> tuple[str, str]
 
 
 @metrics.counting_refusals
-def _check_admission(session_key: str, client_ip: str | None) -> None:
+def _check_admission(session_key: str, client_ip: str | None) -> int:
+    """Refuse what the site must not take; return how many wait in line."""
     # Operators' blocks and pause come first: a blocked visitor must not use up rate budget.
     refusal = controls.refusal(session_key, client_ip)
     if refusal is not None:
@@ -213,6 +214,7 @@ def _check_admission(session_key: str, client_ip: str | None) -> None:
             status=429,
             retry_after=max(5, min(wait, 600)),
         )
+    return waiting
 
 
 def _active_load(session_key: str, client_ip: str | None) -> dict[str, int]:
@@ -243,7 +245,7 @@ def submit(
 ) -> Message:
     """Queue a new question (a new conversation, or a follow-up turn) and return the answer row."""
     text, slug = resolve_prompt(prompt=prompt, sample=sample)
-    _check_admission(session_key, client_ip)
+    waiting = _check_admission(session_key, client_ip)
 
     def create() -> Message:
         nonlocal conversation
@@ -253,7 +255,7 @@ def submit(
             )
         return _ask(conversation, text, slug, session_key, client_ip)
 
-    return _create_and_dispatch(create)
+    return _create_and_dispatch(create, line_was_empty=not waiting)
 
 
 def _ask(
@@ -302,20 +304,67 @@ def _take_a_place_in_line() -> None:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [LINE_LOCK_KEY])
 
 
-def _create_and_dispatch(create: Any) -> Message:
+def _back_in_line(message: Message) -> bool:
+    """Return a message to its old place in line, under the line's turn like a new question."""
+    with transaction.atomic():
+        _take_a_place_in_line()
+        return message.requeue()
+
+
+def _create_and_dispatch(create: Any, *, line_was_empty: bool) -> Message:
+    """`line_was_empty`: nobody waited when admission looked. Under a rush somebody does, and
+    the question joins the line without looking for a slot of its own."""
+    leased_on: str | None = None
     try:
-        with transaction.atomic():
-            _take_a_place_in_line()
-            answer = create()
+        try:
+            with transaction.atomic():
+                _take_a_place_in_line()
+                answer = create()
+                if line_was_empty:
+                    leased_on = _slot_for_the_head_of_the_line(answer)
+        except BaseException:
+            # The commit failed after the lease: nobody will run this answer.
+            if leased_on is not None:
+                scheduler.release_slot(leased_on, answer.pk)
+            raise
     except IntegrityError:
         # The partial unique index on active answers per session lost a race to a double submit.
         metrics.record_rejected("already_generating")
         raise PlaygroundError("already_generating", ALREADY_GENERATING, status=409) from None
+    if leased_on is not None:
+        from playground import tasks  # the task module imports this one
+
+        tasks.generate.delay(answer.pk)
+    else:
+        dispatch()
     metrics.record_admitted()
-    dispatch()
     # Read back with its conversation: dispatch may have given it a slot, and every caller
     # answers with the conversation too.
     return Message.objects.select_related("conversation").get(pk=answer.pk)
+
+
+def _slot_for_the_head_of_the_line(answer: Message) -> str | None:
+    """A free slot for a question that nobody waits ahead of, leased inside the transaction
+    that puts it in line; None when someone waits ahead, every slot is busy, or the site drains.
+
+    On an idle site this is the whole dispatch: no dispatch lock, no pass over the line and
+    no second write, which spared an idle visitor's first token several milliseconds. Order
+    holds because the line cannot change behind this check: the transaction has the line's
+    turn (SQLite's single writer, or the lock on PostgreSQL) until it commits, so nobody joins
+    the line meanwhile, and anyone already waiting makes this return None and the ordinary
+    pass serve the line oldest first after the commit.
+    """
+    if _waiting().exclude(pk=answer.pk).exists() or controls.draining():
+        return None
+    backend = scheduler.acquire_slot(answer.pk)
+    if backend is None:
+        return None
+    try:
+        answer.mark_dispatched(backend)
+    except BaseException:
+        scheduler.release_slot(backend, answer.pk)
+        raise
+    return backend
 
 
 def regenerate(answer: Message, *, session_key: str, client_ip: str | None) -> Message:
@@ -325,13 +374,13 @@ def regenerate(answer: Message, *, session_key: str, client_ip: str | None) -> M
         raise NotFound("message")
     if not answer.is_final:
         raise PlaygroundError("already_generating", ALREADY_GENERATING, status=409)
-    _check_admission(session_key, client_ip)
+    waiting = _check_admission(session_key, client_ip)
 
     def create() -> Message:
         Message.objects.filter(pk=question.pk).update(selected_answer=None)
         return _queue_answer(question, session_key, client_ip)
 
-    return _create_and_dispatch(create)
+    return _create_and_dispatch(create, line_was_empty=not waiting)
 
 
 def select_answer(answer: Message) -> None:
@@ -359,7 +408,7 @@ def edit_last_prompt(
         raise NotFound("message")
     if question.answers.filter(status__in=Message.ACTIVE).exists():
         raise PlaygroundError("already_generating", ALREADY_GENERATING, status=409)
-    _check_admission(session_key, client_ip)
+    waiting = _check_admission(session_key, client_ip)
 
     def create() -> Message:
         Message.objects.filter(pk=question.pk).update(superseded=True)
@@ -369,7 +418,7 @@ def edit_last_prompt(
             conversation.save(update_fields=["title"])
         return _ask(conversation, text, "", session_key, client_ip)
 
-    return _create_and_dispatch(create)
+    return _create_and_dispatch(create, line_was_empty=not waiting)
 
 
 # --- keeping, sharing and forgetting conversations --------------------------------------------
@@ -880,7 +929,7 @@ def _persist_outcome(message_id: str, outcome: Outcome) -> dict[str, Any] | None
         tokens = outcome.generated_tokens or outcome.tokens or None
         patience = timedelta(seconds=settings.BACKEND_OUTAGE_PATIENCE)
         if outcome.requeue and timezone.now() - message.created < patience:
-            message.requeue()
+            _back_in_line(message)
             return None
         if outcome.status == Message.Status.DONE:
             if not message.finish(
@@ -1329,7 +1378,7 @@ def reconcile() -> dict[str, int]:
             ):
                 failed += 1
                 live.publish(message.pk, _final_event(message))
-        elif message.requeue():
+        elif _back_in_line(message):
             requeued += 1
     # An outage, not an operator disabling backends, is what fails long-waiting work.
     if not scheduler.healthy_backends(include_disabled=True):

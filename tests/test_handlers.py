@@ -137,9 +137,7 @@ def test_a_client_slow_to_send_its_body_holds_no_turn() -> None:
 
     async def both() -> tuple[float, float]:
         started = time.monotonic()
-        slow = asyncio.create_task(
-            request(app, "POST", "/echo", [b"a", b"b", b"c"], pause=0.5)
-        )
+        slow = asyncio.create_task(request(app, "POST", "/echo", [b"a", b"b", b"c"], pause=0.5))
         await asyncio.sleep(0.05)
         quick = await request(app, "GET", "/slow/quick", [b""])
         quick_done = time.monotonic() - started

@@ -333,6 +333,25 @@ def test_the_reconciler_requeues_work_whose_worker_vanished_before_writing(
     assert result["dispatched"] == 1, "and it is dispatched again at once"
 
 
+def test_work_put_back_in_line_takes_the_lines_turn_like_a_new_question(
+    sim: str, samples: Any, enqueued: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    message = submit()
+    assert message.mark_running()
+    long_ago = timezone.now() - timedelta(seconds=scheduler.lease_seconds() + 5)
+    Message.objects.filter(pk=message.pk).update(dispatched_at=long_ago)
+    live.redis_client().delete(scheduler.slot_key(sim))
+    turns: list[bool] = []
+    monkeypatch.setattr(
+        services,
+        "_take_a_place_in_line",
+        lambda: turns.append(connections["default"].in_atomic_block),
+    )
+
+    assert services.reconcile()["requeued"] == 1
+    assert turns == [True]
+
+
 def test_the_reconciler_fails_a_half_written_answer_whose_worker_died(
     sim: str, samples: Any, enqueued: list[str]
 ) -> None:
@@ -487,3 +506,105 @@ def test_every_submission_takes_its_place_in_line_inside_its_transaction(
     )
     assert response.status_code == 201
     assert inside == [True]
+
+
+def test_a_question_on_an_idle_site_gets_its_slot_in_the_transaction_that_queues_it(
+    backend: str, samples: Any, enqueued: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    leased_inside: list[bool] = []
+    acquire = scheduler.acquire_slot
+
+    def recording_acquire(message_id: str) -> str | None:
+        leased_inside.append(connections["default"].in_atomic_block)
+        return acquire(message_id)
+
+    passes: list[int] = []
+    monkeypatch.setattr(scheduler, "acquire_slot", recording_acquire)
+    monkeypatch.setattr(services, "dispatch", lambda: passes.append(1) or 0)
+
+    message = submit()
+
+    assert leased_inside == [True]
+    assert passes == [], "no dispatch pass, no dispatch lock"
+    assert message.dispatched_at is not None and message.backend == backend
+    assert services.position_of(message) == 0
+    assert enqueued == [message.pk]
+    assert scheduler.slots_in_use(backend) == 1
+
+
+def test_a_question_never_takes_a_free_slot_from_someone_already_waiting(
+    backend: str,
+    samples: Any,
+    enqueued: list[str],
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings.GENERATION_CONCURRENCY = 1
+    from playground import controls
+
+    controls.set_draining(True)
+    first = submit(session="s1", ip="10.0.0.1")
+    controls.set_draining(False)
+    # Admission saw an empty line (it looked before `first` joined, say): the look inside
+    # the transaction still finds `first` waiting, and the line is served oldest first.
+    monkeypatch.setattr(services, "_check_admission", lambda session_key, client_ip: 0)
+
+    second = submit(session="s2", ip="10.0.0.2")
+
+    first.refresh_from_db()
+    assert enqueued == [first.pk]
+    assert first.backend == backend and services.position_of(first) == 0
+    assert services.position_of(second) == 1
+
+
+def test_a_draining_site_keeps_an_idle_sites_question_in_line(
+    backend: str, samples: Any, enqueued: list[str]
+) -> None:
+    from playground import controls
+
+    controls.set_draining(True)
+
+    message = submit()
+
+    assert services.position_of(message) == 1
+    assert enqueued == []
+    assert scheduler.slots_in_use(backend) == 0
+
+
+def test_a_slot_leased_for_a_question_that_never_commits_is_given_back(
+    backend: str, samples: Any, enqueued: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.db import DatabaseError
+
+    def broken(self: Message, backend: str) -> bool:
+        raise DatabaseError("disk I/O error")
+
+    monkeypatch.setattr(Message, "mark_dispatched", broken)
+
+    with pytest.raises(DatabaseError):
+        submit()
+
+    assert scheduler.slots_in_use(backend) == 0
+    assert not Message.objects.exists(), "the question and its answer were rolled back"
+    assert enqueued == []
+
+
+def test_a_slot_leased_in_a_transaction_whose_commit_fails_is_given_back(
+    backend: str, samples: Any, enqueued: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.db import DatabaseError
+
+    connection = connections["default"]
+    connection.ensure_connection()
+
+    def failing_commit() -> None:
+        raise DatabaseError("database is locked")
+
+    monkeypatch.setattr(connection, "commit", failing_commit)
+
+    with pytest.raises(DatabaseError):
+        submit()
+
+    monkeypatch.undo()
+    assert scheduler.slots_in_use(backend) == 0
+    assert enqueued == []
