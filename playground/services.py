@@ -253,13 +253,21 @@ def submit(
             conversation = Conversation.objects.create(
                 session_key=session_key, client_ip=client_ip, title=_title_for(text)
             )
+            # Written a moment ago, its `updated` needs no second write.
+            return _ask(conversation, text, slug, session_key, client_ip, touch=False)
         return _ask(conversation, text, slug, session_key, client_ip)
 
     return _create_and_dispatch(create, line_was_empty=not waiting)
 
 
 def _ask(
-    conversation: Conversation, text: str, slug: str, session_key: str, client_ip: str | None
+    conversation: Conversation,
+    text: str,
+    slug: str,
+    session_key: str,
+    client_ip: str | None,
+    *,
+    touch: bool = True,
 ) -> Message:
     """A new question in a conversation and its queued answer."""
     question = Message.objects.create(
@@ -271,11 +279,15 @@ def _ask(
         session_key=session_key,
         client_ip=client_ip,
     )
-    return _queue_answer(question, session_key, client_ip)
+    return _queue_answer(question, session_key, client_ip, touch=touch)
 
 
-def _queue_answer(question: Message, session_key: str, client_ip: str | None) -> Message:
-    Conversation.objects.filter(pk=question.conversation_id).update(updated=timezone.now())
+def _queue_answer(
+    question: Message, session_key: str, client_ip: str | None, *, touch: bool = True
+) -> Message:
+    """`touch`: move the conversation to the top of its owner's history."""
+    if touch:
+        Conversation.objects.filter(pk=question.conversation_id).update(updated=timezone.now())
     return Message.objects.create(
         conversation_id=question.conversation_id,
         role=Message.Role.ASSISTANT,
