@@ -54,8 +54,9 @@ class MessageStreamConsumer(AsyncJsonWebsocketConsumer):
         await metrics.websocket_opened()
         await self.channel_layer.group_add(live.group_name(self.message_id), self.channel_name)
         self.subscribed = True
-        # Not thread-sensitive: a burst of viewers connecting must not queue behind the
-        # HTTP views, which Django runs one at a time on its single sync thread.
+        # Not thread-sensitive: outside Django's HTTP handler, every thread-sensitive call of
+        # the process runs on one shared thread, and a burst of viewers connecting would
+        # queue on it one by one.
         state = await DatabaseSyncToAsync(services.stream_state, thread_sensitive=False)(
             self.message_id, session_key=session_key, share_token=share_token
         )

@@ -257,6 +257,9 @@ def test_a_finished_generation_leaves_no_watcher_behind_to_renew_its_slot(
     with running_simulator(tokens_per_second=200) as url:
         settings.TGI_URLS = [url]
         message = submit()
+        # An earlier test's cancel watch may still be ending: it stops one poll
+        # (CANCEL_POLL_SECONDS, 0.1 s) after its last generation.
+        time.sleep(3 * 0.1)
         before = aio.run(tasks_on_the_shared_loop())
         services.run_generation(message.pk)
         time.sleep(1.5)  # two renewal periods
