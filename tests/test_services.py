@@ -319,14 +319,20 @@ def test_a_tight_context_budget_drops_the_oldest_turns(
     assert "strawberry" not in prompt
 
 
-def test_the_reconciler_requeues_work_whose_worker_vanished_before_writing(
-    sim: str, samples: Any, enqueued: list[str]
-) -> None:
+def running_without_a_worker(backend: str) -> Message:
+    """A running answer dispatched longer than a lease ago, whose slot lease has lapsed."""
     message = submit()
     assert message.mark_running()
     long_ago = timezone.now() - timedelta(seconds=scheduler.lease_seconds() + 5)
     Message.objects.filter(pk=message.pk).update(dispatched_at=long_ago)
-    live.redis_client().delete(scheduler.slot_key(sim))
+    live.redis_client().delete(scheduler.slot_key(backend))
+    return message
+
+
+def test_the_reconciler_requeues_work_whose_worker_vanished_before_writing(
+    sim: str, samples: Any, enqueued: list[str]
+) -> None:
+    message = running_without_a_worker(sim)
 
     result = services.reconcile()
 
@@ -339,11 +345,7 @@ def test_the_reconciler_requeues_work_whose_worker_vanished_before_writing(
 def test_work_put_back_in_line_takes_the_lines_turn_like_a_new_question(
     sim: str, samples: Any, enqueued: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    message = submit()
-    assert message.mark_running()
-    long_ago = timezone.now() - timedelta(seconds=scheduler.lease_seconds() + 5)
-    Message.objects.filter(pk=message.pk).update(dispatched_at=long_ago)
-    live.redis_client().delete(scheduler.slot_key(sim))
+    running_without_a_worker(sim)
     turns: list[bool] = []
     monkeypatch.setattr(
         services,
