@@ -101,7 +101,11 @@ def draining() -> bool:
 
 
 def concurrency_override(backend: str) -> int | None:
-    value = live.redis_client().hget(CONCURRENCY_KEY, backend)
+    return override_from(live.redis_client().hget(CONCURRENCY_KEY, backend))
+
+
+def override_from(value: bytes | str | None) -> int | None:
+    """A concurrency override as Redis returned it (None: the setting applies)."""
     return int(value) if value is not None else None
 
 

@@ -121,7 +121,7 @@ def in_rotation(
     return [
         BackendSlots(
             url=url,
-            limit=_limit_with(int(override) if override is not None else None),
+            limit=_limit_with(controls.override_from(override)),
             in_use=None if used is None else int(used),
         )
         for url, flag, override, used in zip(urls, down, overrides, counts, strict=True)
