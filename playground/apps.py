@@ -18,7 +18,7 @@ class PlaygroundConfig(AppConfig):
         from playground import checks  # noqa: F401  (registers the system checks)
 
         # A web or worker process relays deltas on its event-loop thread while other threads
-        # (Django's view thread, Celery's pool) hold the interpreter lock for CPU work, and the
+        # (Django's view threads, Celery's pool) hold the interpreter lock for CPU work, and the
         # loop thread needs the lock back after every wait. Python makes a waiting thread wait
         # up to 5 ms by default; under a burst of submissions the web process's loop thread
         # then fell behind by hundreds of ms. With 0.1 ms, `make bench` measured the rush's

@@ -153,7 +153,7 @@ DATABASE_POOL_SIZE = env_int("DATABASE_POOL_SIZE", 20, minimum=2, maximum=1000)
 def _database() -> dict:
     url = env_str("DATABASE_URL")
     if url:
-        # No persistent connections: under ASGI each request runs in a context of its own, and
+        # No persistent connections: under ASGI each request runs in a thread of its own, and
         # a connection kept for reuse is never reused, only left open; a rush of a hundred
         # visitors then exhausted PostgreSQL's max_connections. A per-process pool instead
         # lends a connection to a request or task and takes it back when Django closes it.
