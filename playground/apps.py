@@ -15,7 +15,14 @@ class PlaygroundConfig(AppConfig):
     verbose_name = "Reflection Playground"
 
     def ready(self) -> None:
-        from playground import checks  # noqa: F401  (registers the system checks)
+        from django.db.backends.signals import connection_created
+
+        from playground import (
+            checks,  # noqa: F401  (registers the system checks)
+            sqlite,
+        )
+
+        connection_created.connect(sqlite.keep_log_open, dispatch_uid="playground.sqlite")
 
         # A web or worker process relays deltas on its event-loop thread while other threads
         # (Django's view threads, Celery's pool) hold the interpreter lock for CPU work, and the
