@@ -11,7 +11,7 @@ django.setup(set_prefix=False)
 
 from django.conf import settings  # noqa: E402
 
-from playground.handlers import PacedASGIHandler  # noqa: E402
+from playground.handlers import PacedASGIHandler, lifespan  # noqa: E402
 
 django_application = PacedASGIHandler(settings.WEB_VIEWS_AT_ONCE)
 
@@ -30,5 +30,6 @@ application = ProtocolTypeRouter(
         "websocket": BrowserOriginValidator(
             SessionMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),
+        "lifespan": lifespan,
     }
 )

@@ -49,6 +49,8 @@ class MessageStreamConsumer(AsyncJsonWebsocketConsumer):
         session = self.scope.get("session")
         session_key = session.session_key if session is not None else None
 
+        # A server without the lifespan protocol (daphne) starts listening here instead.
+        await live.keep_listening()
         await self.accept()
         self.counted = True
         await metrics.websocket_opened()

@@ -54,11 +54,12 @@ def free_port() -> int:
 # How the web processes serve (the image's CMD and docker-compose.yml say the same): asyncio's
 # transports write a frame the moment it is sent (Twisted, under daphne, waited for the next
 # loop turn and spent two epoll changes on each of a rush's deltas); small frames are not
-# compressed; no lifespan protocol (the application has none); the client address is the
-# socket's, since playground/visitors.py reads X-Forwarded-For itself (NUM_PROXIES).
+# compressed; the lifespan protocol runs what the process does at startup (handlers.py); the
+# client address is the socket's, since playground/visitors.py reads X-Forwarded-For itself
+# (NUM_PROXIES).
 UVICORN_OPTIONS = (
     "--loop", "uvloop", "--http", "httptools", "--ws", "websockets",
-    "--ws-per-message-deflate", "false", "--lifespan", "off",
+    "--ws-per-message-deflate", "false", "--lifespan", "on",
     "--no-proxy-headers", "--no-server-header",
 )  # fmt: skip
 

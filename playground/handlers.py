@@ -1,11 +1,19 @@
-"""Django's ASGI handler, taking requests through the views a few at a time."""
+"""Django's ASGI handler, taking requests through the views a few at a time, and the
+process's lifespan (what it does at startup)."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from django.core.handlers.asgi import ASGIHandler
 from django.http import HttpRequest, HttpResponseBase
+
+from playground import live
+
+log = logging.getLogger(__name__)
 
 
 class PacedASGIHandler(ASGIHandler):
@@ -32,3 +40,30 @@ class PacedASGIHandler(ASGIHandler):
             self._turns = asyncio.Semaphore(self.views_at_once)
         async with self._turns:
             return await super().run_get_response(request)
+
+
+# Startup must not hang on an unreachable Redis: the site serves pages without it, and the
+# first viewer's connect subscribes the standing channel instead (consumers.py).
+LISTEN_AT_STARTUP_SECONDS = 5.0
+
+AsgiMessage = dict[str, Any]
+
+
+async def lifespan(
+    scope: AsgiMessage,
+    receive: Callable[[], Awaitable[AsgiMessage]],
+    send: Callable[[AsgiMessage], Awaitable[None]],
+) -> None:
+    """The ASGI lifespan protocol: at startup the process's channel layer starts listening
+    (live.keep_listening), so that even the first viewer's events are read as they come."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            try:
+                await asyncio.wait_for(live.keep_listening(), LISTEN_AT_STARTUP_SECONDS)
+            except Exception as exc:  # any failure: serve anyway, see above
+                log.warning("the channel layer could not subscribe at startup: %r", exc)
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return

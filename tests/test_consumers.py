@@ -272,3 +272,22 @@ def test_a_viewer_gone_mid_stream_is_let_go_of_without_waiting_for_its_disconnec
 
     assert asyncio.run(scenario()) == 0
     assert [event["type"] for event in viewer.received] == ["started"]
+
+
+def test_a_server_without_lifespan_starts_listening_with_its_first_viewer() -> None:
+    # Under daphne (no lifespan protocol) the first viewer subscribes the standing channel
+    # that keeps the layer reading between viewers (tests/test_live.py).
+    message = make_message(deltas=[delta(1)])
+
+    async def scenario() -> tuple[str | None, str | None]:
+        before = live.standing_channel()
+        socket = communicator(message)
+        connected, _ = await socket.connect()
+        assert connected
+        await receive_all(socket)
+        return before, live.standing_channel()
+
+    before, after = asyncio.run(scenario())
+
+    assert before is None
+    assert after is not None and after.startswith("asgistanding.")

@@ -1,5 +1,6 @@
 """The paced ASGI handler: a burst of requests goes through the views a few at a time, in
-arrival order, and a client slow to send its body holds no turn."""
+arrival order, and a client slow to send its body holds no turn. The lifespan: the channel
+layer listens from startup, and startup never waits long for Redis."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 
+from playground import handlers, live
 from playground.handlers import PacedASGIHandler
 
 inside = 0
@@ -148,3 +150,62 @@ def test_a_client_slow_to_send_its_body_holds_no_turn() -> None:
     quick_done, slow_done = asyncio.run(both())
 
     assert quick_done < 0.5 < slow_done
+
+
+async def run_lifespan(app: Any) -> tuple[list[str], str | None]:
+    """Startup then shutdown, as uvicorn drives them; what the app sent, and the standing
+    channel it subscribed meanwhile."""
+    incoming: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    sent: list[str] = []
+    started = asyncio.Event()
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message["type"])
+        started.set()
+
+    await incoming.put({"type": "lifespan.startup"})
+    running = asyncio.create_task(
+        app({"type": "lifespan", "asgi": {"version": "3.0"}}, incoming.get, send)
+    )
+    await asyncio.wait_for(started.wait(), 10)
+    standing = live.standing_channel()
+    await incoming.put({"type": "lifespan.shutdown"})
+    await asyncio.wait_for(running, 10)
+    return sent, standing
+
+
+def test_the_application_subscribes_its_standing_channel_at_startup() -> None:
+    from playground.asgi import application
+
+    sent, standing = asyncio.run(run_lifespan(application))
+
+    assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert standing is not None and standing.startswith("asgistanding.")
+
+
+def test_startup_completes_when_redis_refuses(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def refused() -> None:
+        raise ConnectionRefusedError("no Redis here")
+
+    monkeypatch.setattr(live, "keep_listening", refused)
+
+    sent, standing = asyncio.run(run_lifespan(handlers.lifespan))
+
+    assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert standing is None
+
+
+def test_startup_waits_for_an_unanswering_redis_only_so_long(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def unanswered() -> None:
+        await asyncio.sleep(60)
+
+    monkeypatch.setattr(live, "keep_listening", unanswered)
+    monkeypatch.setattr(handlers, "LISTEN_AT_STARTUP_SECONDS", 0.1)
+
+    started = time.monotonic()
+    sent, _ = asyncio.run(run_lifespan(handlers.lifespan))
+
+    assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert time.monotonic() - started < 5

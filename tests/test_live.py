@@ -119,3 +119,78 @@ def test_the_cancel_watch_wakes_only_the_generation_asked_to_stop() -> None:
     assert stopped
     assert not other_stopped and not other_woken
     assert poller_ended, "the poller outlived the last watched generation"
+
+
+def standing_subscriptions() -> dict[str, int]:
+    """Redis's own count of subscribers for each standing channel."""
+    client = live.redis_client()
+    names = [name.decode() for name in client.pubsub_channels("*standing.*")]
+    counts = client.pubsub_numsub(*names) if names else []
+    return {name.decode(): int(count) for name, count in counts}
+
+
+def test_the_layer_keeps_listening_after_the_last_viewer_leaves() -> None:
+    # channels_redis's reader sleeps 100 ms at a time while nothing is subscribed: the
+    # standing channel is what keeps the process subscribed between viewers.
+    from channels.layers import get_channel_layer
+
+    async def scenario() -> tuple[str | None, dict[str, int], dict[str, int]]:
+        await live.keep_listening()
+        layer = get_channel_layer()
+        viewer = await layer.new_channel()
+        await layer.group_add(live.group_name("m1"), viewer)
+        await layer.group_discard(live.group_name("m1"), viewer)
+        subscribed_while_running = standing_subscriptions()
+        standing = live.standing_channel()
+        await layer.flush()
+        return standing, subscribed_while_running, standing_subscriptions()
+
+    standing, while_running, after_flush = asyncio.run(scenario())
+
+    assert standing is not None and standing.startswith("asgistanding.")
+    assert while_running == {standing: 1}
+    assert after_flush == {}
+
+
+def test_each_loop_subscribes_once_however_many_callers() -> None:
+    async def scenario() -> tuple[set[str | None], dict[str, int]]:
+        await asyncio.gather(*(live.keep_listening() for _ in range(5)))
+        await live.keep_listening()
+        return {live.standing_channel()}, standing_subscriptions()
+
+    first_channels, first_subscribed = asyncio.run(scenario())
+    second_channels, second_subscribed = asyncio.run(scenario())
+
+    assert len(first_subscribed) == 1 and set(first_subscribed) == first_channels
+    # A new loop (a new process's server, or the next test) has a standing channel of its own.
+    assert len(second_subscribed) == 1 and second_channels != first_channels
+
+
+def test_a_failed_subscription_is_tried_again_by_the_next_caller(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from channels.layers import get_channel_layer
+
+    layer = get_channel_layer()
+    attempts: list[str] = []
+    real_new_channel = layer.new_channel
+
+    async def failing_once(prefix: str = "specific.") -> str:
+        attempts.append(prefix)
+        if len(attempts) == 1:
+            raise redis.ConnectionError("Redis went away")
+        return await real_new_channel(prefix)
+
+    monkeypatch.setattr(layer, "new_channel", failing_once)
+
+    async def scenario() -> tuple[str | None, str | None]:
+        with pytest.raises(redis.ConnectionError):
+            await live.keep_listening()
+        after_failure = live.standing_channel()
+        await live.keep_listening()
+        return after_failure, live.standing_channel()
+
+    after_failure, after_retry = asyncio.run(scenario())
+
+    assert after_failure is None
+    assert after_retry is not None and len(attempts) == 2
