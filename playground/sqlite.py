@@ -8,11 +8,16 @@ happened on every request and every task: an idle visitor's first token waited f
 2 ms of disk syncs in the view's commit and again in the worker's claim.
 
 One connection per process, opened with the first of Django's and never used for a
-transaction, keeps the log alive. It holds no snapshot, so checkpoints still run as usual.
+transaction, keeps the log alive. It holds no snapshot, so checkpoints still run as usual. At
+exit it closes like Django's last connection would have, folding the log into the database and
+removing it; the log of a database deleted meanwhile (the test database, at the end of a run) is
+removed too.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 import sqlite3
 import threading
@@ -47,3 +52,19 @@ def keep_log_open(sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any) -
 def keepers() -> list[str]:
     """The databases this process keeps a log open for."""
     return [path for pid, path in _keepers if pid == os.getpid()]
+
+
+@atexit.register
+def _close_keepers() -> None:
+    # Only this process's own: a forked child runs its parent's exit handlers too, and must
+    # never touch a connection it inherited.
+    for (pid, path), keeper in list(_keepers.items()):
+        if pid == os.getpid():
+            keeper.close()
+            del _keepers[(pid, path)]
+            if not os.path.exists(path):
+                # Deleted while kept: SQLite will not write into a database that is gone, so
+                # it leaves the log and its index behind for nobody.
+                for leftover in (path + "-wal", path + "-shm"):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.remove(leftover)

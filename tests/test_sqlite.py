@@ -96,6 +96,33 @@ def test_a_process_configured_by_url_writes_ahead_and_commits_without_syncing(
     assert result.returncode == 0, result.stderr
     # synchronous 1 is NORMAL: a WAL commit is not synced, a checkpoint is.
     assert result.stdout.split() == ["wal", "1", "IMMEDIATE"]
+    # The process's keeper closed at exit, folding the log into the database.
+    assert not (tmp_path / "db.sqlite3-wal").exists()
+
+
+def test_a_database_deleted_while_kept_leaves_no_log_behind_at_exit(tmp_path: Path) -> None:
+    # As the test database is, at the end of a run: its file is removed while the keeper of
+    # the process that used it is still open.
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "DJANGO_SETTINGS_MODULE": "playground.settings",
+    }
+    code = (
+        "import os, django; django.setup(); from django.db import connection; "
+        "connection.cursor().execute('CREATE TABLE answers (text TEXT)'); connection.close(); "
+        "os.remove(connection.settings_dict['NAME']); "
+        "print(sorted(os.listdir(os.path.dirname(connection.settings_dict['NAME']))))"
+    )
+
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+
+    assert result.returncode == 0, result.stderr
+    # The log was still there while the process ran, and is gone after it.
+    assert "'db.sqlite3-wal'" in result.stdout
+    assert sorted(path.name for path in tmp_path.iterdir()) == []
 
 
 def test_the_log_outlives_the_last_django_connection(tmp_path: Path) -> None:
