@@ -18,8 +18,14 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# llama.cpp is compiled for portable x86-64 (AVX2, FMA, F16C) rather than for every instruction
+# set of the building CPU: built for a CPU with AVX-512 and AMX, it crashed with a general
+# protection fault in libggml-cpu on its first token. Never from pip's wheel cache either, which
+# would hand back an earlier machine-specific build whatever CMAKE_ARGS says.
+LOCAL_MODEL_CMAKE_ARGS ?= -DGGML_NATIVE=OFF
+
 $(LOCAL_MODEL_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[dev,local-model]'
+	CMAKE_ARGS="$(LOCAL_MODEL_CMAKE_ARGS)" $(BIN)/python -m pip install --quiet --no-cache-dir -e '.[dev,local-model]'
 	@touch $(LOCAL_MODEL_STAMP)
 
 install-local-model: $(LOCAL_MODEL_STAMP)
