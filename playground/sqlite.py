@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import logging
 import os
 import sqlite3
 import threading
 from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
+
+log = logging.getLogger(__name__)
 
 _keepers: dict[tuple[int, str], sqlite3.Connection] = {}
 _lock = threading.Lock()
@@ -42,10 +45,16 @@ def keep_log_open(sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any) -
     with _lock:
         if key in _keepers:
             return
-        keeper = sqlite3.connect(path, check_same_thread=False)
-        # Reading attaches it to the log's shared index; the statement is finished at once,
-        # so no read transaction stays open.
-        keeper.execute("SELECT count(*) FROM sqlite_master").fetchall()
+        try:
+            keeper = sqlite3.connect(path, check_same_thread=False)
+            # Reading attaches it to the log's shared index; the statement is finished at
+            # once, so no read transaction stays open.
+            keeper.execute("SELECT count(*) FROM sqlite_master").fetchall()
+        except sqlite3.Error as exc:
+            # Only a speed-up: the connection Django asked for must not fail for it. The
+            # process's next connection tries again.
+            log.warning("could not keep %s's write-ahead log open: %s", path, exc)
+            return
         _keepers[key] = keeper
 
 

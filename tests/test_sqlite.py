@@ -173,3 +173,26 @@ def test_a_database_in_memory_gets_no_keeper() -> None:
     connection.close()
 
     assert ":memory:" not in sqlite.keepers()
+
+
+def test_a_keeper_that_cannot_open_fails_nothing_and_is_tried_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = str(tmp_path / "busy.sqlite3")
+    real_connect = sqlite3.connect
+    attempts: list[str] = []
+
+    def locked_once(path: str, **kwargs: Any) -> sqlite3.Connection:
+        attempts.append(path)
+        if len(attempts) == 1:
+            raise sqlite3.OperationalError("database is locked")
+        return real_connect(path, **kwargs)
+
+    monkeypatch.setattr(sqlite.sqlite3, "connect", locked_once)
+
+    write_and_close(name)
+    kept_after_failure = name in sqlite.keepers()
+    write_and_close(name)
+
+    assert not kept_after_failure
+    assert name in sqlite.keepers() and attempts == [name, name]
