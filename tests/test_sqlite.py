@@ -43,6 +43,18 @@ def write_and_close(name: str) -> None:
     connection.close()
 
 
+def run_with_sqlite_url(database: Path, code: str) -> subprocess.CompletedProcess[str]:
+    """`code` run by a process of its own whose DATABASE_URL names `database`."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{database}",
+        "DJANGO_SETTINGS_MODULE": "playground.settings",
+    }
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+
+
 @pytest.fixture(autouse=True)
 def scratch_databases_allowed(django_db_blocker: Any) -> Iterator[None]:
     # Each test here opens connections of its own to files of its own, never the test database.
@@ -76,11 +88,6 @@ def test_a_process_configured_by_url_writes_ahead_and_commits_without_syncing(
 ) -> None:
     # Before, a sqlite:// URL (the benchmark's) fell back to SQLite's defaults: a rollback
     # journal synced to disk at every commit, and a 5 s wait for the write lock.
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
-        "DJANGO_SETTINGS_MODULE": "playground.settings",
-    }
     code = (
         "import django; django.setup(); from django.db import connection; "
         "cursor = connection.cursor(); "
@@ -89,9 +96,7 @@ def test_a_process_configured_by_url_writes_ahead_and_commits_without_syncing(
         "connection.transaction_mode)"
     )
 
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True
-    )
+    result = run_with_sqlite_url(tmp_path / "db.sqlite3", code)
 
     assert result.returncode == 0, result.stderr
     # synchronous 1 is NORMAL: a WAL commit is not synced, a checkpoint is.
@@ -103,11 +108,6 @@ def test_a_process_configured_by_url_writes_ahead_and_commits_without_syncing(
 def test_a_database_deleted_while_kept_leaves_no_log_behind_at_exit(tmp_path: Path) -> None:
     # As the test database is, at the end of a run: its file is removed while the keeper of
     # the process that used it is still open.
-    env = {
-        **os.environ,
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
-        "DJANGO_SETTINGS_MODULE": "playground.settings",
-    }
     code = (
         "import os, django; django.setup(); from django.db import connection; "
         "connection.cursor().execute('CREATE TABLE answers (text TEXT)'); connection.close(); "
@@ -115,9 +115,7 @@ def test_a_database_deleted_while_kept_leaves_no_log_behind_at_exit(tmp_path: Pa
         "print(sorted(os.listdir(os.path.dirname(connection.settings_dict['NAME']))))"
     )
 
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True
-    )
+    result = run_with_sqlite_url(tmp_path / "db.sqlite3", code)
 
     assert result.returncode == 0, result.stderr
     # The log was still there while the process ran, and is gone after it.
