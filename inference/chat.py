@@ -18,6 +18,7 @@ from typing import Self
 
 from .client import SamplingParams
 from .prompt import DEFAULT_SYSTEM_PROMPT, Turn, build_prompt, estimate_tokens, fit_history
+from .sanitize import neutralize_special_tokens
 
 ChatMessage = dict[str, str]
 # When the server does not say how long its context is (llama.cpp, llama-cpp-python, TGI's
@@ -28,15 +29,23 @@ DEFAULT_MAX_INPUT_TOKENS = 2048
 def chat_messages(
     prompt: str, history: Sequence[Turn] = (), system_prompt: str = DEFAULT_SYSTEM_PROMPT
 ) -> list[ChatMessage]:
-    """System prompt (unless empty), earlier turns, then the question; contents trimmed."""
+    """System prompt (unless empty), earlier turns, then the question; contents trimmed.
+
+    As in `build_prompt`, special-token strings in everything but the system prompt are
+    neutralized: llama.cpp and vLLM, too, parse special tokens in the text their template renders.
+    """
     messages: list[ChatMessage] = []
     if system_prompt.strip():
         messages.append({"role": "system", "content": system_prompt.strip()})
     for turn in history:
-        messages.append({"role": "user", "content": turn.user.strip()})
-        messages.append({"role": "assistant", "content": turn.assistant.strip()})
-    messages.append({"role": "user", "content": prompt.strip()})
+        messages.append(_visitor_message("user", turn.user))
+        messages.append(_visitor_message("assistant", turn.assistant))
+    messages.append(_visitor_message("user", prompt))
     return messages
+
+
+def _visitor_message(role: str, content: str) -> ChatMessage:
+    return {"role": role, "content": neutralize_special_tokens(content.strip())}
 
 
 class ChatPrompt(str):

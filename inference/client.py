@@ -7,17 +7,24 @@ client is closed, and closing the HTTP response is TGI's only way to cancel a ge
 Rules the rest of the project relies on:
 
 - `generate_stream()` is an async context manager. Leaving it, however that happens, closes the
-  response and its connection, so TGI drops the request and frees its slot.
+  response and its connection, so TGI drops the request and frees its slot. Only a stream that
+  ended normally (final event seen, the block left without an exception) first reads the rest of
+  the response, briefly (`DRAIN_SECONDS`): TGI holds the request's permit until its response
+  ends, so a slot handed on at the final event would be one TGI still counts as busy.
+- A backend that sends nothing but keep-alives for the read timeout is a `BackendTimeoutError`,
+  like one that sends nothing at all: keep-alives do not stretch the wait for the next event.
 - TGI answers 200 even for errors and sends them as a last event; those, HTTP failures and broken
   streams all surface as `BackendError` subclasses with a stable `code`. No httpx exception leaks.
 - The answer text is the concatenation of `StreamEvent.text`, which keeps Reflection's tags and
-  drops other special tokens (see `visible_text`). The final event's `generated_text` has every
-  special token stripped, so it is never used.
+  drops other special tokens (see `visible_text`), and holds nothing a database cannot store
+  (`storable_text`). An event whose `index` is not past the last one is a replay and skipped. The
+  final event's `generated_text` has every special token stripped, so it is never used.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import math
@@ -31,13 +38,14 @@ from typing import Any, NoReturn, Self
 
 import httpx
 
-from .sse import SSEDecoder
-
-REFLECTION_TAGS = frozenset(
-    {"<thinking>", "</thinking>", "<reflection>", "</reflection>", "<output>", "</output>"}
-)
+from .sanitize import REFLECTION_TAGS, storable_text
+from .sse import SSEDecoder, SSELimitError
 
 MAX_STOP_SEQUENCES = 4  # TGI's default --max-stop-sequences
+# Reading on after the final event waits for the response to end, which TGI does at once: these
+# bound what a backend that keeps the connection open can cost (what it sends is ignored).
+DRAIN_SECONDS = 1.0
+DRAIN_MAX_BYTES = 64 * 1024
 
 
 # --------------------------------------------------------------------------- errors
@@ -256,15 +264,16 @@ def _parse_event(data: str) -> tuple[StreamEvent, bool]:
         raise _shape_error("wrong field type", data)
     details = obj.get("details")
     is_final = details is not None or obj.get("generated_text") is not None
+    text = storable_text(visible_text(token))
     if details is None:
-        return StreamEvent(index, token, visible_text(token)), is_final
+        return StreamEvent(index, token, text), is_final
     if not isinstance(details, dict):
         raise _shape_error("details is not an object", data)
     return (
         StreamEvent(
             index,
             token,
-            visible_text(token),
+            text,
             details.get("finish_reason"),
             details.get("generated_tokens"),
             details.get("input_length"),
@@ -283,10 +292,23 @@ class EventStream(AsyncIterator[StreamEvent]):
     """Async iterator over the events of one `/generate_stream` response.
 
     Iteration stops after the final event (anything TGI sent after it is ignored) and raises a
-    `BackendError` for an error event, a broken stream, or bytes that are not TGI's protocol.
+    `BackendError` for an error event, a broken stream, bytes that are not TGI's protocol, or no
+    event within the read timeout. An event that repeats an earlier `index` is skipped.
     """
 
-    __slots__ = ("_response", "_chunks", "_decoder", "_pending", "_finished", "_eof", "_closed")
+    __slots__ = (
+        "_response",
+        "_chunks",
+        "_decoder",
+        "_pending",
+        "_finished",
+        "_complete",
+        "_eof",
+        "_closed",
+        "_last_index",
+        "_event_timeout",
+        "_waited",
+    )
 
     def __init__(self, response: httpx.Response) -> None:
         self._response = response
@@ -294,8 +316,15 @@ class EventStream(AsyncIterator[StreamEvent]):
         self._decoder = SSEDecoder()
         self._pending: deque[str] = deque()
         self._finished = False  # final event seen, or an error raised
+        self._complete = False  # the stream ended normally: its final event was seen
         self._eof = False  # the body is fully read; _pending holds the decoder's last events
         self._closed = False
+        self._last_index: int | None = None
+        # The read timeout the request was sent with (httpx's `timeout` request extension) also
+        # bounds the wait for the next event; `_waited` is how much of it reads without an event
+        # have used up.
+        self._event_timeout: float | None = response.request.extensions["timeout"]["read"]
+        self._waited = 0.0
 
     @property
     def response(self) -> httpx.Response:
@@ -334,20 +363,45 @@ class EventStream(AsyncIterator[StreamEvent]):
             self._fail(exc)
         except BackendError as exc:
             self._fail(exc)
+        if self._last_index is not None and event.index <= self._last_index:
+            return None  # a replayed event: its token has been given out already
+        self._last_index = event.index
         if is_final:
-            self._finished = True
+            self._finished = self._complete = True
         return event
 
     async def _read(self) -> None:
+        """Read the next chunk of the body and queue the events it completes."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        timeout = self._event_timeout
         try:
-            chunk = await self._chunks.__anext__()
+            if timeout is None or not self._waited:
+                # httpx's read timeout is the event timeout: it bounds a wait that starts fresh.
+                chunk = await self._chunks.__anext__()
+            else:
+                # It restarts with every byte, keep-alives included, so after reads that brought
+                # no event only what is left of it may be waited: keep-alives cannot hold the slot.
+                async with asyncio.timeout(timeout - self._waited):
+                    chunk = await self._chunks.__anext__()
         except StopAsyncIteration:
             self._eof = True
-            self._pending.extend(self._decoder.close())
+            self._pending.extend(self._decode(None))
             return
+        except TimeoutError:
+            self._fail(BackendTimeoutError(f"The backend sent no event for {timeout:g} s"))
         except httpx.HTTPError as exc:
             self._fail(_request_error(exc, mid_stream=True), exc)
-        self._pending.extend(self._decoder.feed(chunk))
+        events = self._decode(chunk)
+        self._waited = 0.0 if events else self._waited + loop.time() - started
+        self._pending.extend(events)
+
+    def _decode(self, chunk: bytes | None) -> list[str]:
+        """The events that `chunk` completes; None for the end of the body."""
+        try:
+            return self._decoder.close() if chunk is None else self._decoder.feed(chunk)
+        except SSELimitError as exc:
+            self._fail(BackendProtocolError(f"Unexpected stream from the backend: {exc}"), exc)
 
     def _fail(self, error: BackendError, cause: BaseException | None = None) -> NoReturn:
         self._finished = True
@@ -356,13 +410,30 @@ class EventStream(AsyncIterator[StreamEvent]):
             raise error
         raise error from cause
 
-    async def aclose(self) -> None:
-        """Close the HTTP response; TGI sees the disconnect and cancels the generation."""
+    async def aclose(self, *, drain: bool = False) -> None:
+        """Close the HTTP response; TGI sees the disconnect and cancels the generation.
+
+        With `drain`, a stream that ended normally first reads the rest of the response, so that
+        it ends when TGI has let go of the request (bounded by DRAIN_SECONDS, DRAIN_MAX_BYTES).
+        """
         self._closed = True
         self._finished = True
-        # Shielded so that a second cancellation arriving while we close cannot leave the
-        # connection (and TGI's slot) open.
-        await asyncio.shield(self._response.aclose())
+        try:
+            if drain and self._complete:
+                await self._drain()
+        finally:
+            # Shielded so that a cancellation arriving while we close (or drain) cannot leave the
+            # connection (and TGI's slot) open.
+            await asyncio.shield(self._response.aclose())
+
+    async def _drain(self) -> None:
+        read = 0
+        with contextlib.suppress(TimeoutError, httpx.HTTPError):
+            async with asyncio.timeout(DRAIN_SECONDS):
+                async for chunk in self._chunks:
+                    read += len(chunk)
+                    if read > DRAIN_MAX_BYTES:
+                        return
 
 
 StatusErrorMapper = Callable[[httpx.Response, str], BackendError]
@@ -419,7 +490,7 @@ class _GenerateStream(AbstractAsyncContextManager[EventStream]):
         tb: TracebackType | None,
     ) -> None:
         if self._stream is not None:
-            await self._stream.aclose()
+            await self._stream.aclose(drain=exc_type is None)
 
 
 async def _read_limited(response: httpx.Response, limit: int = 2048) -> str:
@@ -509,8 +580,9 @@ class HTTPBackendClient:
             raise ValueError(f"Backend base URL must be an http(s) URL, got {base_url!r}")
         self.base_url = base_url.rstrip("/")
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        # read_timeout bounds the gap between bytes, not the whole stream: TGI sends a keep-alive
-        # every 15 s while a request waits in its queue, so long queues do not trip it.
+        # read_timeout bounds the gap between bytes and, for a stream, between events (keep-alives
+        # do not count: see EventStream), not the whole stream. It must cover the longest wait
+        # for a first token that is still healthy (TGI's queue and prefill).
         timeout = httpx.Timeout(
             connect=connect_timeout, read=read_timeout, write=read_timeout, pool=connect_timeout
         )

@@ -8,7 +8,9 @@ It follows the same rules as `inference.client.TGIClient`, so the rest of the pl
 both alike:
 
 - `generate_stream()` is an async context manager; leaving it closes the HTTP response, which is
-  how these servers, too, learn that a generation is abandoned (vLLM and SGLang abort it).
+  how these servers, too, learn that a generation is abandoned (vLLM and SGLang abort it). As for
+  TGI, a stream that ended normally first reads the rest of the response, within
+  `inference.client.DRAIN_SECONDS`, so the server is done with the request when the block ends.
 - Every failure is a `BackendError` subclass with a stable `code`: 429 and 503 are `overloaded`,
   400/413/422 `validation`, an error event in the stream `generation` (or what its type says),
   connection failures `backend_unavailable`, timeouts `backend_timeout`, bytes that are not the
@@ -16,6 +18,7 @@ both alike:
 - Events are `StreamEvent`s: one per chunk with text, then one final event (empty text) carrying
   the finish reason in TGI's words (`eos_token`, `stop_sequence`, `length`) and the token counts
   from `usage` (requested with `stream_options.include_usage`; counted chunks otherwise).
+  Event text holds nothing a database cannot store (`inference.sanitize.storable_text`).
 
 **Special tokens.** Reflection's tags are special tokens, and these servers drop special tokens
 from their output by default. The request asks vLLM and SGLang to keep them
@@ -54,6 +57,7 @@ from .client import (
     _GenerateStream,
     _shape_error,
 )
+from .sanitize import storable_text
 
 OPENAI_PREFIX = "openai+"
 CHAT_PATH = "/v1/chat/completions"
@@ -231,7 +235,7 @@ class ChatEventStream(EventStream):
         raise StopAsyncIteration
 
     def _final_event(self) -> StreamEvent:
-        self._finished = True
+        self._finished = self._complete = True
         self._pending.clear()
         self._index += 1
         generated = _count(self._usage.get("completion_tokens"))
@@ -288,7 +292,7 @@ class ChatEventStream(EventStream):
         if not content:
             return None
         self._chunks_with_text += 1
-        text = visible_content(content)
+        text = storable_text(visible_content(content))
         if not text:
             return None
         self._index += 1

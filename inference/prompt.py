@@ -5,6 +5,10 @@ tokens, and Reflection's six tags are special tokens. So the playground talks to
 `/generate_stream` and renders the Llama 3.1 instruct format itself (without the tool/date
 header that the official template adds). Message contents are trimmed, as the template does.
 
+Visitor text (the prompt and both sides of the history) has its special-token strings neutralized
+(`inference.sanitize`), so that only the template's own tokens open and close turns. The system
+prompt is the operator's and is sent as it is.
+
 Context budgets use `estimate_tokens`, a deliberately pessimistic byte-based estimate: a real
 tokenizer is a heavyweight dependency, and over-estimating only costs a little history, while
 under-estimating makes TGI reject the request.
@@ -14,6 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from .sanitize import neutralize_special_tokens
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are a world-class AI system, capable of complex reasoning and reflection. "
@@ -48,6 +54,10 @@ def _message(role: str, content: str) -> str:
     return f"{START_HEADER}{role}{END_HEADER}\n\n{content.strip()}{EOT}"
 
 
+def _visitor_message(role: str, content: str) -> str:
+    return _message(role, neutralize_special_tokens(content))
+
+
 def _head(system_prompt: str) -> str:
     system = system_prompt.strip()
     if not system:
@@ -56,11 +66,12 @@ def _head(system_prompt: str) -> str:
 
 
 def _turn(turn: Turn) -> str:
-    return _message("user", turn.user) + _message("assistant", turn.assistant)
+    # The model's earlier answers are neutralized too: they may quote the visitor's text.
+    return _visitor_message("user", turn.user) + _visitor_message("assistant", turn.assistant)
 
 
 def _tail(prompt: str) -> str:
-    return _message("user", prompt) + f"{START_HEADER}assistant{END_HEADER}\n\n"
+    return _visitor_message("user", prompt) + f"{START_HEADER}assistant{END_HEADER}\n\n"
 
 
 def build_prompt(

@@ -28,6 +28,12 @@ non-blocking limit: one request too many fails at once with `overloaded`, as in 
 that closes its stream is noticed at its next token (or at once, when the runner cancels handlers
 on disconnect, as `main()` does) and counted as `tgi_request_failure{err="dropped"}`.
 
+A stream holds its permit (and counts in `/sim/stats` `active`) until its response has ended,
+not just until its final event is written: TGI frees the permit only when the response stream
+ends. `stream_end_ms` puts a delay between the final event and the end of the response, during
+which the request keeps its permit even if the client has left meanwhile; so a client that hangs
+up at the final event and at once sends the next request can find the server still full.
+
 For tests and benchmarks it can inject faults (an error event, a cut connection, a slow start),
 stamp each token with its emission time, and split the tags into ordinary text pieces.
 """
@@ -117,6 +123,7 @@ class SimConfig:
     batch_slowdown: float = 0.03
     prefill_tokens_per_second: float = 4000
     validation_ms: float = 2.0
+    stream_end_ms: float = 0.0
     max_concurrent_requests: int = 128
     max_input_tokens: int = 8191
     max_total_tokens: int = 8192
@@ -131,9 +138,11 @@ class SimConfig:
     def __post_init__(self) -> None:
         if self.tokens_per_second <= 0 or self.prefill_tokens_per_second <= 0:
             raise ValueError("tokens_per_second and prefill_tokens_per_second must be > 0")
-        if self.batch_slowdown < 0 or self.validation_ms < 0 or self.fault_slow_start_seconds < 0:
+        delays = (self.validation_ms, self.stream_end_ms, self.fault_slow_start_seconds)
+        if self.batch_slowdown < 0 or min(delays) < 0:
             raise ValueError(
-                "batch_slowdown, validation_ms and fault_slow_start_seconds must be >= 0"
+                "batch_slowdown, validation_ms, stream_end_ms and fault_slow_start_seconds "
+                "must be >= 0"
             )
         if self.max_concurrent_requests < 1:
             raise ValueError("max_concurrent_requests must be >= 1")
@@ -1434,8 +1443,7 @@ class Simulator:
                     "generated_text": generated,
                     "details": details,
                 }
-                with contextlib.suppress(ConnectionError):
-                    await response.write(_sse(final))
+                await self._end_stream(response, _sse(final))
                 return
             job.settled = True
             if kind == _ERROR:
@@ -1444,6 +1452,19 @@ class Simulator:
                 self.stats.faults += 1
                 _abort(request)
             return  # dropped on purpose, or shutting down: no final event
+
+    async def _end_stream(self, response: web.StreamResponse, last: bytes) -> None:
+        """Write the last bytes of a finished stream and end the response, `stream_end_ms` later.
+
+        Called while the request holds its permit, which it keeps until the response has ended
+        (as TGI does), through the delay even if the client leaves and the handler is cancelled.
+        """
+        with contextlib.suppress(ConnectionError):
+            await response.write(last)
+        if self.config.stream_end_ms > 0:
+            await _sleep_through_cancellation(self.config.stream_end_ms / 1000)
+        with contextlib.suppress(ConnectionError):
+            await response.write_eof()
 
     async def _generate(
         self, request: web.Request, req: GenerateRequest, *, as_list: bool = False
@@ -1673,8 +1694,7 @@ class Simulator:
                             "usage": self._usage(job),
                         }
                     )
-                with contextlib.suppress(ConnectionError):
-                    await response.write(tail + b"data: [DONE]\n\n")
+                await self._end_stream(response, tail + b"data: [DONE]\n\n")
                 return
             job.settled = True
             if kind == _ERROR:
@@ -1753,6 +1773,16 @@ def _millis(seconds: float) -> str:
     return str(int(seconds * 1000))
 
 
+async def _sleep_through_cancellation(seconds: float) -> None:
+    """Sleep for `seconds` even if cancelled meanwhile; the cancellation is raised after that."""
+    sleeper = asyncio.ensure_future(asyncio.sleep(seconds))
+    try:
+        await asyncio.shield(sleeper)
+    except asyncio.CancelledError:
+        await sleeper
+        raise
+
+
 def _abort(request: web.Request) -> None:
     transport = request.transport
     if transport is not None:
@@ -1820,6 +1850,7 @@ _HELP = {
     "batch_slowdown": "alpha in t(B) = t(1) * (1 + alpha * (B - 1)) for B streams in the batch",
     "prefill_tokens_per_second": "prompt tokens per second of prefill (time to first token)",
     "validation_ms": "time spent validating each request",
+    "stream_end_ms": "delay from a stream's final event to the end of its response (slot kept)",
     "max_concurrent_requests": "requests beyond this fail at once with `overloaded`",
     "max_input_tokens": "longest accepted prompt, in tokens (about 4 UTF-8 bytes each)",
     "max_total_tokens": "prompt plus min(max_new_tokens, 1024) must fit in this",

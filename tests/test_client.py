@@ -2,22 +2,29 @@
 
 Most tests use httpx.MockTransport with hand-written recordings (tests/fixtures/streams) fed in
 chunks of any size. The socket tests at the end check what a mock cannot: that leaving the
-`async with` really closes the TCP connection (TGI's only cancel), and real timeouts.
+`async with` really closes the TCP connection (TGI's only cancel), that a finished stream ends
+when the backend ends its response, and real timeouts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from aiohttp import web
 
+from inference import client as client_module
 from inference.client import (
+    DRAIN_MAX_BYTES,
+    DRAIN_SECONDS,
     REFLECTION_TAGS,
     BackendError,
     BackendProtocolError,
@@ -34,6 +41,8 @@ from inference.client import (
     visible_text,
 )
 from inference.openai_client import OpenAIClient
+from inference.sse import MAX_LINE_CHARS, SSELimitError
+from tests.simulator import serving
 
 STREAMS = Path(__file__).parent / "fixtures" / "streams"
 SSE_HEADERS = {"content-type": "text/event-stream", "cache-control": "no-cache"}
@@ -131,6 +140,12 @@ def run_failing(client: StreamingClient) -> tuple[BackendError, list[StreamEvent
     return info.value, events
 
 
+@pytest.fixture
+def quick_drain(monkeypatch: pytest.MonkeyPatch) -> None:
+    """For streams that stay open after their final event: a finished stream reads on for less."""
+    monkeypatch.setattr(client_module, "DRAIN_SECONDS", 0.05)
+
+
 # --------------------------------------------------------------------------- normal streams
 
 
@@ -178,6 +193,7 @@ def test_keep_alive_comments_and_length_finish() -> None:
     assert events[-1].input_length == 61
 
 
+@pytest.mark.usefixtures("quick_drain")
 def test_events_after_the_final_one_are_ignored() -> None:
     extra = (
         b'data: {"index":67,"token":{"id":1,"text":"late","logprob":-1.0,"special":false},'
@@ -195,6 +211,7 @@ def test_crlf_framing() -> None:
     assert "".join(e.text for e in events) == "<output>Hello!"
 
 
+@pytest.mark.usefixtures("quick_drain")
 def test_final_event_without_details_still_ends_the_stream() -> None:
     data = (
         b'data: {"index":1,"token":{"id":5,"text":"ok","logprob":null,"special":false},'
@@ -204,6 +221,22 @@ def test_final_event_without_details_still_ends_the_stream() -> None:
     assert [e.text for e in events] == ["ok"]
     assert events[0].token.logprob is None
     assert events[0].finish_reason is None
+
+
+def test_nul_and_lone_surrogates_in_token_text_become_replacement_characters() -> None:
+    stream = RecordedStream(tiny_chunks(_stream("unstorable_text.sse")))
+    events = run_collect(serve(stream))
+    assert [e.text for e in events] == ["a\ufffdb", " \ufffd", " 😀", "\ufffd!"]
+    text = "".join(e.text for e in events)
+    assert text.encode("utf-8").decode("utf-8") == text
+
+
+def test_replayed_events_are_skipped_the_final_one_included() -> None:
+    events = run_collect(serve(RecordedStream(tiny_chunks(_stream("replayed_tokens.sse")))))
+    assert [e.index for e in events] == [1, 2, 3, 4]
+    assert "".join(e.text for e in events) == "<output>Hello, world"
+    assert events[-1].finish_reason == "length"
+    assert events[-1].generated_tokens == 4
 
 
 # --------------------------------------------------------------------------- error events
@@ -303,6 +336,18 @@ def test_read_timeout_mid_stream() -> None:
     error, _ = run_failing(serve(stream))
     assert type(error) is BackendTimeoutError
     assert error.code == "backend_timeout"
+
+
+def test_a_line_longer_than_the_bound_is_a_bad_stream_without_reading_it_all() -> None:
+    piece = b"x" * 65536
+    stream = RecordedStream([b'data: {"index":1,"token":{"text":"'] + [piece] * 32)
+    error, events = run_failing(serve(stream))
+    assert type(error) is BackendProtocolError
+    assert error.code == "bad_stream"
+    assert isinstance(error.__cause__, SSELimitError)
+    assert events == []
+    assert stream.sent <= 2 + MAX_LINE_CHARS // len(piece)
+    assert stream.closed
 
 
 def test_malformed_json() -> None:
@@ -593,6 +638,70 @@ def test_timeout_around_the_block_closes_the_response() -> None:
                     async for _ in events:
                         pass
         assert stream.closed
+
+    asyncio.run(scenario())
+
+
+def test_a_finished_stream_reads_the_rest_of_the_response_before_closing() -> None:
+    stream = RecordedStream([_stream("keepalive.sse"), b":\n\n", b":\n\n"])
+    events = run_collect(serve(stream))
+    assert events[-1].finish_reason == "length"
+    assert stream.sent == 3
+    assert stream.closed
+
+
+def test_a_finished_stream_reads_on_only_so_many_bytes() -> None:
+    padding = b":" + b"x" * 4095 + b"\n"
+    stream = RecordedStream([_stream("keepalive.sse")] + [padding] * 1000, hang=True)
+    started = time.monotonic()
+    run_collect(serve(stream))
+    assert time.monotonic() - started < DRAIN_SECONDS / 2
+    assert stream.sent <= 2 + DRAIN_MAX_BYTES // len(padding)
+    assert stream.closed
+
+
+@pytest.mark.parametrize("failed", [True, False], ids=["error event", "exception in the block"])
+def test_a_stream_that_did_not_end_normally_closes_at_once(failed: bool) -> None:
+    name = "generation_error.sse" if failed else "keepalive.sse"
+    stream = RecordedStream([_stream(name)], hang=True)
+
+    async def scenario() -> None:
+        client = serve(stream)
+        async with client, client.generate_stream("Hi") as events:
+            async for _ in events:
+                pass
+            raise KeyError("the consumer failed after the final event")
+
+    started = time.monotonic()
+    with pytest.raises(GenerationError if failed else KeyError):
+        asyncio.run(scenario())
+    assert time.monotonic() - started < DRAIN_SECONDS / 2
+    assert stream.closed
+
+
+def test_a_cancellation_while_reading_on_after_the_final_event_closes_the_response() -> None:
+    stream = RecordedStream([_stream("keepalive.sse")], hang=True)
+
+    async def scenario() -> None:
+        client = serve(stream)
+        finished = asyncio.Event()
+
+        async def consume() -> None:
+            async with client.generate_stream("Hi") as events:
+                async for _ in events:
+                    pass
+                finished.set()
+
+        async with client:
+            task = asyncio.create_task(consume())
+            await finished.wait()
+            await asyncio.sleep(0.05)
+            assert not task.done(), "the block waits for the end of the response"
+            assert not stream.closed
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert stream.closed
 
     asyncio.run(scenario())
 
@@ -915,3 +1024,111 @@ def test_real_connection_refused() -> None:
             assert await client.health() is False
 
     asyncio.run(scenario())
+
+
+def test_a_finished_stream_ends_when_the_backend_ends_its_response() -> None:
+    ended_at: list[float] = []
+
+    async def finishing_late(writer: asyncio.StreamWriter) -> None:
+        writer.write(STREAM_HEAD + _chunk(_stream("keepalive.sse")))
+        await writer.drain()
+        await asyncio.sleep(0.3)  # TGI still holds the request's permit meanwhile
+        ended_at.append(time.monotonic())
+        writer.write(b"0\r\n\r\n")
+        await writer.drain()
+
+    async def scenario() -> float:
+        tgi = FakeTGI(finishing_late)
+        async with TGIClient(await tgi.start(), read_timeout=10) as client:
+            async with client.generate_stream("Hi") as events:
+                async for _ in events:
+                    pass
+            left_at = time.monotonic()
+        await tgi.stop()
+        return left_at
+
+    left_at = asyncio.run(scenario())
+    assert ended_at and left_at >= ended_at[0]
+
+
+def test_a_backend_that_keeps_the_response_open_costs_the_drain_time_not_the_read_timeout() -> None:
+    async def lingering(writer: asyncio.StreamWriter) -> None:
+        writer.write(STREAM_HEAD + _chunk(_stream("keepalive.sse")))
+        await writer.drain()
+
+    async def scenario() -> float:
+        tgi = FakeTGI(lingering)
+        async with TGIClient(await tgi.start(), read_timeout=10) as client:
+            started = time.monotonic()
+            async with client.generate_stream("Hi") as events:
+                async for _ in events:
+                    pass
+            elapsed = time.monotonic() - started
+            await asyncio.wait_for(tgi.disconnected.wait(), timeout=5)
+        await tgi.stop()
+        return elapsed
+
+    elapsed = asyncio.run(scenario())
+    assert DRAIN_SECONDS * 0.9 <= elapsed < DRAIN_SECONDS + 1
+
+
+def trickling_backend(events: list[bytes], every: float) -> web.Application:
+    """A backend that sends a keep-alive every 50 ms and one of `events` every `every` seconds,
+    and ends the response after the last; without events it sends keep-alives until the client
+    leaves. It serves both protocols' streaming routes."""
+
+    async def stream(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers=SSE_HEADERS)
+        await response.prepare(request)
+        loop = asyncio.get_running_loop()
+        pending = list(events)
+        due = loop.time() + every
+        with contextlib.suppress(ConnectionError):
+            while True:
+                await asyncio.sleep(0.05)
+                if not pending or loop.time() < due:
+                    await response.write(b":\n\n")
+                    continue
+                await response.write(pending.pop(0))
+                due += every
+                if not pending:
+                    break
+        return response
+
+    app = web.Application()
+    app.router.add_post("/generate_stream", stream)
+    app.router.add_post("/v1/chat/completions", stream)
+    return app
+
+
+def run_within(seconds: float, client: StreamingClient) -> tuple[BackendError, float]:
+    """The BackendError that collecting from `client` ends with, and how long that took; a
+    stream still going after `seconds` fails the test."""
+
+    async def scenario() -> None:
+        async with asyncio.timeout(seconds):
+            await collect(client)
+
+    started = time.monotonic()
+    with pytest.raises(BackendError) as info:
+        asyncio.run(scenario())
+    return info.value, time.monotonic() - started
+
+
+def test_keep_alives_alone_do_not_stretch_the_read_timeout() -> None:
+    with serving(trickling_backend([], every=1.0)) as url:
+        error, elapsed = run_within(5, TGIClient(url, read_timeout=0.5))
+    assert type(error) is BackendTimeoutError
+    assert error.code == "backend_timeout"
+    assert 0.45 <= elapsed < 2
+
+
+def test_events_that_each_come_within_the_read_timeout_are_fine() -> None:
+    data = _stream("keepalive.sse")
+    events = [block + b"\n\n" for block in data.split(b"\n\n") if block.startswith(b"data:")]
+    with serving(trickling_backend(events, every=0.3)) as url:
+        started = time.monotonic()
+        received = run_collect(TGIClient(url, read_timeout=0.5))
+        elapsed = time.monotonic() - started
+    assert "".join(e.text for e in received) == "<output>Hello!"
+    assert elapsed > 0.5, "longer than one read timeout in all"

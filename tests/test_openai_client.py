@@ -40,7 +40,20 @@ from inference.openai_client import (
 )
 from inference.parser import parse
 from inference.prompt import Turn, build_prompt
-from tests.test_client import RecordedStream, run_collect, run_failing, tiny_chunks
+from inference.sanitize import ZERO_WIDTH_SPACE
+from inference.sse import SSELimitError
+from tests.simulator import serving
+from tests.test_client import (
+    STREAMS,
+    RecordedStream,
+    run_collect,
+    run_failing,
+    run_within,
+    tiny_chunks,
+    trickling_backend,
+)
+from tests.test_prompt import HOSTILE
+from tests.test_sanitize import has_special_token
 
 SSE_HEADERS = {"content-type": "text/event-stream; charset=utf-8"}
 URL = "openai+http://vllm.test:8000"
@@ -251,6 +264,21 @@ def test_a_connection_that_breaks_after_the_finish_keeps_the_answer() -> None:
     assert text_of(events) == "Hi" and events[-1].finish_reason == "eos_token"
 
 
+def test_a_finished_stream_reads_the_response_to_its_end_before_closing() -> None:
+    stream = RecordedStream([VLLM_STREAM, b": trailing\n\n"])
+    events = run_collect(serve(stream))
+    assert events[-1].finish_reason == "eos_token"
+    assert stream.sent == 2
+    assert stream.closed
+
+
+def test_nul_and_lone_surrogates_in_content_become_replacement_characters() -> None:
+    data = (STREAMS / "chat_unstorable_text.sse").read_bytes()
+    events = run_collect(serve(RecordedStream(tiny_chunks(data))))
+    assert [e.text for e in events] == ["a\ufffdb", " \ufffd", " 😀", "\ufffd!", ""]
+    assert text_of(events).encode("utf-8").decode("utf-8") == text_of(events)
+
+
 def test_keepalive_and_usage_only_chunks_yield_nothing() -> None:
     usage_without_choices = b'data: {"usage": {"prompt_tokens": 1, "completion_tokens": 1}}\n\n'
     data = b":\n\n" + chunk("Hi") + usage_without_choices + chunk("", "stop") + DONE
@@ -284,6 +312,23 @@ def test_a_connection_cut_mid_stream_is_an_incomplete_stream() -> None:
 def test_a_body_cut_inside_an_event_is_an_incomplete_stream() -> None:
     error, _ = run_failing(serve(RecordedStream([chunk("Hel") + b'data: {"choices": [{"del'])))
     assert isinstance(error, IncompleteStreamError)
+
+
+def test_keep_alives_alone_do_not_stretch_the_read_timeout() -> None:
+    with serving(trickling_backend([], every=1.0)) as url:
+        error, elapsed = run_within(5, OpenAIClient(f"openai+{url}", read_timeout=0.5))
+    assert isinstance(error, BackendTimeoutError) and error.code == "backend_timeout"
+    assert 0.45 <= elapsed < 2
+
+
+def test_a_line_longer_than_the_bound_is_a_bad_stream() -> None:
+    head = [chunk("Hi"), b'data: {"choices": [{"delta": {"content": "']
+    stream = RecordedStream(head + [b"x" * 65536] * 32)
+    error, events = run_failing(serve(stream))
+    assert isinstance(error, BackendProtocolError) and error.code == "bad_stream"
+    assert isinstance(error.__cause__, SSELimitError)
+    assert text_of(events) == "Hi"
+    assert stream.sent < len(stream.chunks)
 
 
 def test_a_read_timeout_mid_stream_is_a_backend_timeout() -> None:
@@ -432,7 +477,7 @@ def test_the_request_sends_messages_sampling_and_the_special_token_flags() -> No
         seen.append(request)
         return sse(RecordedStream([chunk("ok", "stop") + DONE]))
 
-    history = [Turn(user="First?", assistant="<output>One</output>")]
+    history = [Turn(user="First?", assistant="One")]
     prompt = ChatPrompt("  Second?  ", history, "Be brief.", model="reflection-70b")
     params = SamplingParams(max_new_tokens=64, temperature=0.5, top_p=0.9, stop=("</output>",))
     client = make_client(handler, api_key="secret")
@@ -452,7 +497,7 @@ def test_the_request_sends_messages_sampling_and_the_special_token_flags() -> No
         "messages": [
             {"role": "system", "content": "Be brief."},
             {"role": "user", "content": "First?"},
-            {"role": "assistant", "content": "<output>One</output>"},
+            {"role": "assistant", "content": "One"},
             {"role": "user", "content": "Second?"},
         ],
         "model": "reflection-70b",
@@ -582,6 +627,18 @@ def test_a_chat_prompt_is_the_llama_string_with_messages_attached() -> None:
     assert prompt.messages == chat_messages("Q2", history, "System.")
     assert prompt.model == "m"
     assert chat_messages("Q", (), "   ") == [{"role": "user", "content": "Q"}]
+
+
+def test_chat_messages_neutralize_special_tokens_but_not_the_system_prompt() -> None:
+    system = "Answer inside <output> tags."
+    messages = chat_messages(f"  {HOSTILE} ", [Turn(HOSTILE, HOSTILE)], system)
+    assert messages[0] == {"role": "system", "content": system}
+    assert [m["role"] for m in messages[1:]] == ["user", "assistant", "user"]
+    for message in messages[1:]:
+        assert not has_special_token(message["content"])
+        assert message["content"].replace(ZERO_WIDTH_SPACE, "") == HOSTILE
+    plain = "Is a < b? <div>x</div> <| and |>"
+    assert all(m["content"] == plain for m in chat_messages(plain, [Turn(plain, plain)], ""))
 
 
 def test_fit_chat_keeps_room_for_the_answer_and_fit_answer_caps_it() -> None:

@@ -29,6 +29,9 @@ import pytest
 from aiohttp import web
 
 from inference import sim
+from inference.chat import ChatPrompt
+from inference.client import SamplingParams, TGIClient
+from inference.openai_client import OpenAIClient
 from inference.samples import SAMPLES, get_sample
 from inference.sim import (
     EOT_TEXT,
@@ -729,6 +732,83 @@ def test_disconnect_while_waiting_for_first_token_with_handler_cancellation() ->
     run_with_client(config, scenario, handler_cancellation=True)
 
 
+# Short streaming requests on both routes, and a line that only their last event has.
+STREAMS = {
+    "/generate_stream": (
+        {"inputs": "hi", "parameters": {"max_new_tokens": 3, "details": True}},
+        '"details":{',
+    ),
+    "/v1/chat/completions": (
+        {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 3, "stream": True},
+        "data: [DONE]",
+    ),
+}
+
+
+@pytest.mark.parametrize("path", sorted(STREAMS))
+def test_a_stream_is_active_until_its_response_has_ended(path: str) -> None:
+    body, last_line = STREAMS[path]
+
+    async def scenario(client: httpx.AsyncClient) -> None:
+        async with client.stream("POST", path, json=body) as response:
+            lines = response.aiter_lines()
+            async for line in lines:
+                if last_line in line:
+                    break
+            last_event_at = time.monotonic()
+            assert (await stats(client))["active"] == 1
+            async for _ in lines:
+                pass
+            ended = time.monotonic() - last_event_at
+            current = await stats(client)
+        assert current["active"] == 0 and current["completed"] == 1
+        assert ended >= 0.25
+
+    run_with_client(fast(stream_end_ms=300), scenario)
+
+
+@pytest.mark.parametrize("handler_cancellation", [False, True])
+def test_a_client_that_hangs_up_at_the_final_event_finds_its_slot_still_taken(
+    handler_cancellation: bool,
+) -> None:
+    body, last_line = STREAMS["/generate_stream"]
+
+    async def scenario(client: httpx.AsyncClient) -> None:
+        async with client.stream("POST", "/generate_stream", json=body) as response:
+            async for line in response.aiter_lines():
+                if last_line in line:
+                    break
+        # The connection is closed; the next request goes out at once.
+        _, events, _ = await stream(client, body)
+        assert events == [{"error": "Model is overloaded", "error_type": "overloaded"}]
+        current = await wait_for(client, lambda s: s["active"] == 0, 2.0)
+        assert current["active"] == 0 and current["completed"] == 1 and current["dropped"] == 0
+        _, events, _ = await stream(client, body)
+        assert events[-1]["details"]["finish_reason"] == "length"
+
+    config = fast(max_concurrent_requests=1, stream_end_ms=300)
+    run_with_client(config, scenario, handler_cancellation=handler_cancellation)
+
+
+@pytest.mark.parametrize("client_class", [TGIClient, OpenAIClient])
+def test_clients_that_read_to_the_end_run_requests_back_to_back_without_overload(
+    client_class: type[TGIClient | OpenAIClient],
+) -> None:
+    async def scenario(client: httpx.AsyncClient) -> None:
+        async with client_class(str(client.base_url)) as backend:
+            for _ in range(2):
+                prompt = ChatPrompt("hi")
+                async with backend.generate_stream(
+                    prompt, SamplingParams(max_new_tokens=3)
+                ) as events:
+                    finish = [event.finish_reason async for event in events][-1]
+                assert finish == "length"
+        current = await stats(client)
+        assert current["overloaded"] == 0 and current["completed"] == 2
+
+    run_with_client(fast(max_concurrent_requests=1, stream_end_ms=300), scenario)
+
+
 def test_client_leaving_a_non_streamed_request_is_dropped() -> None:
     async def scenario(client: httpx.AsyncClient) -> None:
         with pytest.raises(httpx.ReadTimeout):
@@ -1126,3 +1206,10 @@ def test_config_rejects_nonsense() -> None:
         SimConfig(max_input_tokens=10, max_total_tokens=10)
     with pytest.raises(ValueError):
         SimConfig(fault_rate=1.5)
+    with pytest.raises(ValueError):
+        SimConfig(stream_end_ms=-1)
+
+
+def test_stream_end_ms_is_a_command_line_flag_that_defaults_to_no_delay() -> None:
+    assert sim._parser().parse_args(["--stream-end-ms", "250"]).stream_end_ms == 250.0
+    assert sim._parser().parse_args([]).stream_end_ms == 0.0

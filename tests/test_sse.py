@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 import time
+import tracemalloc
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from inference.sse import SSEDecoder
+from inference.sse import MAX_LINE_CHARS, SSEDecoder, SSELimitError
 
 STREAMS = Path(__file__).parent / "fixtures" / "streams"
 
@@ -192,3 +193,50 @@ def test_thousands_of_small_events() -> None:
     data = one * 200  # 13,200 events
     events = _decode(data[i : i + 1500] for i in range(0, len(data), 1500))
     assert events == _expected(one) * 200
+
+
+def test_it_refuses_a_line_once_it_grows_past_the_bound_and_holds_no_more() -> None:
+    decoder = SSEDecoder()
+    piece = b"x" * 4096
+    fed = len(b"data: ")
+    tracemalloc.start()
+    try:
+        decoder.feed(b"data: ")
+        with pytest.raises(SSELimitError):
+            while fed < 2 * MAX_LINE_CHARS:  # 2 MiB without a newline, in small chunks
+                fed += len(piece)
+                decoder.feed(piece)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert MAX_LINE_CHARS < fed <= MAX_LINE_CHARS + len(piece)
+    assert peak < 1.5 * MAX_LINE_CHARS
+    with pytest.raises(RuntimeError):
+        decoder.feed(b"\n\n")
+
+
+@pytest.mark.parametrize("chunk_size", [7, 65536, 3 * MAX_LINE_CHARS])
+def test_a_line_of_exactly_the_bound_is_accepted_and_one_more_character_refused(
+    chunk_size: int,
+) -> None:
+    def chunks(data: bytes) -> list[bytes]:
+        return [data[i : i + chunk_size] for i in range(0, len(data), chunk_size)]
+
+    value = "y" * (MAX_LINE_CHARS - len("data: "))
+    assert _decode(chunks(f"data: {value}\n\n".encode())) == [value]
+    with pytest.raises(SSELimitError):
+        _decode(chunks(f"data: {value}y\n\n".encode()))
+
+
+def test_it_refuses_an_event_whose_data_lines_add_up_past_the_bound() -> None:
+    decoder = SSEDecoder()
+    line = b"data: " + b"z" * 1000 + b"\n"
+    lines = 0
+    with pytest.raises(SSELimitError):
+        while lines < 2 * MAX_LINE_CHARS // 1000:
+            lines += 1
+            decoder.feed(line)
+    # 1000 characters per line and a line break between them.
+    assert MAX_LINE_CHARS < lines * 1001 <= MAX_LINE_CHARS + 1002
+    # Many lines that each dispatch their own event are fine.
+    assert len(_decode([line + b"\n"] * 2000)) == 2000
