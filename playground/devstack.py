@@ -45,6 +45,13 @@ LOCAL_MODEL_MISSING = (
 )
 
 
+# A crashed worker or web process comes back (like a process supervisor in production), but one
+# that keeps crashing stops the stack instead of looping: at most this many restarts, all
+# children together, within the window.
+RESTART_LIMIT = 5
+RESTART_WINDOW = 60.0
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -103,6 +110,55 @@ def _wait_for_http(url: str, timeout: float, process: subprocess.Popen) -> None:
                 return
         time.sleep(0.1)
     raise TimeoutError(f"{url} did not answer within {timeout} s")
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    """Signal a child's whole process group (children start their own session: pgid == pid).
+
+    The group outlives its leader: Celery's `--beat` runs beat in a child process that stays
+    in the group, orphaned, when the worker's main process dies. Linux does not hand out a pid
+    while a process group of that id exists, so an emptied group's id names nobody else's.
+    """
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return not _only_zombies_in(pgid)
+
+
+def _only_zombies_in(pgid: int) -> bool:
+    """Whether every member of the group is a zombie (Linux; elsewhere: not known, False).
+
+    A killed orphan (a dead worker's beat) is reparented to init and stays a zombie, running
+    nothing, until init reaps it, which some containers' init does only every few seconds.
+    """
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return False
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            # The command name, in parentheses, may hold spaces: the fields follow its last ")".
+            state, _ppid, group = stat.read_text().rsplit(")", 1)[1].split()[:3]
+        except (OSError, IndexError, ValueError):
+            continue  # exited while we looked
+        if int(group) == pgid and state != "Z":
+            return False
+    return True
+
+
+def _wait_for_groups(pgids: list[int], deadline: float) -> list[int]:
+    """Until every group is empty or the deadline passes; the groups still alive then."""
+    alive = list(pgids)
+    while True:
+        alive = [pgid for pgid in alive if _group_alive(pgid)]
+        if not alive or time.monotonic() >= deadline:
+            return alive
+        time.sleep(0.05)
 
 
 def redis_server_binary() -> str:
@@ -169,6 +225,12 @@ class Stack:
     redis: EmbeddedRedis | None = None
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     local_model: bool | None = None  # None: from the LOCAL_MODEL environment variable
+    # The web processes' listening socket, held open for the life of the stack so that a
+    # replacement web process inherits the same one (connections wait in its backlog meanwhile).
+    listener: socket.socket | None = field(default=None, repr=False)
+    # How to start each child the supervisor may start again (workers and web processes).
+    respawn: dict[str, tuple[list[str], tuple[int, ...]]] = field(default_factory=dict, repr=False)
+    restarts: list[float] = field(default_factory=list, repr=False)
 
     def __post_init__(self) -> None:
         if self.local_model is None:
@@ -292,6 +354,7 @@ class Stack:
         return -(-slots // self.worker_processes()) + 4
 
     def start_worker(self, name: str = "worker", beat: bool = True) -> subprocess.Popen:
+        """A Celery worker, restarted with the same arguments by the supervisor if it exits."""
         concurrency = self.worker_concurrency or self.default_worker_concurrency()
         args = [
             sys.executable, "-m", "celery", "-A", "playground", "worker",
@@ -305,6 +368,7 @@ class Stack:
                 "--schedule",
                 str(Path(tempfile.gettempdir()) / f"playground-beat-{os.getpid()}"),
             ]
+        self.respawn[name] = (args, ())
         return self._spawn(name, args)
 
     def web_processes(self) -> int:
@@ -316,13 +380,31 @@ class Stack:
         on_sqlite = not database or database.startswith("sqlite")
         return self._process_count("WEB_PROCESSES", 1 if on_sqlite else 2)
 
+    def web_names(self) -> list[str]:
+        return ["web" if n == 1 else f"web{n}" for n in range(1, self.web_processes() + 1)]
+
     def start_web(self) -> None:
         """WEB_PROCESSES uvicorn processes accepting connections from one listening socket.
 
         A web process runs its Python under one interpreter lock: relaying every delta of a
         rush to every socket, and answering a burst of submissions, both go further on
-        several processes, each taking the connections it is free to accept.
+        several processes, each taking the connections it is free to accept. Web processes
+        still running are left alone; the missing ones start on the stack's socket.
         """
+        listener = self.listen()
+        started = []
+        for name in self.web_names():
+            if name in self.processes and self.processes[name].poll() is None:
+                continue
+            self.kill(name)  # whatever an exited one left in its process group
+            started.append(self.start_web_process(name, listener))
+        if started:
+            _wait_for_http(f"{self.base_url}/healthz", 30, started[0])
+
+    def listen(self) -> socket.socket:
+        """The web processes' listening socket: bound once, kept until `stop()`."""
+        if self.listener is not None:
+            return self.listener
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         # uvicorn takes an inherited socket for a Unix one and leaves Nagle's algorithm on; set
@@ -332,27 +414,22 @@ class Stack:
         try:
             listener.bind(("127.0.0.1", self.port))
             listener.listen(1024)
-            processes = [
-                self._spawn(
-                    "web" if number == 1 else f"web{number}",
-                    [
-                        sys.executable,
-                        "-m",
-                        "uvicorn",
-                        "--fd",
-                        str(listener.fileno()),
-                        *UVICORN_OPTIONS,
-                        "playground.asgi:application",
-                    ],  # fmt: skip
-                    pass_fds=(listener.fileno(),),
-                )
-                for number in range(1, self.web_processes() + 1)
-            ]
-        finally:
-            # The web processes hold the socket now; a connection waits in its backlog until
-            # one of them accepts it.
+        except OSError:
             listener.close()
-        _wait_for_http(f"{self.base_url}/healthz", 30, processes[0])
+            raise
+        self.listener = listener
+        return listener
+
+    def start_web_process(self, name: str, listener: socket.socket) -> subprocess.Popen:
+        # The socket is passed by descriptor: it stays open here, so the number stays valid for
+        # a replacement started later with the same arguments.
+        args = [
+            sys.executable, "-m", "uvicorn", "--fd", str(listener.fileno()),
+            *UVICORN_OPTIONS, "playground.asgi:application",
+        ]  # fmt: skip
+        pass_fds = (listener.fileno(),)
+        self.respawn[name] = (args, pass_fds)
+        return self._spawn(name, args, pass_fds=pass_fds)
 
     def kill_web(self, sig: int = signal.SIGKILL) -> None:
         for name in [name for name in self.processes if name.startswith("web")]:
@@ -398,26 +475,72 @@ class Stack:
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         process = self.processes.pop(name, None)
-        if process and process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, sig)
+        if process is None:
+            return
+        # Also when the process itself already exited: what it started may live on in its group.
+        _signal_group(process.pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(10)
+
+    def _stop_group_leaders(self, processes: list[subprocess.Popen], deadline: float) -> None:
+        """SIGTERM each process's whole group, including groups whose leader already exited (an
+        orphaned beat lives on in a dead worker's group); SIGKILL what is left at `deadline`."""
+        for process in reversed(processes):
+            _signal_group(process.pid, signal.SIGTERM)
+        for process in processes:
             with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(10)
+                process.wait(max(0.1, deadline - time.monotonic()))
+        # What did not stop in time (a leader, or a child of one that did) is killed.
+        for pgid in _wait_for_groups([process.pid for process in processes], deadline):
+            _signal_group(pgid, signal.SIGKILL)
+        for process in processes:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(1)  # reaped, so no zombie of ours outlives the stack
+
+    def supervise_once(self) -> str | None:
+        """Look at every child once. One that exited has its whole process group killed (a dead
+        worker's beat would otherwise live on beside the replacement's, two reconcilers); a
+        worker or web process is then started again, within RESTART_LIMIT restarts per
+        RESTART_WINDOW. Returns why the stack should stop, or None while it can go on."""
+        for name, process in list(self.processes.items()):
+            if process.poll() is None:
+                continue
+            code = process.returncode
+            _signal_group(process.pid, signal.SIGKILL)
+            # A beat left running while the replacement starts its own would be two beats.
+            _wait_for_groups([process.pid], time.monotonic() + 5)
+            now = time.monotonic()
+            self.restarts = [t for t in self.restarts if now - t < RESTART_WINDOW]
+            if name not in self.respawn or len(self.restarts) >= RESTART_LIMIT:
+                return f"{name} exited with {code}"
+            # The reconciler puts a dead worker's unfinished work back in line; visitors whose
+            # socket dropped with a web process reconnect to its replacement.
+            self.say(f"{name} exited with {code}; restarting it")
+            self.restarts.append(now)
+            args, pass_fds = self.respawn[name]
+            self._spawn(name, args, pass_fds=pass_fds)
+        return None
+
+    def supervise(self, interval: float = 0.5) -> str:
+        """Supervise until a child exits that may not (or no longer) be restarted; why."""
+        while (reason := self.supervise_once()) is None:
+            time.sleep(interval)
+        return reason
 
     def stop(self) -> None:
-        for name in reversed(list(self.processes)):
-            process = self.processes[name]
-            if process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGTERM)
+        # The web and worker processes first, while the model server and Redis still run: a
+        # worker that is told to stop puts the answers it is writing back in line (it needs
+        # both for that) instead of having them cut off by a backend that went first.
         deadline = time.monotonic() + 10
-        for process in self.processes.values():
-            try:
-                process.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
+        first = [name for name in self.processes if name.startswith(("web", "worker"))]
+        self._stop_group_leaders([self.processes[name] for name in first], deadline)
+        rest = [process for name, process in self.processes.items() if name not in first]
+        self._stop_group_leaders(rest, max(deadline, time.monotonic() + 5))
         self.processes.clear()
+        self.respawn.clear()
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None
         if self.redis:
             self.redis.stop()
             self.redis = None
@@ -452,22 +575,7 @@ def main(argv: list[str] | None = None) -> None:
             "operators: create a login with `.venv/bin/python manage.py createsuperuser`, "
             f"then log in at http://127.0.0.1:{port}/ops/"
         )
-        restarts: list[float] = []
-        while True:
-            for name, process in list(stack.processes.items()):
-                if process.poll() is None:
-                    continue
-                recent = [t for t in restarts if time.monotonic() - t < 60]
-                if name.startswith("worker") and len(recent) < 5:
-                    # Like a process supervisor in production: a crashed worker comes back,
-                    # and the reconciler puts its unfinished work back in line.
-                    stack.say(f"worker exited with {process.returncode}; restarting it")
-                    restarts = [*recent, time.monotonic()]
-                    stack.start_worker(name, beat=name == "worker")
-                    continue
-                stack.say(f"{name} exited with {process.returncode}; stopping")
-                raise KeyboardInterrupt
-            time.sleep(0.5)
+        stack.say(f"{stack.supervise()}; stopping")
     except KeyboardInterrupt:
         pass
     finally:
