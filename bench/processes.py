@@ -98,6 +98,7 @@ def stack_environment(sim_url: str, slots: int, work_dir: Path) -> dict[str, str
             "QUEUE_MAX_WAITING": "10000",
             "IP_MAX_ACTIVE": "100000",
             "IP_RATE_LIMIT": "1000000/m",
+            "IP_MAX_WEBSOCKETS": "100000",
             "SECRET_KEY": "bench-only-not-secret",
             "DATABASE_URL": f"sqlite:///{work_dir / 'bench.sqlite3'}",
             "VAR_DIR": str(work_dir),

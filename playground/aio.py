@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -51,6 +51,14 @@ def background_loop() -> asyncio.AbstractEventLoop:
             ready.wait()
             _loop, _owner_pid = loop, os.getpid()
         return _loop
+
+
+def call_soon(callback: Callable[[], Any]) -> None:
+    """Run `callback` on the shared loop soon, from any thread; nothing if it never started."""
+    with _lock:
+        loop = _loop if _owner_pid == os.getpid() else None
+    if loop is not None and not loop.is_closed():
+        loop.call_soon_threadsafe(callback)
 
 
 def run(coroutine: Coroutine[Any, Any, T]) -> T:

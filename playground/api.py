@@ -50,8 +50,16 @@ def api_view(*methods: str) -> Callable[[View], View]:
     return decorate
 
 
+FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
+
+
 def read_json(request: HttpRequest) -> dict[str, Any]:
+    """The request's fields: a JSON object, or form fields (`curl -F prompt=…`) as strings."""
     try:
+        if request.content_type in FORM_TYPES:
+            # Django has parsed (and, for multipart, consumed) the body already: the CSRF
+            # check reads the form's token.
+            return {key: request.POST.get(key) for key in request.POST}
         body = request.body
     except RequestDataTooBig:
         raise PlaygroundError("prompt_too_long", "The request body is too large.") from None

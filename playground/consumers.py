@@ -3,12 +3,15 @@
 The socket only ever carries server → client events. On connect the consumer subscribes to the
 message's group *before* reading what was already written, then relays live events, dropping
 any seq it already sent and filling any gap from the persisted log, so the viewer sees every
-delta exactly once and in order.
+delta exactly once and in order. Its web process's tender (playground/viewers.py) keeps it
+counted as present, and tells it from the database what the channel layer may have lost.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -17,50 +20,103 @@ from channels.db import DatabaseSyncToAsync
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from playground import live, metrics, services
+from playground import live, metrics, services, viewers
+from playground.visitors import limit_key, socket_client_ip, stored_session_key
 
 FINAL_EVENTS = {"done", "error", "cancelled"}
 CLOSE_NOT_FOUND = 4404
+CLOSE_REVOKED = 4403
+CLOSE_TRY_AGAIN = 1013  # RFC 6455: try again later
 CLOSE_GONE = 1006  # abnormal closure: what a vanished peer amounts to
+UNAVAILABLE_RETRY_SECONDS = 5
 
 
-def _parse_after(values: list[str]) -> int:
+def _parse_int(values: list[str]) -> int | None:
     try:
         return max(0, int(values[0]))
     except (IndexError, ValueError):
-        return 0
+        return None
+
+
+def _stream_state(
+    session: Any, message_id: str, share_token: str | None, after: int, attempt: int | None
+) -> services.StreamState | None:
+    # The session is read in the same thread hop as the message: a cookie naming no session
+    # the server created is nobody (playground/visitors.py).
+    return services.stream_state(
+        message_id,
+        session_key=stored_session_key(session),
+        share_token=share_token,
+        after=after,
+        attempt=attempt,
+    )
 
 
 class MessageStreamConsumer(AsyncJsonWebsocketConsumer):
     message_id: str
+    share_token: str | None
     last_seq: int
     subscribed: bool = False
     closed: bool = False
     started_sent: bool = False
     queue_as_of: float = 0.0
-    watching: bool = False
+    joined: bool = False
     counted: bool = False
 
     async def connect(self) -> None:
         self.message_id = self.scope["url_route"]["kwargs"]["message_id"]
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
-        self.last_seq = _parse_after(query.get("after", []))
-        share_token = (query.get("share") or [None])[0]
-        session = self.scope.get("session")
-        session_key = session.session_key if session is not None else None
-
-        # A server without the lifespan protocol (daphne) starts listening here instead.
-        await live.keep_listening()
+        self.last_seq = _parse_int(query.get("after", [])) or 0
+        self.attempt = _parse_int(query.get("attempt", []))
+        self.share_token = (query.get("share") or [None])[0]
+        # Serialised with the tender's sweep: both send deltas, and each checks what the
+        # other already sent.
+        self.sending = asyncio.Lock()
+        try:
+            # A server without the lifespan protocol (daphne) starts listening here instead.
+            await live.keep_listening()
+            address = limit_key(socket_client_ip(self.scope))
+            if not await viewers.tender().join(self, address):
+                await self._deny(
+                    429,
+                    "rate_limited",
+                    "Too many live streams are open from your network. Close some pages "
+                    "and try again.",
+                    retry_after=30,
+                )
+                return
+            self.joined = True
+            await self.channel_layer.group_add(live.group_name(self.message_id), self.channel_name)
+            self.subscribed = True
+        except live.REDIS_DOWN:
+            await self._leave()
+            await self._deny(
+                503,
+                "unavailable",
+                "The live stream is unavailable for a moment. The page tries again by itself.",
+                retry_after=UNAVAILABLE_RETRY_SECONDS,
+            )
+            return
         await self.accept()
         self.counted = True
         await metrics.websocket_opened()
-        await self.channel_layer.group_add(live.group_name(self.message_id), self.channel_name)
-        self.subscribed = True
+        try:
+            await self._start()
+        except live.REDIS_DOWN:
+            # Redis went away between the handshake and the replay: the page reconnects
+            # from what it has once Redis is back.
+            await self._finish(CLOSE_TRY_AGAIN)
+
+    async def _start(self) -> None:
         # Not thread-sensitive: outside Django's HTTP handler, every thread-sensitive call of
         # the process runs on one shared thread, and a burst of viewers connecting would
         # queue on it one by one.
-        state = await DatabaseSyncToAsync(services.stream_state, thread_sensitive=False)(
-            self.message_id, session_key=session_key, share_token=share_token
+        state = await DatabaseSyncToAsync(_stream_state, thread_sensitive=False)(
+            self.scope.get("session"),
+            self.message_id,
+            self.share_token,
+            self.last_seq,
+            self.attempt,
         )
         if state is None:
             await self.send_json(
@@ -68,30 +124,53 @@ class MessageStreamConsumer(AsyncJsonWebsocketConsumer):
             )
             await self._finish(CLOSE_NOT_FOUND)
             return
+        if state.restarted_event is not None:
+            await self._restart(state.restarted_event)
         if state.final_event is not None:
-            for event in live.delta_events(state.stored_events, self.last_seq):
-                await self.send_json(event)
-            await self.send_json(state.final_event)
+            async with self.sending:
+                for event in live.delta_events(state.stored_events, self.last_seq):
+                    await self.send_json(event)
+                await self.send_json(state.final_event)
             await self._finish()
             return
-        await live.watch_started(self.message_id)
-        self.watching = True
-        await self._send_missing()
+        async with self.sending:
+            await self._send_missing()
         if state.status_event is not None:
             await self._send_status(state.status_event)
+
+    async def _deny(
+        self, status: int, code: str, message: str, *, retry_after: int | None = None
+    ) -> None:
+        """Refuse the handshake with an HTTP answer a client can act on, where the server
+        can send one (uvicorn); else by closing before accepting (daphne answers 403)."""
+        if "websocket.http.response" not in self.scope.get("extensions", {}):
+            await self.close(code=CLOSE_TRY_AGAIN)
+            return
+        headers = [(b"content-type", b"application/json")]
+        if retry_after is not None:
+            headers.append((b"retry-after", str(retry_after).encode()))
+        body = json.dumps({"error": {"code": code, "message": message}}).encode()
+        await self.base_send(
+            {"type": "websocket.http.response.start", "status": status, "headers": headers}
+        )
+        await self.base_send({"type": "websocket.http.response.body", "body": body})
 
     async def disconnect(self, code: int) -> None:
         if self.counted:
             self.counted = False
             await metrics.websocket_closed()
-        if self.watching:
-            self.watching = False
-            await live.watch_ended(self.message_id)
+        await self._leave()
+
+    async def _leave(self) -> None:
+        if self.joined:
+            self.joined = False
+            await viewers.tender().leave(self)
         if self.subscribed:
             self.subscribed = False
-            await self.channel_layer.group_discard(
-                live.group_name(self.message_id), self.channel_name
-            )
+            with contextlib.suppress(*live.REDIS_DOWN):
+                await self.channel_layer.group_discard(
+                    live.group_name(self.message_id), self.channel_name
+                )
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         # Prompts and controls arrive over HTTP (CSRF, rate limits); the socket is one-way.
@@ -118,6 +197,9 @@ class MessageStreamConsumer(AsyncJsonWebsocketConsumer):
             # the presence count and the gauge now, as the disconnect would have.
             await self.disconnect(CLOSE_GONE)
             raise StopConsumer() from None
+        except live.REDIS_DOWN:
+            # A gap could not be filled from the log: the page reconnects from what it has.
+            await self._finish(CLOSE_TRY_AGAIN)
 
     async def stream_event(self, message: dict[str, Any]) -> None:
         if self.closed:
@@ -125,22 +207,48 @@ class MessageStreamConsumer(AsyncJsonWebsocketConsumer):
         event = message["event"]
         kind = event.get("type")
         if kind == "delta":
-            seq = event["seq"]
-            if seq <= self.last_seq:
-                return
-            if seq > self.last_seq + 1:
-                await self._send_missing()
+            async with self.sending:
+                seq = event["seq"]
                 if seq <= self.last_seq:
                     return
-            await self.send_json(event)
-            self.last_seq = seq
+                if seq > self.last_seq + 1:
+                    await self._send_missing()
+                    if seq <= self.last_seq:
+                        return
+                await self.send_json(event)
+                self.last_seq = seq
             return
         if kind in FINAL_EVENTS:
-            await self._send_missing()
-            await self.send_json(event)
-            await self._finish()
+            async with self.sending:
+                if self.closed:
+                    return
+                if self.last_seq < event.get("seq", 0):
+                    await self._send_missing()
+                if self.last_seq < event.get("seq", 0):
+                    # The log is gone (Redis lost it): the stored answer has every delta.
+                    ended = await self._catch_up_from_database()
+                else:
+                    await self.send_json(event)
+                    ended = True
+            if ended:
+                await self._finish()
+            return
+        if kind == "revoked":
+            if self.share_token is not None and self.share_token == event.get("share"):
+                await self.revoke()
+            return
+        if kind == "restarted":
+            await self._restart(event)
             return
         await self._send_status(event)
+
+    async def _restart(self, event: dict[str, Any]) -> None:
+        # The answer starts over: what the viewer has belongs to an attempt that is gone.
+        async with self.sending:
+            self.last_seq = 0
+            self.started_sent = False
+            self.queue_as_of = 0.0
+            await self.send_json(event)
 
     async def _send_status(self, event: dict[str, Any]) -> None:
         # The started event may reach a viewer twice (the snapshot on connect and the live
@@ -164,6 +272,45 @@ class MessageStreamConsumer(AsyncJsonWebsocketConsumer):
             if event["seq"] == self.last_seq + 1:
                 await self.send_json(event)
                 self.last_seq = event["seq"]
+
+    async def catch_up(self) -> None:
+        """The answer ended a while ago and its final event never came (the tender's sweep):
+        send what the viewer misses from the stored answer, then the end."""
+        async with self.sending:
+            ended = not self.closed and await self._catch_up_from_database()
+        if ended:
+            await self._finish()
+
+    async def _catch_up_from_database(self) -> bool:
+        """Send the stored deltas after `last_seq` and the final event; False if the answer
+        has not ended after all. Called with `sending` held."""
+        replay = await DatabaseSyncToAsync(services.final_replay, thread_sensitive=False)(
+            self.message_id
+        )
+        if replay is None:
+            return False
+        events, final = replay
+        for event in live.delta_events(events, self.last_seq):
+            await self.send_json(event)
+            self.last_seq = event["seq"]
+        await self.send_json(final)
+        self.closed = True
+        return True
+
+    async def revoke(self) -> None:
+        """The share link this stream was opened with was turned off: the stream ends now."""
+        async with self.sending:
+            if self.closed:
+                return
+            await self.send_json(
+                {
+                    "type": "error",
+                    "code": "revoked",
+                    "message": services.ERROR_MESSAGES["revoked"],
+                }
+            )
+            self.closed = True
+        await self._finish(CLOSE_REVOKED)
 
     async def _finish(self, code: int = 1000) -> None:
         self.closed = True

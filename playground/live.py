@@ -117,38 +117,40 @@ async def aread_delta_log(message_id: str, after: int = 0) -> list[dict[str, Any
     return [json.loads(item) for item in raw]
 
 
-def _watchers_key(message_id: str) -> str:
-    return f"pg:watchers:{message_id}"
-
-
-def _seen_key(message_id: str) -> str:
+def seen_key(message_id: str) -> str:
     return f"pg:seen:{message_id}"
 
 
 PRESENCE_TTL = 24 * 60 * 60
 
 
-async def watch_started(message_id: str) -> None:
-    client = async_redis_client()
-    await client.incr(_watchers_key(message_id))
-    await client.expire(_watchers_key(message_id), PRESENCE_TTL)
-
-
-async def watch_ended(message_id: str) -> None:
-    client = async_redis_client()
-    await client.decr(_watchers_key(message_id))
-    await client.set(_seen_key(message_id), f"{time.time():.3f}", ex=PRESENCE_TTL)
-
-
 def touch(message_id: str) -> None:
-    """The owner looked at the message without a socket (polling, a page load)."""
-    redis_client().set(_seen_key(message_id), f"{time.time():.3f}", ex=PRESENCE_TTL)
+    """The owner looked at the message (a poll, a page load, an open socket's heartbeat)."""
+    redis_client().set(seen_key(message_id), f"{time.time():.3f}", ex=PRESENCE_TTL)
 
 
-def last_seen(message_id: str) -> tuple[int, float | None]:
-    """(open sockets, time the owner was last seen without one) for a waiting message."""
-    watchers, seen = redis_client().mget([_watchers_key(message_id), _seen_key(message_id)])
-    return int(watchers or 0), float(seen) if seen else None
+async def atouch_many(message_ids: Iterable[str]) -> None:
+    """Everyone watching these messages is still here, in one round trip."""
+    now = f"{time.time():.3f}"
+    pipe = async_redis_client().pipeline(transaction=False)
+    for message_id in message_ids:
+        pipe.set(seen_key(message_id), now, ex=PRESENCE_TTL)
+    await pipe.execute()
+
+
+def touch_many(message_ids: Iterable[str], at: float | None = None) -> None:
+    """`touch` for many messages in one round trip, as of `at` (default: now)."""
+    when = f"{time.time() if at is None else at:.3f}"
+    pipe = redis_client().pipeline(transaction=False)
+    for message_id in message_ids:
+        pipe.set(seen_key(message_id), when, ex=PRESENCE_TTL)
+    pipe.execute()
+
+
+def last_seen(message_id: str) -> float | None:
+    """When the owner or a viewer was last seen looking at a waiting message, if ever."""
+    seen = redis_client().get(seen_key(message_id))
+    return float(seen) if seen else None
 
 
 def request_cancel(message_id: str) -> None:
@@ -298,6 +300,23 @@ class RedisPipe:
     async def execute(self, *commands: tuple[Any, ...]) -> list[Any]:
         return await (await self.send(*commands))
 
+    async def execute_within(self, seconds: float, *commands: tuple[Any, ...]) -> list[Any]:
+        """`execute`, but a Redis that has not answered within `seconds` (stopped, or cut off
+        without a reset) counts as gone: the connection is dropped, so that every caller
+        waiting on it fails now and the next one connects afresh."""
+        try:
+            async with asyncio.timeout(seconds):
+                return await self.execute(*commands)
+        except TimeoutError:
+            self.abort()
+            raise redis.TimeoutError(f"Redis did not answer within {seconds} s") from None
+
+    def abort(self) -> None:
+        connection = self._connection
+        if connection is not None and connection.transport is not None:
+            connection.lost = True
+            connection.transport.abort()
+
     async def _connected(self) -> _PipeProtocol:
         connection = self._connection
         if connection is not None and not connection.lost:
@@ -381,6 +400,7 @@ class CancelWatch:
         self.interval = interval
         self._watched: dict[str, asyncio.Event] = {}
         self._cancelled: set[str] = set()
+        self._interrupted: set[str] = set()  # stopped because the process is shutting down
         self._poller: asyncio.Task[None] | None = None
 
     def watch(self, message_id: str, wake: asyncio.Event) -> None:
@@ -392,9 +412,21 @@ class CancelWatch:
     def unwatch(self, message_id: str) -> None:
         self._watched.pop(message_id, None)
         self._cancelled.discard(message_id)
+        self._interrupted.discard(message_id)
 
     def cancelled(self, message_id: str) -> bool:
         return message_id in self._cancelled
+
+    def interrupted(self, message_id: str) -> bool:
+        return message_id in self._interrupted
+
+    def interrupt_all(self) -> int:
+        """Stop every generation on this loop now (the process is shutting down); how many."""
+        for message_id, wake in list(self._watched.items()):
+            self._interrupted.add(message_id)
+            self._cancelled.add(message_id)
+            wake.set()
+        return len(self._watched)
 
     async def _poll(self) -> None:
         # Ends by itself once nothing is watched: nothing outlives the last generation.
@@ -430,6 +462,10 @@ def cancel_watch(interval: float) -> CancelWatch:
     return watch
 
 
+# What a Redis that cannot be reached raises: refused, reset, or too slow to answer.
+REDIS_DOWN = (redis.ConnectionError, redis.TimeoutError, OSError)
+
+
 class StreamPublisher:
     """Persists then publishes the events of one generation, inside its event loop.
 
@@ -437,7 +473,19 @@ class StreamPublisher:
     write on the loop's `RedisPipe`.
     Settings give the layer the one Redis that `REDIS_URL` names, the same one these clients
     talk to.
+
+    The generation's own list of its events (`events`) is the answer; the log in Redis is the
+    viewers' copy of it. When Redis goes away mid-answer (an outage, a restart that loses its
+    data), the generation goes on and its events wait in the list; once Redis answers again,
+    the log is written afresh from the list in one transaction and whatever viewers may have
+    missed is published again (a viewer drops what it already has, by seq). Replay stays
+    gap-free, and the text a visitor saw is never lost.
     """
+
+    # A Redis that takes longer than this to answer a write is treated as gone.
+    REPLY_SECONDS = 2.0
+    RETRY_SECONDS = 0.25
+    RETRY_CAP_SECONDS = 2.0
 
     def __init__(self, message_id: str) -> None:
         self.message_id = message_id
@@ -448,41 +496,144 @@ class StreamPublisher:
         self._pipe = redis_pipe()
         self._key = delta_log_key(message_id)
         self._channel = group_channel(message_id)
+        self._writing = asyncio.Lock()
+        self._logged = 0  # events sent to the log (their replies may still be on the way)
+        self._confirmed = 0  # events Redis confirmed: in the log and published
+        self._healthy = True
+        self._recovering: asyncio.Task[None] | None = None
+        self._unannounced: dict[str, Any] | None = None  # a start Redis could not take
 
     async def start(self, event: dict[str, Any]) -> None:
         """Begin the log afresh and announce `event` (the `started` event), in one round trip.
 
         A retried generation starts its log afresh; viewers only ever saw a log that belonged
         to an attempt that produced no text (retries happen before any delta)."""
-        await self._pipe.execute(
-            ("DEL", self._key), ("PUBLISH", self._channel, wire_message(event))
-        )
+        try:
+            await self._pipe.execute_within(
+                self.REPLY_SECONDS,
+                ("DEL", self._key),
+                ("PUBLISH", self._channel, wire_message(event)),
+            )
+        except REDIS_DOWN:
+            self._unannounced = event
+            self._lost_redis()
 
     async def publish_deltas(self, deltas: list[Delta]) -> None:
         if not deltas:
             return
         events = [delta_event(self.seq + number, delta) for number, delta in enumerate(deltas, 1)]
-        # Appended before published, in one write: a viewer who subscribes and then reads the
-        # log can miss nothing.
-        replies = await self._pipe.send(
-            ("RPUSH", self._key, *[json.dumps(event) for event in events]),
-            *[("PUBLISH", self._channel, wire_message(event)) for event in events],
-        )
-        # Sent: counted as written even if a cancel (the visitor's Stop) lands while Redis
-        # answers, so the stored answer holds exactly what the viewers were sent.
+        # Part of the answer from here on, whatever becomes of the writes below: the stored
+        # answer holds exactly what the viewers were (or will be) sent.
         self.seq += len(events)
         self.events.extend(events)
-        await replies
+        if not self._healthy:
+            return  # the recovery writes them (checked first: it may hold the lock meanwhile)
+        async with self._writing:
+            if not self._healthy:
+                return
+            new = self.events[self._logged :]
+            if not new:
+                return
+            self._logged = len(self.events)
+            try:
+                # Appended before published, in one write: a viewer who subscribes and then
+                # reads the log can miss nothing.
+                replies = await self._pipe.execute_within(
+                    self.REPLY_SECONDS,
+                    ("RPUSH", self._key, *[json.dumps(event) for event in new]),
+                    *[("PUBLISH", self._channel, wire_message(event)) for event in new],
+                )
+            except REDIS_DOWN:
+                self._lost_redis()
+                return
+            if replies[0] != self._logged:
+                # The log is not the one written so far: Redis restarted empty between two
+                # writes, unnoticed (the pipe reconnected). Seq n must sit at position n - 1
+                # for replay, so the log is written afresh from the generation's list.
+                self._lost_redis(retry_in=0.0)
+                return
+            self._confirmed = self._logged
 
-    async def publish(self, event: dict[str, Any]) -> None:
-        await self._pipe.execute(("PUBLISH", self._channel, wire_message(event)))
+    async def finish(self, final: dict[str, Any] | None, patience: float) -> bool:
+        """Bring the log up to date, announce `final` (if any) and let the log expire; after a
+        `restarted` announcement the log is dropped instead (the next attempt writes its own).
+
+        Waits up to `patience` seconds for a Redis that is away; False if it never came back
+        (the answer is stored all the same, and the web processes' sweep tells its viewers).
+        """
+        if self._recovering is not None:
+            self._recovering.cancel()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + patience
+        delay = self.RETRY_SECONDS
+        while True:
+            async with self._writing:
+                restarted = final is not None and final.get("type") == "restarted"
+                commands = self._catch_up_commands() if self._behind() and not restarted else []
+                if final is not None:
+                    commands.append(("PUBLISH", self._channel, wire_message(final)))
+                if restarted:
+                    commands.append(("DEL", self._key))
+                else:
+                    commands.append(("EXPIRE", self._key, FINISHED_LOG_TTL))
+                try:
+                    await self._pipe.execute_within(self.REPLY_SECONDS, *commands)
+                except REDIS_DOWN:
+                    pass
+                else:
+                    return True
+            if loop.time() + delay > deadline:
+                log.warning("Redis stayed away: the end of %s was not announced", self.message_id)
+                return False
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.RETRY_CAP_SECONDS)
 
     async def cancel_requested(self) -> bool:
-        return bool(await self._redis.exists(cancel_key(self.message_id)))
+        try:
+            return bool(await self._redis.exists(cancel_key(self.message_id)))
+        except REDIS_DOWN:
+            return False  # a Stop that cannot be read is read by the cancel watch later, if at all
 
-    async def expire_log(self) -> None:
-        await self._redis.expire(self._key, FINISHED_LOG_TTL)
+    def _behind(self) -> bool:
+        return not self._healthy or self._confirmed < len(self.events)
 
-    async def aclose(self) -> None:
-        # The pooled client outlives this generation; nothing of its own to close.
-        return None
+    def _catch_up_commands(self) -> list[tuple[Any, ...]]:
+        """The whole log written afresh from the generation's own list, in one transaction,
+        and everything viewers may not have been sent yet, published again."""
+        logged = [json.dumps(event) for event in self.events]
+        commands: list[tuple[Any, ...]] = [("MULTI",), ("DEL", self._key)]
+        if logged:
+            commands.append(("RPUSH", self._key, *logged))
+        commands.append(("EXEC",))
+        if self._unannounced is not None:
+            commands.append(("PUBLISH", self._channel, wire_message(self._unannounced)))
+        commands += [
+            ("PUBLISH", self._channel, wire_message(event))
+            for event in self.events[self._confirmed :]
+        ]
+        return commands
+
+    def _lost_redis(self, retry_in: float = RETRY_SECONDS) -> None:
+        if self._healthy:
+            log.warning(
+                "Redis lost the log of %s: it is kept here until Redis is back", self.message_id
+            )
+        self._healthy = False
+        if self._recovering is None or self._recovering.done():
+            self._recovering = asyncio.ensure_future(self._recover(retry_in))
+
+    async def _recover(self, delay: float) -> None:
+        while True:
+            await asyncio.sleep(delay)
+            async with self._writing:
+                count = len(self.events)
+                try:
+                    await self._pipe.execute_within(self.REPLY_SECONDS, *self._catch_up_commands())
+                except REDIS_DOWN:
+                    delay = min(max(delay * 2, self.RETRY_SECONDS), self.RETRY_CAP_SECONDS)
+                    continue
+                self._logged = self._confirmed = count
+                self._unannounced = None
+                self._healthy = True
+                log.info("Redis is back: the log of %s is whole again", self.message_id)
+                return

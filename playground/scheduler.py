@@ -33,23 +33,35 @@ DEFAULT_SERVICE_SECONDS = 30.0
 SERVICE_SAMPLES = 50
 
 _ACQUIRE = """
--- KEYS: slot sets, one per candidate backend. ARGV: now, expiry, member, limit per key...
+-- KEYS[1]: the mark of intact leases; KEYS[2..]: slot sets, one per candidate backend.
+-- ARGV: now, expiry, member, limit per slot set...
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local now = tonumber(ARGV[1])
 local best, best_load = -1, nil
-for i, key in ipairs(KEYS) do
+for i = 2, #KEYS do
+  local key = KEYS[i]
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
-  local limit = tonumber(ARGV[3 + i])
+  local limit = tonumber(ARGV[2 + i])
   local used = redis.call('ZCARD', key)
   if limit > 0 and used < limit then
     local load = used / limit
     if best_load == nil or load < best_load then best, best_load = i, load end
   end
 end
-if best > 0 then
-  redis.call('ZADD', KEYS[best], ARGV[2], ARGV[3])
-end
-return best
+if best < 0 then return 0 end
+redis.call('ZADD', KEYS[best], ARGV[2], ARGV[3])
+return best - 1
 """
+
+# Set once the leases in Redis are known to be complete. A Redis that restarted without its
+# data has lost every lease of the answers being written, and would hand their slots out
+# again: twice the configured concurrency on the GPUs. Until this mark is back, nobody is
+# given a slot (LeasesLost); the leases are rebuilt from the database first.
+LEASES_INTACT_KEY = "pg:slots:intact"
+
+
+class LeasesLost(Exception):
+    """Redis has lost its data: restore the leases from the database before leasing."""
 
 
 def lease_seconds() -> int:
@@ -70,6 +82,15 @@ def _health_key(backend: str) -> str:
 
 def backends() -> list[str]:
     return list(settings.TGI_URLS)
+
+
+def public_name(backend: str) -> str | None:
+    """How visitors and share viewers see a backend: its place in TGI_URL. Its address is
+    for operators (the dashboard), never for the public."""
+    if not backend:
+        return None
+    urls = backends()
+    return f"backend-{urls.index(backend) + 1}" if backend in urls else "backend"
 
 
 def concurrency_limit(backend: str) -> int:
@@ -103,7 +124,8 @@ def in_rotation(
 ) -> list[BackendSlots]:
     """The backends in rotation (answering health checks and, unless `include_disabled`, not
     disabled by an operator) with their slot limits and leases in use, read in one round trip:
-    every submission of a rush asks, and dispatch asks again for the lease."""
+    every submission of a rush asks, and dispatch asks again for the lease. Counting leases
+    raises LeasesLost when Redis lost them (they would all look free)."""
     urls = backends()
     if not urls:
         return []
@@ -112,10 +134,13 @@ def in_rotation(
     pipe.smembers(controls.DISABLED_KEY)
     pipe.hmget(controls.CONCURRENCY_KEY, urls)
     if count_leases:
+        pipe.exists(LEASES_INTACT_KEY)
         now = time.time()
         for url in urls:
             pipe.zcount(slot_key(url), now, "+inf")
     down, disabled, overrides, *in_use = pipe.execute()
+    if count_leases and not in_use.pop(0):
+        raise LeasesLost()
     disabled_urls = set() if include_disabled else controls.disabled_from(disabled)
     counts = in_use if count_leases else [None] * len(urls)
     return [
@@ -196,22 +221,45 @@ def backend_info(backend: str) -> dict:
 
 
 def acquire_slot(message_id: str) -> str | None:
-    """Lease a slot on the least-loaded healthy backend for a message; None if all are full."""
+    """Lease a slot on the least-loaded healthy backend for a message; None if all are full.
+    Raises LeasesLost when Redis has lost its data since the leases were last restored."""
     candidates = in_rotation()
     if not candidates:
         return None
     now = time.time()
     script = live.redis_client().register_script(_ACQUIRE)
-    chosen = script(
-        keys=[slot_key(slots.url) for slots in candidates],
-        args=[now, now + lease_seconds(), message_id, *[slots.limit for slots in candidates]],
+    chosen = int(
+        script(
+            keys=[LEASES_INTACT_KEY, *[slot_key(slots.url) for slots in candidates]],
+            args=[now, now + lease_seconds(), message_id, *[slots.limit for slots in candidates]],
+        )
     )
-    return candidates[int(chosen) - 1].url if int(chosen) > 0 else None
+    if chosen < 0:
+        raise LeasesLost()
+    return candidates[chosen - 1].url if chosen > 0 else None
+
+
+def leases_intact() -> bool:
+    return bool(live.redis_client().exists(LEASES_INTACT_KEY))
+
+
+def restore_leases(holders: list[tuple[str, str]]) -> None:
+    """Lease a slot again for each (message id, backend) that holds one in the database, then
+    mark the leases intact. A worker still writing the answer renews its lease as before; one
+    whose worker is gone expires like any other."""
+    expiry = time.time() + lease_seconds()
+    pipe = live.redis_client().pipeline(transaction=True)
+    for message_id, backend in holders:
+        if backend:
+            pipe.zadd(slot_key(backend), {message_id: expiry})
+    pipe.set(LEASES_INTACT_KEY, "1")
+    pipe.execute()
 
 
 def any_free_slot() -> bool:
     """Whether some healthy backend has a slot free right now: a cheap look that spares a
-    rush's every submission the dispatch lock and the line's query while all slots are busy."""
+    rush's every submission the dispatch lock and the line's query while all slots are busy.
+    Raises LeasesLost when Redis has lost its data since the leases were last restored."""
     return any((slots.in_use or 0) < slots.limit for slots in in_rotation(count_leases=True))
 
 

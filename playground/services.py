@@ -11,16 +11,20 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import math
 import re
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db import IntegrityError, close_old_connections, connections, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerUnavailable
 
 from inference.backends import open_client, protocol_of
 from inference.chat import fit_answer, fit_chat
@@ -40,14 +44,27 @@ from playground.models import (
     SamplePrompt,
     new_share_token,
 )
+from playground.visitors import limit_key
 
 log = logging.getLogger(__name__)
 
+# The longest Retry-After a full line tells a visitor to wait.
+QUEUE_FULL_RETRY_CAP = 600
 OVERLOAD_RETRIES = 6
 OVERLOAD_BACKOFF_SECONDS = 0.5
 CANCEL_POLL_SECONDS = 0.1
 CANCEL_WAIT_SECONDS = 3.0
 SERVICE_TIMES_KEY = "pg:service-times"
+# How long a finished generation keeps trying to tell its viewers when Redis is away; past
+# it, the web processes' sweep tells them from the database (playground/viewers.py).
+ANNOUNCE_PATIENCE_SECONDS = 30.0
+# A lease renewal that failed (Redis away) is tried again this soon.
+LEASE_RETRY_SECONDS = 1.0
+# How long the reconciler remembers having found a lease missing (far longer than its period).
+LEASE_MISSING_MEMORY_SECONDS = 300
+
+# What a Redis that cannot be reached raises, as the broker (Celery) or as itself.
+OUTAGE_ERRORS = (*live.REDIS_DOWN, BrokerUnavailable)
 
 ERROR_MESSAGES = {
     "overloaded": "The model server is overloaded right now. Please try again in a minute.",
@@ -60,6 +77,7 @@ ERROR_MESSAGES = {
     "bad_stream": "The model server sent an answer the playground could not read.",
     "backend_error": "The model server reported an error.",
     "worker_lost": "The worker writing this answer stopped before it finished.",
+    "revoked": "This share link was turned off by its owner.",
     "no_backend": "No model server is available.",
 }
 
@@ -179,16 +197,15 @@ def _check_admission(session_key: str, client_ip: str | None) -> int:
         raise PlaygroundError(refusal.code, refusal.message, status=refusal.status)
     if not scheduler.backends():
         raise PlaygroundError("no_backend", ERROR_MESSAGES["no_backend"], status=503)
-    if client_ip:
-        wait = limits.take(client_ip)
-        if wait:
-            raise PlaygroundError(
-                "rate_limited",
-                f"Too many questions from your network in a short time. Please try again in "
-                f"{format_duration(wait)}.",
-                status=429,
-                retry_after=wait,
-            )
+    wait = limits.take(limit_key(client_ip))
+    if wait:
+        raise PlaygroundError(
+            "rate_limited",
+            f"Too many questions from your network in a short time. Please try again in "
+            f"{format_duration(wait)}.",
+            status=429,
+            retry_after=wait,
+        )
     load = _active_load(session_key, client_ip)
     if load["session"]:
         raise PlaygroundError(
@@ -196,7 +213,7 @@ def _check_admission(session_key: str, client_ip: str | None) -> int:
             "You already have an answer being written. Wait for it or stop it first.",
             status=409,
         )
-    if client_ip and load["ip"] >= settings.IP_MAX_ACTIVE:
+    if load["ip"] >= settings.IP_MAX_ACTIVE:
         raise PlaygroundError(
             "rate_limited",
             "Too many answers are being written for your network at once. "
@@ -206,30 +223,32 @@ def _check_admission(session_key: str, client_ip: str | None) -> int:
         )
     waiting = load["waiting"]
     if waiting >= settings.QUEUE_MAX_WAITING:
-        wait = int(estimate_wait_for_new_arrival())
+        # Told to come back once the line as it stands has got through: sooner, and everyone
+        # turned away would come back to a line that is still full.
+        wait = max(1, min(math.ceil(estimate_wait_for_new_arrival()), QUEUE_FULL_RETRY_CAP))
         raise PlaygroundError(
             "queue_full",
             f"The line is full right now ({waiting} people waiting, about "
             f"{format_duration(wait)} to get through). Please try again in a little while.",
             status=429,
-            retry_after=max(5, min(wait, 600)),
+            retry_after=wait,
         )
     return waiting
 
 
 def _active_load(session_key: str, client_ip: str | None) -> dict[str, int]:
     """This visitor's and this address's active answers and the length of the line, counted
-    in one query over the active rows (admission runs on every submission of a rush)."""
-    counted = {
-        "session": Count("pk", filter=Q(session_key=session_key)),
-        "waiting": Count("pk", filter=Q(status=Message.Status.QUEUED, dispatched_at__isnull=True)),
-    }
-    if client_ip:
-        counted["ip"] = Count("pk", filter=Q(client_ip=client_ip))
+    in one query over the active rows (admission runs on every submission of a rush).
+    Clients whose address could not be read count as one address."""
+    same_address = Q(client_ip=client_ip) if client_ip else Q(client_ip__isnull=True)
     counts = Message.objects.filter(
         role=Message.Role.ASSISTANT, status__in=Message.ACTIVE
-    ).aggregate(**counted)
-    return {"ip": 0, **{key: int(value or 0) for key, value in counts.items()}}
+    ).aggregate(
+        session=Count("pk", filter=Q(session_key=session_key)),
+        waiting=Count("pk", filter=Q(status=Message.Status.QUEUED, dispatched_at__isnull=True)),
+        ip=Count("pk", filter=same_address),
+    )
+    return {key: int(value or 0) for key, value in counts.items()}
 
 
 ALREADY_GENERATING = "You already have an answer being written. Wait for it or stop it first."
@@ -343,12 +362,17 @@ def _create_and_dispatch(create: Any, *, line_was_empty: bool) -> Message:
         # The partial unique index on active answers per session lost a race to a double submit.
         metrics.record_rejected("already_generating")
         raise PlaygroundError("already_generating", ALREADY_GENERATING, status=409) from None
-    if leased_on is not None:
-        from playground import tasks  # the task module imports this one
+    try:
+        if leased_on is not None:
+            from playground import tasks  # the task module imports this one
 
-        tasks.generate.delay(answer.pk)
-    else:
-        dispatch()
+            tasks.generate.delay(answer.pk)
+        else:
+            dispatch()
+    except OUTAGE_ERRORS:
+        # The question is in line (committed): the reconciler dispatches it, or puts it back
+        # in line if its task was lost, once Redis answers again. Nothing to refuse.
+        log.warning("could not dispatch %s after queueing it", answer.pk, exc_info=True)
     metrics.record_admitted()
     # Read back with its conversation: dispatch may have given it a slot, and every caller
     # answers with the conversation too.
@@ -368,7 +392,7 @@ def _slot_for_the_head_of_the_line(answer: Message) -> str | None:
     """
     if _waiting().exclude(pk=answer.pk).exists() or controls.draining():
         return None
-    backend = scheduler.acquire_slot(answer.pk)
+    backend = with_leases(scheduler.acquire_slot, answer.pk)
     if backend is None:
         return None
     try:
@@ -478,14 +502,29 @@ def delete_conversation(conversation: Conversation) -> None:
 
 
 def revoke_share_link(conversation: Conversation) -> None:
-    conversation.share_token = None
-    conversation.save(update_fields=["share_token"])
+    _replace_share_token(conversation, None)
 
 
 def new_share_link(conversation: Conversation) -> str:
-    conversation.share_token = new_share_token()
-    conversation.save(update_fields=["share_token"])
+    _replace_share_token(conversation, new_share_token())
     return share_url(conversation) or ""
+
+
+def _replace_share_token(conversation: Conversation, token: str | None) -> None:
+    """The old link stops working at once: pages and API calls with it find nothing, and the
+    streams open with it are closed (the web processes' sweep closes any this misses)."""
+    old = conversation.share_token
+    conversation.share_token = token
+    conversation.save(update_fields=["share_token"])
+    if not old:
+        return
+    live_answers = conversation.messages.filter(
+        role=Message.Role.ASSISTANT, status__in=Message.ACTIVE
+    ).values_list("pk", flat=True)
+    revoked = {"type": "revoked", "share": old}
+    _quietly(
+        lambda: live.publish_many([(pk, revoked) for pk in live_answers]), "close shared streams"
+    )
 
 
 def purge_expired(now: datetime | None = None) -> int:
@@ -528,7 +567,7 @@ def dispatch() -> int:
     if controls.draining():
         # An operator drains: what runs finishes, nothing new starts, the line keeps its order.
         return 0
-    if not scheduler.any_free_slot():
+    if not with_leases(scheduler.any_free_slot):
         # Whoever frees a slot dispatches next, and this message was committed before the
         # look: either the look sees the freed slot or the freeing side sees this message.
         return 0
@@ -565,7 +604,7 @@ def _dispatch_pass() -> int:
         if is_abandoned(message):
             message.abandon()
             continue
-        backend = scheduler.acquire_slot(message.pk)
+        backend = with_leases(scheduler.acquire_slot, message.pk)
         if backend is None:
             break
         if not message.mark_dispatched(backend):
@@ -577,12 +616,52 @@ def _dispatch_pass() -> int:
 
 
 def is_abandoned(message: Message) -> bool:
-    """Nobody has watched this waiting message for longer than the grace period."""
-    watchers, seen = live.last_seen(message.pk)
-    if watchers > 0:
+    """Nobody has watched this waiting message for longer than the grace period.
+
+    An open stream counts as watching: its web process says so every few seconds. An answer
+    that had started before it was put back in line (a restart) has had its turn: it is
+    written whether or not anyone is watching now."""
+    if message.attempts:
         return False
+    seen = live.last_seen(message.pk)
     last = max(seen or 0.0, message.created.timestamp())
     return time.time() - last > settings.ABANDON_GRACE_SECONDS
+
+
+T = TypeVar("T")
+
+
+def with_leases(look: Callable[..., T], *args: Any) -> T:
+    """`look` at (or take) the slot leases, first restoring what Redis lost if it restarted
+    empty (`scheduler.LeasesLost`)."""
+    try:
+        return look(*args)
+    except scheduler.LeasesLost:
+        restore_redis_state()
+        return look(*args)
+
+
+def restore_redis_state() -> None:
+    """Redis came back without its data: rebuild from the database what admission relies on,
+    before anyone is given a slot.
+
+    Every answer that holds a slot in the database gets its lease back, so the concurrency
+    cap holds across the loss; everyone waiting is seen now, so nobody whose presence was
+    lost is taken for gone when their turn comes. Safe to run twice at once: both write the
+    same leases, and nobody is leased a slot until the leases are marked intact.
+    """
+    holders = list(
+        Message.objects.filter(
+            role=Message.Role.ASSISTANT, status__in=Message.ACTIVE, dispatched_at__isnull=False
+        ).values_list("pk", "backend")
+    )
+    live.touch_many(waiting_line())
+    scheduler.restore_leases(holders)
+    log.log(
+        logging.WARNING if holders else logging.INFO,
+        "Redis started empty: %d slot leases restored from the database",
+        len(holders),
+    )
 
 
 # --- the generation itself --------------------------------------------------------------------
@@ -600,6 +679,7 @@ class Outcome:
     events: list[dict[str, Any]] = field(default_factory=list)
     sections: dict[str, Any] = field(default_factory=dict)
     requeue: bool = False
+    interrupted: bool = False  # the worker is shutting down: back in line, to start afresh
     handed_on: bool = False  # the slot was released and the line dispatched already
 
 
@@ -680,11 +760,16 @@ def run_generation(message_id: str) -> None:
         return
     if message.is_final:
         # Cancelled after its slot was leased but before it started: pass the slot on.
-        scheduler.release_slot(backend, message.pk)
-        dispatch()
+        _hand_on(backend, message.pk)
         return
     if message.status != Message.Status.QUEUED:
         return  # a redelivered task: another worker is writing this answer
+    if _stopping.is_set():
+        # Received while this worker shuts down: the slot goes, and the answer waits in its
+        # place in line for a worker that stays.
+        _back_in_line(message)
+        _quietly(lambda: scheduler.release_slot(backend, message.pk), "release a slot")
+        return
     # Everything the generation needs is read first, so that claiming the message and
     # recording its provenance is a single write on the way to the first token.
     info = scheduler.backend_info(backend)
@@ -700,28 +785,64 @@ def run_generation(message_id: str) -> None:
     )
     if not claimed:
         if message.is_final:
-            scheduler.release_slot(backend, message.pk)
-            dispatch()
+            _hand_on(backend, message.pk)
         return
     outcome = None
     try:
-        outcome = aio.run(_generate(message.pk, backend, prompt, params, info))
+        outcome = aio.run(_generate(message, prompt, params, info))
     except Exception:
         log.exception("generation of %s crashed", message_id)
         if message.fail("worker_error", "The playground failed while writing this answer."):
-            live.publish(message.pk, _final_event(message))
+            _quietly(lambda: live.publish(message.pk, _final_event(message)), "announce the end")
     finally:
-        scheduler.release_slot(backend, message.pk)
         close_old_connections()
     if outcome is None or not outcome.handed_on:
+        _quietly(lambda: scheduler.release_slot(backend, message.pk), "release a slot")
         if outcome is not None and outcome.requeue:
-            publish_queue_positions()
-        dispatch()
+            _quietly(publish_queue_positions, "publish the line")
+        if not _stopping.is_set():
+            _quietly(dispatch, "dispatch the line")
+
+
+# Set when this worker process is shutting down (interrupt_generations).
+_stopping = threading.Event()
+
+
+def interrupt_generations() -> None:
+    """This worker is shutting down: the answers it is writing go back in line at once, to be
+    written afresh (viewers are told `restarted`), instead of being cut off mid-sentence when
+    the process ends. It starts no more of them: a task it still receives puts its answer
+    back in line for another worker (or this one, restarted), and it leaves dispatching the
+    line to the other processes and the reconciler."""
+    _stopping.set()
+
+    def interrupt() -> None:
+        count = live.cancel_watch(CANCEL_POLL_SECONDS).interrupt_all()
+        log.warning("shutting down: %d answers being written go back in line", count)
+
+    aio.call_soon(interrupt)
+
+
+def _hand_on(backend: str, message_id: str) -> None:
+    """Release a slot that will not be used and give it to the next in line."""
+    _quietly(lambda: scheduler.release_slot(backend, message_id), "release a slot")
+    _quietly(dispatch, "dispatch the line")
+
+
+def _quietly(chore: Callable[[], Any], what: str) -> None:
+    """Do a Redis chore that must not fail an answer when Redis is away: a slot whose release
+    is lost comes back when its lease expires, and the reconciler dispatches the line and
+    tells everyone waiting their place once Redis answers again."""
+    try:
+        chore()
+    except OUTAGE_ERRORS as exc:
+        log.warning("could not %s, Redis is unreachable: %r", what, exc)
 
 
 def _dispatch_from_thread() -> None:
     try:
-        dispatch()
+        if not _stopping.is_set():
+            _quietly(dispatch, "dispatch the line")
     finally:
         connections.close_all()
 
@@ -746,7 +867,7 @@ def message_provenance(message: Message) -> dict[str, Any] | None:
     model_id = str(info.get("model_id") or message.model_id or "")
     sampling = message.sampling or {}
     return {
-        "backend": message.backend or None,
+        "backend": scheduler.public_name(message.backend),
         "model_id": model_id or None,
         "model_sha": info.get("model_sha"),
         "version": info.get("version"),
@@ -755,36 +876,40 @@ def message_provenance(message: Message) -> dict[str, Any] | None:
     }
 
 
-async def _generate(
-    message_id: str, backend: str, prompt: str, params: SamplingParams, info: dict
-) -> Outcome:
+async def _generate(message: Message, prompt: str, params: SamplingParams, info: dict) -> Outcome:
     """One event loop for the whole generation: read TGI, parse, coalesce, persist, publish."""
+    message_id, backend = message.pk, message.backend
     publisher = live.StreamPublisher(message_id)
     outcome = Outcome()
-    try:
-        await publisher.start(
-            {"type": "started", "backend": backend, "model": info.get("model_id", "")}
-        )
-        await _stream_answer(publisher, outcome, backend, prompt, params)
-        if await publisher.cancel_requested():
-            outcome.status = Message.Status.CANCELLED
-        handoff = None
-        if not outcome.requeue:
-            # The backend stream is closed, so its GPU slot is free now: the next in line
-            # starts while this answer's bookkeeping is still being written.
+    await publisher.start(
+        {
+            "type": "started",
+            "backend": scheduler.public_name(backend),
+            "model": info.get("model_id", ""),
+            "attempt": message.attempts,
+        }
+    )
+    await _stream_answer(publisher, outcome, backend, prompt, params)
+    if await publisher.cancel_requested():
+        # The visitor's Stop wins over everything else, a worker shutting down included.
+        outcome.status = Message.Status.CANCELLED
+        outcome.requeue = outcome.interrupted = False
+    handoff = None
+    if not outcome.requeue:
+        # The backend stream is closed, so its GPU slot is free now: the next in line
+        # starts while this answer's bookkeeping is still being written.
+        try:
             await scheduler.arelease_slot(backend, message_id)
-            handoff = asyncio.create_task(asyncio.to_thread(_dispatch_from_thread))
-            outcome.handed_on = True
-        outcome.events = publisher.events
-        outcome.sections = _sections_of(outcome.events)
-        final = await asyncio.to_thread(_persist_outcome, message_id, outcome)
-        if final is not None:
-            await publisher.publish(final)
-        await publisher.expire_log()
-        if handoff is not None:
-            await handoff
-    finally:
-        await publisher.aclose()
+        except live.REDIS_DOWN as exc:
+            log.warning("could not release the slot of %s: %r", message_id, exc)
+        handoff = asyncio.create_task(asyncio.to_thread(_dispatch_from_thread))
+        outcome.handed_on = True
+    outcome.events = publisher.events
+    outcome.sections = _sections_of(outcome.events)
+    announcement = await asyncio.to_thread(_persist_outcome, message_id, outcome)
+    await publisher.finish(announcement, ANNOUNCE_PATIENCE_SECONDS)
+    if handoff is not None:
+        await handoff
     return outcome
 
 
@@ -880,11 +1005,18 @@ async def _stream_answer(
             if stop_watching:
                 return
             if cancels.cancelled(publisher.message_id):
+                # A Stop, or this worker shutting down: then the answer goes back in line.
+                outcome.interrupted = outcome.requeue = cancels.interrupted(publisher.message_id)
                 reader.cancel()
                 return
             if loop.time() - renewed >= renew_every:
-                await scheduler.arenew_slot(backend, publisher.message_id)
-                renewed = loop.time()
+                try:
+                    await scheduler.arenew_slot(backend, publisher.message_id)
+                    renewed = loop.time()
+                except live.REDIS_DOWN as exc:
+                    # Again in a second: the lease must be back soon after Redis is.
+                    log.warning("could not renew the lease of %s: %r", publisher.message_id, exc)
+                    renewed = loop.time() - renew_every + LEASE_RETRY_SECONDS
 
     flusher = asyncio.create_task(flush_forever())
     reader = asyncio.create_task(read())
@@ -895,7 +1027,8 @@ async def _stream_answer(
     except asyncio.CancelledError:
         if not reader.cancelled():
             raise
-        outcome.status = Message.Status.CANCELLED
+        if not outcome.interrupted:
+            outcome.status = Message.Status.CANCELLED
     except BackendError as exc:
         _record_backend_error(outcome, backend, exc)
     finally:
@@ -918,21 +1051,23 @@ async def _stream_answer(
 
 
 def _record_backend_error(outcome: Outcome, backend: str, exc: BackendError) -> None:
+    # What the backend said is for operators (the log); visitors get a sentence of ours. A
+    # backend's error body can hold anything: internal addresses, stack traces, model paths.
+    log.warning("backend %s failed an answer (%s): %s", backend, exc.code, exc)
     if isinstance(exc, BackendUnavailableError | BackendTimeoutError):
-        scheduler.mark_down(backend, str(exc))
+        _quietly(lambda: scheduler.mark_down(backend, str(exc)), "take a backend out of rotation")
         if outcome.tokens == 0:
             # The answer never started: put it back in line (same place) for another backend
             # or for this one when it comes back, instead of failing the visitor at once.
             outcome.requeue = True
     outcome.status = Message.Status.ERROR
     outcome.error_code = exc.code
-    base = ERROR_MESSAGES.get(exc.code, ERROR_MESSAGES["backend_error"])
-    detail = str(exc).strip()
-    outcome.error_message = f"{base} ({detail})" if detail else base
+    outcome.error_message = ERROR_MESSAGES.get(exc.code, ERROR_MESSAGES["backend_error"])
 
 
 def _persist_outcome(message_id: str, outcome: Outcome) -> dict[str, Any] | None:
-    """Write the end of a generation to its row; return the final event to publish, if any."""
+    """Write the end of a generation to its row; return the event to announce, if any (the
+    final one, or `restarted` when the answer went back in line)."""
     try:
         message = Message.objects.filter(pk=message_id).first()
         if message is None:
@@ -940,9 +1075,12 @@ def _persist_outcome(message_id: str, outcome: Outcome) -> dict[str, Any] | None
             return {"type": "cancelled"}
         tokens = outcome.generated_tokens or outcome.tokens or None
         patience = timedelta(seconds=settings.BACKEND_OUTAGE_PATIENCE)
-        if outcome.requeue and timezone.now() - message.created < patience:
-            _back_in_line(message)
-            return None
+        within_patience = timezone.now() - message.created < patience
+        if outcome.requeue and (outcome.interrupted or within_patience):
+            if _back_in_line(message):
+                return restarted_event(message)
+            message.refresh_from_db()
+            return _final_event(message) if message.is_final else None
         if outcome.status == Message.Status.DONE:
             if not message.finish(
                 sections=outcome.sections,
@@ -987,12 +1125,16 @@ def _persist_outcome(message_id: str, outcome: Outcome) -> dict[str, Any] | None
 def _record_service_time(message: Message) -> None:
     if message.started_at and message.finished_at:
         seconds = (message.finished_at - message.started_at).total_seconds()
-        client = live.redis_client()
-        client.lpush(SERVICE_TIMES_KEY, f"{seconds:.3f}")
-        client.ltrim(SERVICE_TIMES_KEY, 0, scheduler.SERVICE_SAMPLES - 1)
+        pipe = live.redis_client().pipeline(transaction=False)
+        pipe.lpush(SERVICE_TIMES_KEY, f"{seconds:.3f}")
+        pipe.ltrim(SERVICE_TIMES_KEY, 0, scheduler.SERVICE_SAMPLES - 1)
+        _quietly(pipe.execute, "record a service time")
 
 
 def _final_event(message: Message) -> dict[str, Any]:
+    """The event that ends a message's stream. Each carries `seq`, the last seq of the
+    answer, so a viewer can tell whether it has every delta (see the consumer)."""
+    seq = len(message.deltas) if message.role == Message.Role.ASSISTANT else 0
     if message.status == Message.Status.DONE:
         # "check" and "provenance" extend DESIGN 4.3 (see README, Public contracts).
         return {
@@ -1000,14 +1142,22 @@ def _final_event(message: Message) -> dict[str, Any]:
             "stats": message_stats(message),
             "check": answer_checks.check(message),
             "provenance": message_provenance(message),
+            "seq": seq,
         }
     if message.status == Message.Status.CANCELLED:
-        return {"type": "cancelled"}
+        return {"type": "cancelled", "seq": seq}
     return {
         "type": "error",
         "code": message.error_code or "error",
         "message": message.error_message or "The answer failed.",
+        "seq": seq,
     }
+
+
+def restarted_event(message: Message) -> dict[str, Any]:
+    """An answer that had started is back in line and will be written again from the
+    beginning, as attempt `attempt`: viewers drop what they have of it (seq starts at 1)."""
+    return {"type": "restarted", "attempt": message.attempts + 1}
 
 
 # --- cancelling -------------------------------------------------------------------------------
@@ -1207,8 +1357,9 @@ def message_stats(message: Message) -> dict[str, Any] | None:
 
 
 def message_events(message: Message) -> list[dict[str, Any]]:
-    """The delta log of an answer: from the row when final, else from the live log in Redis."""
-    if message.role != Message.Role.ASSISTANT:
+    """The delta log of an answer: from the row when final, else from the live log in Redis.
+    A queued answer has no text yet (an earlier attempt's, if any, is not its own)."""
+    if message.role != Message.Role.ASSISTANT or message.status == Message.Status.QUEUED:
         return []
     return message.deltas if message.is_final else live.read_delta_log(message.pk)
 
@@ -1263,10 +1414,11 @@ def message_payload(
         "stats": message_stats(message),
         "error": error,
         "seq": seq,
+        "attempt": attempt_shown(message),
         "sample": message.sample_slug or None,
         "reply_to": message.reply_to_id,
         "history_turns_dropped": (message.sampling or {}).get("history_turns_dropped", 0),
-        "backend": message.backend or None,
+        "backend": scheduler.public_name(message.backend),
         "model": message.model_id or None,
         "created": message.created.isoformat(),
         "provenance": message_provenance(message),
@@ -1366,6 +1518,8 @@ def reconcile() -> dict[str, int]:
     - backends are probed, so one that left rotation comes back when healthy;
     - the line is dispatched and everyone waiting hears their place (at least every few s).
     """
+    if not scheduler.leases_intact():
+        restore_redis_state()
     for backend in scheduler.backends():
         scheduler.probe(backend)
     requeued = failed = 0
@@ -1378,6 +1532,9 @@ def reconcile() -> dict[str, int]:
     )
     for message in stale:
         if scheduler.holds_slot(message.backend, message.pk):
+            live.redis_client().delete(lease_missing_key(message.pk))  # a false alarm, if any
+            continue
+        if not _gone_for_good(message):
             continue
         events = live.read_delta_log(message.pk)
         if events:
@@ -1390,14 +1547,38 @@ def reconcile() -> dict[str, int]:
             ):
                 failed += 1
                 live.publish(message.pk, _final_event(message))
-        elif _back_in_line(message):
-            requeued += 1
+        else:
+            had_started = message.status == Message.Status.RUNNING
+            if _back_in_line(message):
+                requeued += 1
+                if had_started:
+                    # Its text, if any was shown, is lost with the log: it starts afresh.
+                    live.publish(message.pk, restarted_event(message))
     # An outage, not an operator disabling backends, is what fails long-waiting work.
     if not scheduler.healthy_backends(include_disabled=True):
         failed += _fail_outage_victims()
     started = dispatch()
     publish_queue_positions()
     return {"requeued": requeued, "failed": failed, "dispatched": started}
+
+
+def lease_missing_key(message_id: str) -> str:
+    return f"pg:lease-missing:{message_id}"
+
+
+def _gone_for_good(message: Message) -> bool:
+    """Whether the worker of an answer whose lease is missing has had time to renew it.
+
+    A worker renews its lease every third of the lease time, and again a second after Redis
+    comes back from an outage; an outage longer than a lease ends with leases expired under
+    workers that are alive. So a missing lease is first only noted, and acted on when it is
+    still missing a renewal period later."""
+    key = lease_missing_key(message.pk)
+    renewal = scheduler.lease_seconds() / 3
+    client = live.redis_client()
+    client.set(key, f"{time.time():.3f}", nx=True, ex=LEASE_MISSING_MEMORY_SECONDS)
+    noted = client.get(key)
+    return noted is not None and time.time() - float(noted) >= renewal
 
 
 def _fail_outage_victims() -> int:
@@ -1420,23 +1601,84 @@ class StreamState:
     final_event: dict[str, Any] | None
     stored_events: list[dict[str, Any]]
     status_event: dict[str, Any] | None
+    # Sent first when the viewer's text belongs to an earlier attempt of the answer.
+    restarted_event: dict[str, Any] | None = None
+
+
+def attempt_shown(message: Message) -> int:
+    """The attempt whose text the stream carries now: while an answer that had started waits
+    in line again, the next one (which has no text yet)."""
+    if message.status == Message.Status.QUEUED and message.attempts:
+        return message.attempts + 1
+    return message.attempts
+
+
+def started_event(message: Message) -> dict[str, Any]:
+    return {
+        "type": "started",
+        "backend": scheduler.public_name(message.backend),
+        "model": message.model_id,
+        "attempt": message.attempts,
+    }
 
 
 def stream_state(
-    message_id: str, *, session_key: str | None, share_token: str | None
+    message_id: str,
+    *,
+    session_key: str | None,
+    share_token: str | None,
+    after: int = 0,
+    attempt: int | None = None,
 ) -> StreamState | None:
-    """What a WebSocket viewer needs on connect, or None if they may not see the message."""
+    """What a WebSocket viewer needs on connect, or None if they may not see the message.
+
+    `after` and `attempt`: the last seq the viewer has, and the attempt it belongs to (sent by
+    pages; a client that does not say is taken to have the current attempt's text)."""
     message = Message.objects.select_related("conversation").filter(pk=message_id).first()
     if message is None or not can_view(message, session_key=session_key, share_token=share_token):
         return None
+    restarted = None
+    if after > 0 and attempt is not None and attempt < attempt_shown(message):
+        restarted = {"type": "restarted", "attempt": attempt_shown(message)}
     if message.is_final:
         events = message.deltas if message.role == Message.Role.ASSISTANT else []
-        return StreamState(_final_event(message), events, None)
+        return StreamState(_final_event(message), events, None, restarted)
     if message.status == Message.Status.RUNNING:
-        status_event = {"type": "started", "backend": message.backend, "model": message.model_id}
+        status_event = started_event(message)
     else:
         as_of = round(time.time(), 6)
         position = position_of(message) or 0
         eta = eta_for_position(position, recent_queue_snapshot())
         status_event = queued_event(position, eta, as_of)
-    return StreamState(None, [], status_event)
+    return StreamState(None, [], status_event, restarted)
+
+
+def ended_and_shared(
+    message_ids: set[str], ended_for: float
+) -> tuple[set[str], dict[str, str | None]]:
+    """Which of these messages ended at least `ended_for` seconds ago (or are gone), and the
+    share token of each one's conversation now: what the web processes' sweep checks their
+    open streams against (playground/viewers.py)."""
+    rows = Message.objects.filter(pk__in=message_ids).values_list(
+        "pk", "status", "finished_at", "conversation__share_token"
+    )
+    cutoff = timezone.now() - timedelta(seconds=ended_for)
+    found = {pk: (status, finished, token) for pk, status, finished, token in rows}
+    ended = {
+        pk
+        for pk in message_ids
+        if pk not in found
+        or (found[pk][0] in Message.FINAL and (found[pk][1] is None or found[pk][1] < cutoff))
+    }
+    return ended, {pk: token for pk, (_, _, token) in found.items()}
+
+
+def final_replay(message_id: str) -> tuple[list[dict[str, Any]], dict[str, Any]] | None:
+    """The stored deltas and the final event of a message that has ended, else None."""
+    message = Message.objects.filter(pk=message_id).first()
+    if message is None:
+        return [], {"type": "cancelled", "seq": 0}
+    if not message.is_final:
+        return None
+    events = message.deltas if message.role == Message.Role.ASSISTANT else []
+    return events, _final_event(message)

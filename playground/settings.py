@@ -118,6 +118,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # Last, so it is the first to see a view's exception: an unreachable Redis answers 503.
+    "playground.outage.RedisOutageMiddleware",
 ]
 
 ROOT_URLCONF = "playground.urls"
@@ -268,6 +270,10 @@ GENERATION_CONCURRENCY = env_int("GENERATION_CONCURRENCY", 16, minimum=1, maximu
 QUEUE_MAX_WAITING = env_int("QUEUE_MAX_WAITING", 500, minimum=1)
 IP_MAX_ACTIVE = env_int("IP_MAX_ACTIVE", 3, minimum=1)
 IP_RATE_LIMIT = env_rate("IP_RATE_LIMIT", "20/m")
+# Stream sockets open at once from one client address, over all web processes: a visitor's
+# page opens one per answer being written; a share link watched by an office behind one
+# address needs more; a script opening hundreds is refused.
+IP_MAX_WEBSOCKETS = env_int("IP_MAX_WEBSOCKETS", 50, minimum=1)
 PROMPT_MAX_CHARS = env_int("PROMPT_MAX_CHARS", 4000, minimum=1)
 MAX_NEW_TOKENS = env_int("MAX_NEW_TOKENS", 2048, minimum=1)
 SYSTEM_PROMPT = env_str("SYSTEM_PROMPT") or None

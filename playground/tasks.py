@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import shared_task
+from celery.signals import worker_shutting_down
 
 from playground import monitoring, services
 
@@ -27,3 +30,8 @@ def purge_expired() -> int:
 @shared_task(name="playground.tasks.sample_metrics", ignore_result=True, expires=5)
 def sample_metrics() -> dict | None:
     return monitoring.sample()
+
+
+@worker_shutting_down.connect
+def interrupt_generations(**kwargs: Any) -> None:
+    services.interrupt_generations()

@@ -58,5 +58,6 @@ page_patterns = [
 
 urlpatterns = api_patterns + page_patterns
 
+handler400 = "playground.views.bad_request"
 handler404 = "playground.views.page_not_found"
 handler500 = "playground.views.server_error"

@@ -6,6 +6,7 @@ from functools import wraps
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
@@ -257,6 +258,20 @@ def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     if request.path.startswith("/api/"):
         return api.error_response("csrf", message, 403)
     return render(request, "playground/error.html", {"message": message}, status=403)
+
+
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """Django's refusals before any view runs: a body over DATA_UPLOAD_MAX_MEMORY_SIZE, too many
+    form fields, a malformed multipart body."""
+    if isinstance(exception, RequestDataTooBig):
+        code, message = "prompt_too_long", "The request body is too large."
+    elif isinstance(exception, TooManyFieldsSent | TooManyFilesSent):
+        code, message = "invalid_params", "The request has too many fields."
+    else:
+        code, message = "bad_request", "The request could not be read."
+    if request.path.startswith("/api/"):
+        return api.error_response(code, message, 400)
+    return render(request, "playground/error.html", {"message": message}, status=400)
 
 
 def page_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:

@@ -9,8 +9,23 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from playground import live, services
+from playground import live, scheduler, services
 from playground.models import SamplePrompt
+
+# The stream consumer tests run each socket's consumer inside this process under pytest-django,
+# and there each connect keeps a pooled PostgreSQL connection until the process ends (under
+# uvicorn it gives it back: 30 sockets in a row leave a web process at its idle connection
+# count). The test process's pool is made large enough for all of them, rather than have the
+# tests after them wait for the pool's timeout.
+TEST_PROCESS_POOL_SIZE = 80
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    from django.conf import settings
+
+    pool = settings.DATABASES["default"].get("OPTIONS", {}).get("pool")
+    if isinstance(pool, dict):
+        pool["max_size"] = max(pool["max_size"], TEST_PROCESS_POOL_SIZE)
 
 
 @pytest.fixture(autouse=True)
@@ -18,6 +33,8 @@ def clean_redis() -> Iterator[None]:
     """Each test starts with an empty Redis database (the session's own, never a shared one)
     and no queue snapshot remembered from another test's line."""
     live.redis_client().flushdb()
+    # The leases of an empty database are all there: none (see scheduler.LEASES_INTACT_KEY).
+    scheduler.restore_leases([])
     services.forget_queue_snapshot()
     yield
     live.redis_client().flushdb()

@@ -14,6 +14,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -57,6 +58,7 @@ def playground_stack(
             "SECRET_KEY": "integration-tests-only",
             "IP_MAX_ACTIVE": "1000",
             "IP_RATE_LIMIT": "100000/m",
+            "IP_MAX_WEBSOCKETS": "100000",
             **env,
         }
     )
@@ -142,8 +144,68 @@ class Visitor:
                 self.last_close_code = socket.close_code
         return received
 
+    async def follow(
+        self,
+        stream_url: str,
+        timeout: float = 120,
+        shown: list[dict[str, Any]] | None = None,
+        attempt: int = 0,
+    ) -> Followed:
+        """Watch an answer to its end as a page does: reconnect from the last seq (and attempt)
+        after any drop or refusal, start over on `restarted`, stop at a final event. `shown`
+        and `attempt`: the deltas a page already shows, and the attempt they belong to."""
+        followed = Followed(deltas=list(shown or []))
+        headers = {"Cookie": self.cookie_header()}
+        async with asyncio.timeout(timeout):
+            while True:
+                url = self.ws_url(stream_url, after=followed.seq) + f"&attempt={attempt}"
+                try:
+                    async with websockets.connect(url, additional_headers=headers) as socket:
+                        async for raw in socket:
+                            event = json.loads(raw)
+                            kind = event["type"]
+                            if kind == "restarted":
+                                followed.restarts += 1
+                                attempt = event["attempt"]
+                                followed.deltas.clear()
+                            elif kind == "started":
+                                attempt = event.get("attempt") or attempt
+                            elif kind == "delta":
+                                followed.take(event)
+                            elif kind in FINAL:
+                                followed.final = event
+                                return followed
+                except (OSError, websockets.InvalidStatus, websockets.ConnectionClosed):
+                    pass
+                followed.reconnects += 1
+                await asyncio.sleep(0.25)
+
     def close(self) -> None:
         self.http.close()
+
+
+@dataclass
+class Followed:
+    """What a page following an answer ended up with."""
+
+    deltas: list[dict[str, Any]] = field(default_factory=list)
+    final: dict[str, Any] | None = None
+    restarts: int = 0
+    reconnects: int = 0
+    duplicates: int = 0
+    gaps: int = 0
+
+    @property
+    def seq(self) -> int:
+        return self.deltas[-1]["seq"] if self.deltas else 0
+
+    def take(self, event: dict[str, Any]) -> None:
+        if event["seq"] <= self.seq:
+            self.duplicates += 1
+        elif event["seq"] != self.seq + 1:
+            self.gaps += 1
+        else:
+            self.deltas.append(event)
 
 
 def deltas_of(events: list[dict[str, Any]]) -> list[dict[str, Any]]:

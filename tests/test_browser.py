@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -154,6 +155,42 @@ def test_a_dropped_connection_resumes_without_losing_or_repeating_text(
         squeeze(r) for r in stored["sections"]["reflections"]
     ]
     assert output.strip() == stored["sections"]["output"].strip()
+    page.close()
+
+
+def test_an_answer_restarted_by_a_worker_restart_replaces_its_text_cleanly(
+    stack: Stack, browser: object
+) -> None:
+    page = browser.new_page()  # type: ignore[attr-defined]
+    page.goto(stack.base_url + "/")
+    page.click("button[data-sample=day-before]")
+    page.wait_for_selector(".thinking-text", timeout=20_000)
+    before = page.text_content("[data-role=thinking]") or ""
+
+    # What Ctrl-C and `make run` do to the workers: the answer goes back in line, and the page
+    # is told to drop the interrupted attempt's text.
+    workers = [name for name in stack.processes if name.startswith("worker")]
+    for name in workers:
+        stack.kill(name, signal.SIGTERM)
+    page.wait_for_selector('article.answer[data-status="queued"]', timeout=20_000)
+    assert "restarted" in page.inner_text("[data-role=status]")
+    assert (page.text_content("[data-role=thinking]") or "") == "", f"cleared: {before[:40]}"
+    for name in workers:
+        stack.start_worker(name, beat=name == "worker")
+
+    page.wait_for_selector('article.answer[data-status="done"]', timeout=60_000)
+    message_id = page.get_attribute("article.answer", "id").removeprefix("answer-")
+    stored = page.request.get(f"{stack.base_url}/api/v1/messages/{message_id}").json()
+    assert stored["attempt"] == 2
+
+    def squeeze(text: str) -> str:
+        return "".join(text.split())
+
+    thinking = "".join(page.locator(".thinking-text").all_text_contents())
+    assert squeeze(thinking) == squeeze(stored["sections"]["thinking"]), "one attempt, unspliced"
+    assert (page.text_content("[data-role=output]") or "").strip() == stored["sections"][
+        "output"
+    ].strip()
     page.close()
 
 

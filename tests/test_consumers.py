@@ -7,19 +7,23 @@ from __future__ import annotations
 
 import asyncio
 import json
-from types import SimpleNamespace
+import time
+from importlib import import_module
 from typing import Any
 
 import pytest
 from channels.testing import WebsocketCommunicator
+from django.conf import settings
 
-from playground import live
+from playground import live, viewers
 from playground.consumers import MessageStreamConsumer
 from playground.models import Conversation, Message
+from tests.sessions import visitor_session
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 OWNER = "owner-session"
+SOMEONE_ELSE = "someone-else"
 
 
 def make_message(status: str = Message.Status.DONE, deltas: list | None = None) -> Message:
@@ -45,12 +49,25 @@ def delta(seq: int, section: str = "output", text: str | None = None) -> dict[st
 def communicator(
     message: Message, session: str | None = OWNER, query: str = ""
 ) -> WebsocketCommunicator:
+    """A socket opened with the cookie of `session` (a stored visitor session: see
+    `stored_sessions`; any other key is one the server never created)."""
     path = f"/ws/messages/{message.pk}/" + (f"?{query}" if query else "")
     socket = WebsocketCommunicator(MessageStreamConsumer.as_asgi(), path)
     socket.scope["url_route"] = {"kwargs": {"message_id": message.pk}}
     socket.scope["query_string"] = query.encode()
-    socket.scope["session"] = SimpleNamespace(session_key=session)
+    socket.scope["session"] = session_store(session)
     return socket
+
+
+def session_store(key: str | None) -> Any:
+    return import_module(settings.SESSION_ENGINE).SessionStore(key)
+
+
+@pytest.fixture(autouse=True)
+def stored_sessions() -> None:
+    """The owner's and another visitor's sessions exist: the server created them."""
+    visitor_session(OWNER)
+    visitor_session(SOMEONE_ELSE)
 
 
 async def receive_all(socket: WebsocketCommunicator, timeout: float = 3) -> list[dict]:
@@ -84,7 +101,7 @@ def test_a_stranger_is_refused_and_learns_nothing() -> None:
     message = make_message(deltas=[delta(1)])
 
     async def scenario() -> list[dict]:
-        socket = communicator(message, session="someone-else")
+        socket = communicator(message, session=SOMEONE_ELSE)
         await socket.connect()
         return await receive_all(socket)
 
@@ -148,17 +165,19 @@ def test_live_deltas_are_relayed_once_each_and_gaps_are_filled_from_the_log() ->
 def test_a_waiting_viewer_hears_its_place_and_counts_as_present() -> None:
     message = make_message(status=Message.Status.QUEUED)
 
-    async def scenario() -> tuple[dict, int, int]:
+    async def scenario() -> tuple[dict, float | None, float | None, float | None]:
+        before = await asyncio.to_thread(live.last_seen, message.pk)
         socket = communicator(message)
         await socket.connect()
         event = json.loads((await socket.receive_output(3))["text"])
-        watching = await asyncio.to_thread(live.last_seen, message.pk)
+        joined = await asyncio.to_thread(live.last_seen, message.pk)
+        await asyncio.sleep(0.05)
         await socket.disconnect()
         await asyncio.sleep(0.1)
-        after = await asyncio.to_thread(live.last_seen, message.pk)
-        return event, watching[0], after[0]
+        left = await asyncio.to_thread(live.last_seen, message.pk)
+        return event, before, joined, left
 
-    event, while_connected, after_leaving = asyncio.run(scenario())
+    event, before, joined, left = asyncio.run(scenario())
 
     assert {k: v for k, v in event.items() if k != "as_of"} == {
         "type": "queued",
@@ -166,8 +185,29 @@ def test_a_waiting_viewer_hears_its_place_and_counts_as_present() -> None:
         "eta_seconds": 0.0,
     }
     assert event["as_of"] > 0
-    assert while_connected == 1
-    assert after_leaving == 0
+    assert before is None
+    assert joined is not None and abs(joined - time.time()) < 5, "seen when the socket opened"
+    assert left is not None and left > joined, "and again when it closed: the grace starts then"
+
+
+def test_an_open_socket_keeps_its_viewer_present_without_a_poll() -> None:
+    # The tender marks every watched message seen each heartbeat, so a visitor holding only
+    # a socket is never taken for gone, even after Redis lost the marks (a restart).
+    message = make_message(status=Message.Status.QUEUED)
+
+    async def scenario() -> float | None:
+        socket = communicator(message)
+        await socket.connect()
+        await socket.receive_output(3)
+        await asyncio.to_thread(live.redis_client().delete, live.seen_key(message.pk))
+        await viewers.tender().beat()
+        seen = await asyncio.to_thread(live.last_seen, message.pk)
+        await socket.disconnect()
+        return seen
+
+    seen = asyncio.run(scenario())
+
+    assert seen is not None and abs(seen - time.time()) < 5
 
 
 def test_a_place_in_line_computed_earlier_but_delivered_later_is_dropped() -> None:
@@ -244,7 +284,7 @@ def scope_for(message: Message) -> dict[str, Any]:
         "query_string": b"",
         "headers": [],
         "url_route": {"args": (), "kwargs": {"message_id": message.pk}},
-        "session": SimpleNamespace(session_key=OWNER),
+        "session": session_store(OWNER),
     }
 
 
@@ -267,10 +307,9 @@ def test_a_viewer_gone_mid_stream_is_let_go_of_without_waiting_for_its_disconnec
         await asyncio.sleep(0.1)  # the consumer is subscribed and counted as watching
         await asyncio.to_thread(live.publish, message.pk, delta(1))
         await consumer
-        watchers, _ = await asyncio.to_thread(live.last_seen, message.pk)
-        return watchers
+        return len(viewers.tender()._viewers)
 
-    assert asyncio.run(scenario()) == 0
+    assert asyncio.run(scenario()) == 0, "the tender let go of it"
     assert [event["type"] for event in viewer.received] == ["started"]
 
 

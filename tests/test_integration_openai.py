@@ -48,7 +48,7 @@ def test_a_sample_streams_its_sections_over_the_openai_protocol(
     deltas = deltas_of(events)
     assert [d["seq"] for d in deltas] == list(range(1, len(deltas) + 1))
     started = next(e for e in events if e["type"] == "started")
-    assert started["backend"] == stack.env["TGI_URL"]
+    assert started["backend"] == "backend-1", "its public name, not its address"
     assert started["model"] == "reflection-playground/simulator"
     assert events[-1]["type"] == "done"
     assert events[-1]["stats"]["finish_reason"] == "eos_token"
@@ -58,7 +58,7 @@ def test_a_sample_streams_its_sections_over_the_openai_protocol(
     assert stored["sections"]["thinking"] and stored["sections"]["reflections"]
     assert "3" in stored["sections"]["output"]
     assert {d["section"] for d in deltas} >= {"thinking", "reflection", "output"}
-    assert stored["provenance"]["backend"] == stack.env["TGI_URL"]
+    assert stored["provenance"]["backend"] == "backend-1"
     assert httpx.get(f"{sim}/sim/stats").json()["completed"] == completed_before + 1
 
 

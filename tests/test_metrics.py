@@ -363,20 +363,20 @@ def test_the_sampler_keeps_one_point_per_interval_for_the_last_hour(
 
 
 def test_a_stream_viewer_counts_while_connected(backend: str) -> None:
-    from types import SimpleNamespace
-
     from channels.testing import WebsocketCommunicator
 
     from playground.consumers import MessageStreamConsumer
+    from tests.sessions import visitor_session
 
-    message = answer("owner", Message.Status.QUEUED)
+    session = visitor_session()
+    message = answer(session.session_key, Message.Status.QUEUED)
 
     async def watch() -> tuple[int, int]:
         socket = WebsocketCommunicator(
             MessageStreamConsumer.as_asgi(), f"/ws/messages/{message.pk}/"
         )
         socket.scope["url_route"] = {"kwargs": {"message_id": message.pk}}
-        socket.scope["session"] = SimpleNamespace(session_key="owner")
+        socket.scope["session"] = session
         await socket.connect()
         await socket.receive_output(3)  # the queued event
         during = await asyncio.to_thread(metrics.websocket_viewers)

@@ -227,7 +227,7 @@ def test_a_generation_through_an_openai_backend_streams_the_sections(
     assert scheduler.slots_in_use(openai_sim) == 0
     provenance = services.message_provenance(message)
     assert provenance is not None
-    assert provenance["backend"] == openai_sim and provenance["simulated"] is True
+    assert provenance["backend"] == "backend-1" and provenance["simulated"] is True
 
 
 def test_a_follow_up_sends_the_earlier_turn_as_messages(

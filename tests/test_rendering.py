@@ -3,6 +3,7 @@ fallback, vendored libraries and color contrast (the browser side is in test_bro
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -85,8 +86,11 @@ def test_a_finished_sample_answer_carries_its_check_and_provenance(
         "note": "A reflection changed the outcome: before it, the thinking's answer was 2; "
         "the final answer is right.",
     }
+    # Visitors see which of the backends served it, never its internal address.
+    assert "backend.test" not in json.dumps(body)
+    assert body["backend"] == "backend-1"
     assert body["provenance"] == {
-        "backend": "http://backend.test:8080",
+        "backend": "backend-1",
         "model_id": "reflection-playground/simulator",
         "model_sha": None,
         "version": "3.3.6-dev0",

@@ -3,7 +3,9 @@
 // The server renders everything written so far and puts the last seq it included in
 // data-seq; this module connects with ?after=<seq>, appends each delta to its section with
 // textContent, and reconnects with backoff from the last seq it saw, so a dropped connection
-// loses and repeats nothing. Thinking and reflections stay plain text. The output's text is
+// loses and repeats nothing. An answer whose worker stopped is written again from the start as
+// its next attempt: a "restarted" event clears what the page shows of the old one, and the page
+// names the attempt its text belongs to when it reconnects (?attempt=). Thinking and reflections stay plain text. The output's text is
 // kept verbatim in [data-role=output] (hidden once rendered; "Copy answer" copies it) and shown
 // as Markdown in [data-role=output-rendered] by render.js: re-rendered at most every
 // RENDER_INTERVAL_MS while it streams, into a fresh element swapped in whole (no flicker), and
@@ -209,7 +211,11 @@ class AnswerStream {
     this.root = root;
     this.url = root.dataset.streamUrl;
     this.seq = Number.parseInt(root.dataset.seq || "0", 10) || 0;
-    this.attempt = 0;
+    // Which attempt of the answer the text on the page belongs to: an answer whose worker
+    // stopped starts again from the beginning as the next attempt (a "restarted" event).
+    this.answerAttempt = Number.parseInt(root.dataset.attempt || "0", 10) || 0;
+    this.retries = 0;
+    this.restartNote = "";
     this.finished = false;
     this.socket = null;
     this.renderTimer = null;
@@ -286,11 +292,11 @@ class AnswerStream {
     const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
     const separator = this.url.includes("?") ? "&" : "?";
     const socket = new WebSocket(
-      `${scheme}//${window.location.host}${this.url}${separator}after=${this.seq}`,
+      `${scheme}//${window.location.host}${this.url}${separator}after=${this.seq}&attempt=${this.answerAttempt}`,
     );
     this.socket = socket;
     socket.addEventListener("open", () => {
-      this.attempt = 0;
+      this.retries = 0;
     });
     socket.addEventListener("message", (message) => {
       let event;
@@ -303,8 +309,8 @@ class AnswerStream {
     });
     socket.addEventListener("close", () => {
       if (this.socket !== socket || this.finished) return;
-      const delay = BACKOFF_MS[Math.min(this.attempt, BACKOFF_MS.length - 1)];
-      this.attempt += 1;
+      const delay = BACKOFF_MS[Math.min(this.retries, BACKOFF_MS.length - 1)];
+      this.retries += 1;
       this.setStatus("Connection lost, reconnecting…");
       window.setTimeout(() => this.connect(), delay);
     });
@@ -332,12 +338,16 @@ class AnswerStream {
         this.setStatusValue("queued");
         this.enterPhase("queued");
         this.setStatus(
-          event.position > 0
+          (event.position > 0
             ? `In line: #${event.position}${event.eta_seconds ? ` · about ${formatEta(event.eta_seconds)}` : ""}`
-            : "Starting…",
+            : "Starting…") + this.restartNote,
         );
         break;
+      case "restarted":
+        this.restart(event);
+        break;
       case "started":
+        if (event.attempt) this.answerAttempt = event.attempt;
         this.setStatusValue("running");
         this.enterPhase("thinking");
         this.setStatus("Thinking…");
@@ -355,6 +365,32 @@ class AnswerStream {
       default:
         if (FINAL.has(event.type)) this.finish(event);
     }
+  }
+
+  // The text so far belonged to an attempt that is gone: clear it and wait for the next one.
+  restart(event) {
+    this.answerAttempt = event.attempt || this.answerAttempt + 1;
+    this.seq = 0;
+    this.root.dataset.seq = "0";
+    for (const name of ["thinking", "output", "output-rendered", "text"]) {
+      const part = role(this.root, name);
+      if (part) part.replaceChildren();
+    }
+    role(this.root, "output").hidden = false;
+    for (const name of ["thinking-box", "output-box", "text", "output-rendered"]) {
+      const part = role(this.root, name);
+      if (part) part.hidden = true;
+    }
+    const counter = role(this.root, "reflection-count");
+    if (counter) counter.textContent = "";
+    this.spent = Object.fromEntries(PHASES.map((name) => [name, 0]));
+    this.visited = new Set();
+    this.phase = null;
+    this.setStatusValue("queued");
+    this.enterPhase("queued");
+    this.restartNote = " · the playground restarted while writing this answer: it starts again";
+    this.setStatus(`Waiting${this.restartNote}`);
+    announce("The playground restarted: this answer starts again from the beginning.");
   }
 
   delta(event) {
