@@ -148,7 +148,7 @@ def test_the_json_export_carries_sections_stats_and_model(
     assert answer["error"] is None
     assert answer["model"]["model_id"] == "test/model"
     assert answer["model"]["max_input_tokens"] == 8000
-    assert answer["model"]["backend"] == backend
+    assert answer["model"]["backend"] == "backend-1", "its public name, not its address"
     assert answer["sampling"]["temperature"] == 0.7
 
 
@@ -382,7 +382,8 @@ def test_the_export_of_a_real_answer_names_the_model_and_its_stats(
     assert answer["sections"] == stored.sections
     assert answer["sections"]["output"] and answer["sections"]["reflections"]
     assert answer["model"]["model_id"] == "reflection-playground/simulator"
-    assert answer["model"]["backend"] == url
+    assert answer["model"]["backend"] == "backend-1"
+    assert url not in json.dumps(data), "the backend's address is for operators"
     assert answer["model"]["max_input_tokens"] > 0
     assert answer["stats"]["tokens"] > 50
     assert answer["stats"]["finish_reason"] == "eos_token"
