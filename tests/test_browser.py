@@ -141,21 +141,27 @@ def test_a_dropped_connection_resumes_without_losing_or_repeating_text(
     stack.start_web()
 
     page.wait_for_selector('article.answer[data-status="done"]', timeout=60_000)
-    message_id = page.get_attribute("article.answer", "id").removeprefix("answer-")
-    stored = page.request.get(f"{stack.base_url}/api/v1/messages/{message_id}").json()
+    assert_the_page_shows_the_stored_answer(page, stack)
+    page.close()
+
+
+def assert_the_page_shows_the_stored_answer(page: object, stack: Stack) -> dict:
+    """The streamed page holds exactly the stored answer (whitespace aside); the answer."""
+    message_id = page.get_attribute("article.answer", "id").removeprefix("answer-")  # type: ignore[attr-defined]
+    stored = page.request.get(f"{stack.base_url}/api/v1/messages/{message_id}").json()  # type: ignore[attr-defined]
 
     def squeeze(text: str) -> str:
         return "".join(text.split())
 
-    thinking = "".join(page.locator(".thinking-text").all_text_contents())
-    reflections = page.locator(".reflection-text").all_text_contents()
-    output = page.text_content("[data-role=output]") or ""
+    thinking = "".join(page.locator(".thinking-text").all_text_contents())  # type: ignore[attr-defined]
+    reflections = page.locator(".reflection-text").all_text_contents()  # type: ignore[attr-defined]
+    output = page.text_content("[data-role=output]") or ""  # type: ignore[attr-defined]
     assert squeeze(thinking) == squeeze(stored["sections"]["thinking"])
     assert [squeeze(r) for r in reflections] == [
         squeeze(r) for r in stored["sections"]["reflections"]
     ]
     assert output.strip() == stored["sections"]["output"].strip()
-    page.close()
+    return stored
 
 
 def test_an_answer_restarted_by_a_worker_restart_replaces_its_text_cleanly(
@@ -179,18 +185,8 @@ def test_an_answer_restarted_by_a_worker_restart_replaces_its_text_cleanly(
         stack.start_worker(name, beat=name == "worker")
 
     page.wait_for_selector('article.answer[data-status="done"]', timeout=60_000)
-    message_id = page.get_attribute("article.answer", "id").removeprefix("answer-")
-    stored = page.request.get(f"{stack.base_url}/api/v1/messages/{message_id}").json()
+    stored = assert_the_page_shows_the_stored_answer(page, stack)  # one attempt, unspliced
     assert stored["attempt"] == 2
-
-    def squeeze(text: str) -> str:
-        return "".join(text.split())
-
-    thinking = "".join(page.locator(".thinking-text").all_text_contents())
-    assert squeeze(thinking) == squeeze(stored["sections"]["thinking"]), "one attempt, unspliced"
-    assert (page.text_content("[data-role=output]") or "").strip() == stored["sections"][
-        "output"
-    ].strip()
     page.close()
 
 

@@ -65,7 +65,7 @@ def test_a_real_model_streams_an_answer_over_the_websocket_and_it_is_stored(
         assert deltas, f"no text streamed: {events}"
         assert [d["seq"] for d in deltas] == list(range(1, len(deltas) + 1))
         started = next(e for e in events if e["type"] == "started")
-        assert started["backend"] == stack.env["TGI_URL"]
+        assert started["backend"] == "backend-1", "its public name, not its address"
         assert started["model"] == MODEL
         assert events[-1]["type"] == "done", events[-1]
         assert events[-1]["stats"]["finish_reason"] in ("eos_token", "length")
