@@ -38,8 +38,9 @@ from typing import Any, NoReturn, Self
 
 import httpx
 
-from .sanitize import REFLECTION_TAGS, storable_text
+from .sanitize import storable_text
 from .sse import SSEDecoder, SSELimitError
+from .tags import TAGS as REFLECTION_TAGS
 
 MAX_STOP_SEQUENCES = 4  # TGI's default --max-stop-sequences
 # Reading on after the final event waits for the response to end, which TGI does at once: these

@@ -37,14 +37,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-SECTIONS = ("thinking", "reflection", "output", "text")
-TAGS = frozenset(
-    {"<thinking>", "</thinking>", "<reflection>", "</reflection>", "<output>", "</output>"}
-)
+from .tags import CLOSING_TAGS, ELEMENTS, OPENING_TAGS, TAGS
+from .tags import SECTIONS as SECTIONS  # re-exported: the parser's callers name sections by it
 
-_ELEMENTS = ("thinking", "reflection", "output")
-_OPENING = {f"<{name}>": name for name in _ELEMENTS}
-_CLOSING = {f"</{name}>": name for name in _ELEMENTS}
 _MAX_TAG_LEN = max(len(tag) for tag in TAGS)
 # Every tag contains exactly one "<" (its first character) and one ">" (its last), so a proper
 # prefix is recognisable from the last "<" of a chunk onwards and never contains ">".
@@ -74,7 +69,7 @@ class TagParser:
         self._stack: list[tuple[str, int | None]] = []
         # How many elements of each name are open, so that deciding whether a closing tag matches
         # is O(1) even if a degenerate stream nests thousands of elements.
-        self._open_counts = dict.fromkeys(_ELEMENTS, 0)
+        self._open_counts = dict.fromkeys(ELEMENTS, 0)
         self._pending = ""
         self._next_reflection = 0
         self._section = "text"
@@ -108,13 +103,13 @@ class TagParser:
             gt = text.find(">", lt + 1, lt + _MAX_TAG_LEN)
             if gt >= 0:
                 candidate = text[lt : gt + 1]
-                name = _OPENING.get(candidate)
+                name = OPENING_TAGS.get(candidate)
                 if name is not None:
                     self._emit(out, text[start:lt])
                     self._open(name)
                     start = pos = gt + 1
                     continue
-                name = _CLOSING.get(candidate)
+                name = CLOSING_TAGS.get(candidate)
                 if name is not None and self._open_counts[name]:
                     self._emit(out, text[start:lt])
                     self._close(name)

@@ -15,10 +15,7 @@ from __future__ import annotations
 
 import re
 
-# Reflection's tags are special tokens of the model (they carry the answer's structure).
-REFLECTION_TAGS = frozenset(
-    {"<thinking>", "</thinking>", "<reflection>", "</reflection>", "<output>", "</output>"}
-)
+from .tags import TAGS as REFLECTION_TAGS
 
 ZERO_WIDTH_SPACE = "\u200b"
 
@@ -27,7 +24,7 @@ ZERO_WIDTH_SPACE = "\u200b"
 #   <|reserved_special_token_N|>, ...), ChatML's <|im_start|>, <|im_end|>, <|endoftext|>, and
 #   the like in other chat templates;
 # - `<｜name｜>` with fullwidth bars: DeepSeek's templates (R1 and its distills);
-# - Reflection's six tags.
+# - Reflection's six tags: special tokens of the model (they carry the answer's structure).
 _SPECIAL_TOKEN_START = re.compile(
     r"<(?=\|[^\s|<>]+\|>|｜[^\s｜<>]+｜>|"
     + "|".join(re.escape(tag[1:]) for tag in sorted(REFLECTION_TAGS))
