@@ -31,11 +31,13 @@ $(LOCAL_MODEL_STAMP): $(STAMP)
 install-local-model: $(LOCAL_MODEL_STAMP)
 
 run: install
-	$(BIN)/python -m playground.devstack
+	$(BIN)/python -m devtools.stack
 
 run-local-model: install-local-model
-	$(BIN)/python -m playground.devstack --local-model
+	$(BIN)/python -m devtools.stack --local-model
 
+# pytest's own summary ends the output: the outcome and the whole suite's duration ("N passed in
+# X s"). Nothing runs after it, and its exit status is make's, so a failure fails `make test`.
 test: install
 	$(BIN)/python -m pytest
 

@@ -24,8 +24,8 @@ from bench.monitor import analyze as analyze_trace
 from bench.monitor import timelines as trace_timelines
 from bench.processes import ScratchDatabase, Simulator, make_stack
 from bench.visitors import StackRun, StackVisit, fetch_samples, idle_visits, run_visitors
+from devtools.stack import ROOT, Stack
 from inference.samples import get_sample
-from playground.devstack import ROOT, Stack
 
 # Generous upper bounds, only used to tell a stuck visitor from a slow one.
 LONGEST_ANSWER_TOKENS = 1000

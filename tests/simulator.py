@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 from aiohttp import web
 
+from devtools.stack import free_port
 from inference.sim import SimConfig, create_app
-from playground.devstack import free_port
 
 
 @contextmanager

@@ -23,7 +23,7 @@ import httpx
 import redis
 import websockets
 
-from playground.devstack import Stack, free_port
+from devtools.stack import Stack, free_port
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 

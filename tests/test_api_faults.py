@@ -13,8 +13,8 @@ import pytest
 import redis
 from django.test import Client
 
+from devtools.stack import free_port
 from playground import live, services
-from playground.devstack import free_port
 from playground.env import Rate
 from playground.models import Conversation, Message
 from tests.test_api import VisitorFactory, ask, assert_error, counts, post_json, set_status

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from playground.devstack import Stack
+from devtools.stack import Stack
 from tests.stack import ARTIFACTS, playground_stack
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

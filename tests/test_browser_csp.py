@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from playground.devstack import Stack
+from devtools.stack import Stack
 from tests.stack import playground_stack
 from tests.test_browser import (
     CHROMIUM,

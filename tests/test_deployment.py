@@ -221,7 +221,7 @@ _READS = re.compile(
 def code_variables() -> set[str]:
     """Every variable the project's code reads (settings, make run, the simulator, bench...)."""
     names: set[str] = set()
-    for folder in ("playground", "inference", "bench", "deploy"):
+    for folder in ("playground", "inference", "devtools", "bench", "deploy"):
         for path in (ROOT / folder).rglob("*.py"):
             if "migrations" in path.parts:
                 continue
@@ -452,7 +452,7 @@ def test_uvicorn_serves_the_asgi_application_on_port_8000() -> None:
     from uvicorn.importer import import_from_string
     from uvicorn.main import main as uvicorn_main
 
-    from playground.devstack import UVICORN_OPTIONS
+    from devtools.stack import UVICORN_OPTIONS
 
     argv = command_argv(resolved_services()["web"])
     assert argv[0] == "uvicorn"

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from playground.devstack import RESTART_LIMIT, Stack
+from devtools.stack import RESTART_LIMIT, Stack
 from tests.stack import playground_stack
 
 # Process groups and parents are read from /proc, as `ps` would.

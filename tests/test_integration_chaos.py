@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from playground.devstack import Stack
+from devtools.stack import Stack
 from tests.stack import (
     FINAL,
     Followed,

@@ -18,8 +18,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from devtools.stack import Stack, local_model_available
 from inference.backends import http_url
-from playground.devstack import Stack, local_model_available
 from tests.stack import Visitor, deltas_of, playground_stack, sections_from, wait_final
 
 pytestmark = [

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from devtools.stack import Stack
 from inference.backends import http_url
-from playground.devstack import Stack
 from tests.stack import Visitor, deltas_of, playground_stack, sections_from, wait_final
 
 pytestmark = pytest.mark.integration

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from playground.devstack import Stack
+from devtools.stack import Stack
 from tests.stack import Visitor, deltas_of, playground_stack, sections_from, wait_final
 
 pytestmark = pytest.mark.integration

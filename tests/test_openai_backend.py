@@ -22,6 +22,8 @@ from aiohttp import web
 from django.contrib.auth import get_user_model
 from django.test import Client
 
+from devtools import stack
+from devtools.stack import Stack
 from inference.chat import ChatPrompt
 from inference.client import (
     BackendError,
@@ -36,8 +38,7 @@ from inference.client import (
 from inference.openai_client import OpenAIClient
 from inference.parser import parse
 from inference.samples import get_sample
-from playground import devstack, live, monitoring, scheduler, services
-from playground.devstack import Stack
+from playground import live, monitoring, scheduler, services
 from playground.env import env_backend_urls
 from playground.models import Message
 from tests.simulator import running_simulator, serving, sim_stats
@@ -398,9 +399,9 @@ def test_the_dev_stack_checks_its_backend_options(monkeypatch: pytest.MonkeyPatc
         Stack(env={"LOCAL_MODEL": "maybe"})
     with pytest.raises(SystemExit, match="unset TGI_URL"):
         Stack(env={"TGI_URL": "http://x"}, local_model=True).start_local_model()
-    monkeypatch.setattr(devstack, "local_model_available", lambda: False)
+    monkeypatch.setattr(stack, "local_model_available", lambda: False)
     with pytest.raises(SystemExit, match="make run-local-model"):
         Stack(env={}, local_model=True).start_local_model()
     assert Stack(env={"LOCAL_MODEL": "1"}).local_model is True
     assert Stack(env={}).local_model is False
-    assert devstack.local_model_path({"LOCAL_MODEL_PATH": "/m/x.gguf"}) == Path("/m/x.gguf")
+    assert stack.local_model_path({"LOCAL_MODEL_PATH": "/m/x.gguf"}) == Path("/m/x.gguf")

@@ -18,9 +18,9 @@ from django.test import Client
 from django.urls import URLPattern
 from django.utils import timezone
 
+from devtools.stack import free_port
 from inference.sim import TGI_VERSION
 from playground import controls, live, metrics, monitoring, ops, scheduler, services
-from playground.devstack import free_port
 from playground.models import AuditLog, Block, Message
 from tests.simulator import running_simulator
 from tests.test_metrics import answer, finished

