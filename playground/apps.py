@@ -19,10 +19,15 @@ class PlaygroundConfig(AppConfig):
 
         from playground import (
             checks,  # noqa: F401  (registers the system checks)
+            metrics,
+            models,
             sqlite,
         )
 
         connection_created.connect(sqlite.keep_log_open, dispatch_uid="playground.sqlite")
+        models.message_finished.connect(
+            metrics.count_finished_message, dispatch_uid="playground.metrics"
+        )
 
         # A web or worker process relays deltas on its event-loop thread while other threads
         # (Django's view threads, Celery's pool) hold the interpreter lock for CPU work, and the

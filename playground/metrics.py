@@ -1,7 +1,8 @@
 """Operational numbers, kept in Redis so that every web and worker process adds to the same ones.
 
 Events are recorded where they happen (admission in services, the end of every message in
-Message._transition, WebSocket connects in the consumer) into:
+Message._transition through the message_finished signal, WebSocket connects in the consumer)
+into:
 
 - ten-second buckets (a hash each, expiring after two hours) that the dashboard sums over its
   windows: admitted and rejected by reason, finished by status and code, tokens;
@@ -154,8 +155,9 @@ def _seconds_between(start: Any, end: Any) -> float | None:
     return max(0.0, (end - start).total_seconds())
 
 
-def record_finished(message: Message) -> None:
-    """A message reached its final status (done, error or cancelled, with its code)."""
+def count_finished_message(sender: type, message: Message, **kwargs: Any) -> None:
+    """A message reached its final status (done, error or cancelled, with its code): the
+    receiver of models.message_finished."""
     if message.role != "assistant":
         return
     counts = {f"finished:{message.status}:{message.error_code or ''}": 1}

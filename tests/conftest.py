@@ -50,11 +50,17 @@ def backend(settings: Any) -> str:
 
 @pytest.fixture
 def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Message ids handed to Celery, instead of sending them to a broker no worker reads."""
-    from playground import tasks
+    """Message ids handed to Celery's generate task, instead of sending them to a broker no
+    worker reads."""
+    from playground.celery import app
 
     sent: list[str] = []
-    monkeypatch.setattr(tasks.generate, "delay", lambda message_id: sent.append(message_id))
+
+    def send_task(name: str, args: list[str]) -> None:
+        assert name == "playground.tasks.generate"
+        sent.extend(args)
+
+    monkeypatch.setattr(app, "send_task", send_task)
     return sent
 
 

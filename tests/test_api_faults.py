@@ -192,12 +192,12 @@ def test_a_question_already_in_line_when_redis_goes_is_kept_and_answered_201(
 ) -> None:
     # Redis went away between the transaction that queued the question and its dispatch: the
     # question is in line for the reconciler, and the visitor is told so, not refused.
-    from playground import tasks
+    from playground.celery import app
 
-    def broker_gone(message_id: str) -> None:
+    def broker_gone(name: str, args: list[str]) -> None:
         raise redis.ConnectionError("Connection refused")
 
-    monkeypatch.setattr(tasks.generate, "delay", broker_gone)
+    monkeypatch.setattr(app, "send_task", broker_gone)
 
     response = post_json(visitor, "/api/v1/conversations", {"prompt": "Still there?"})
 

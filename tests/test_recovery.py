@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from playground import live, scheduler, services
 from playground.models import Message
+from playground.services import generation
 from tests.simulator import running_simulator
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -65,7 +66,7 @@ def stopping(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
     """This process's "shutting down" flag, a fresh one for the test (a worker that shuts down
     never starts again; the test process goes on)."""
     flag = threading.Event()
-    monkeypatch.setattr(services, "_stopping", flag)
+    monkeypatch.setattr(generation, "_stopping", flag)
     return flag
 
 

@@ -103,7 +103,7 @@ def test_a_finished_sample_answer_carries_its_check_and_provenance(
             "stop": [],
         },
     }
-    done = services._final_event(answer)
+    done = services.final_event(answer)
     assert done["type"] == "done"
     assert done["check"] == body["check"]
     assert done["provenance"] == body["provenance"]

@@ -26,6 +26,7 @@ from inference.parser import parse
 from inference.samples import get_sample
 from playground import aio, live, scheduler, services
 from playground.models import Message
+from playground.services import line, questions, streaming
 from tests.simulator import running_simulator, serving, sim_stats
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -184,7 +185,7 @@ def occupied_backend(url: str) -> Iterator[None]:
 def test_overload_answers_are_retried_without_losing_the_message(
     settings: Any, samples: Any, enqueued: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(services, "OVERLOAD_BACKOFF_SECONDS", 0.05)
+    monkeypatch.setattr(streaming, "OVERLOAD_BACKOFF_SECONDS", 0.05)
     with running_simulator(max_concurrent_requests=1, tokens_per_second=20) as url:
         settings.TGI_URLS = [url]
         message = submit()
@@ -202,7 +203,7 @@ def test_overload_answers_are_retried_without_losing_the_message(
 def test_overload_that_outlasts_the_retries_is_reported(
     settings: Any, samples: Any, enqueued: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(services, "OVERLOAD_BACKOFF_SECONDS", 0.01)
+    monkeypatch.setattr(streaming, "OVERLOAD_BACKOFF_SECONDS", 0.01)
     with running_simulator(max_concurrent_requests=1, tokens_per_second=5) as url:
         settings.TGI_URLS = [url]
         message = submit()
@@ -210,7 +211,7 @@ def test_overload_that_outlasts_the_retries_is_reported(
             services.run_generation(message.pk)
             stats = sim_stats(url)
 
-    assert stats["overloaded"] == services.OVERLOAD_RETRIES + 1
+    assert stats["overloaded"] == streaming.OVERLOAD_RETRIES + 1
     message.refresh_from_db()
     assert message.status == Message.Status.ERROR
     assert message.error_code == "overloaded"
@@ -257,7 +258,7 @@ def test_a_finished_generation_leaves_no_watcher_behind_to_renew_its_slot(
         return len(asyncio.all_tasks()) - 1
 
     monkeypatch.setattr(scheduler, "arenew_slot", slow_renewal)
-    monkeypatch.setattr(services, "CANCEL_POLL_SECONDS", 0.001)
+    monkeypatch.setattr(streaming, "CANCEL_POLL_SECONDS", 0.001)
     settings.SLOT_LEASE_SECONDS = 2  # renewed every 0.67 s while the answer runs
     with running_simulator(tokens_per_second=200) as url:
         settings.TGI_URLS = [url]
@@ -360,8 +361,8 @@ def test_work_put_back_in_line_takes_the_lines_turn_like_a_new_question(
     running_without_a_worker(sim)
     turns: list[bool] = []
     monkeypatch.setattr(
-        services,
-        "_take_a_place_in_line",
+        line,
+        "take_a_place_in_line",
         lambda: turns.append(connections["default"].in_atomic_block),
     )
 
@@ -494,7 +495,7 @@ def test_a_question_holds_the_line_until_its_transaction_commits() -> None:
         def probe() -> None:
             try:
                 with connections["default"].cursor() as cursor:
-                    cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [services.LINE_LOCK_KEY])
+                    cursor.execute("SELECT pg_try_advisory_xact_lock(%s)", [line.LINE_LOCK_KEY])
                     entered.append(bool(cursor.fetchone()[0]))
             finally:
                 connections.close_all()
@@ -505,7 +506,7 @@ def test_a_question_holds_the_line_until_its_transaction_commits() -> None:
         return entered == [True]
 
     with transaction.atomic():
-        services._take_a_place_in_line()
+        line.take_a_place_in_line()
         assert not another_process_may_enter()
     assert another_process_may_enter()
 
@@ -515,8 +516,8 @@ def test_every_submission_takes_its_place_in_line_inside_its_transaction(
 ) -> None:
     inside: list[bool] = []
     monkeypatch.setattr(
-        services,
-        "_take_a_place_in_line",
+        questions,
+        "take_a_place_in_line",
         lambda: inside.append(connections["default"].in_atomic_block),
     )
     response = visitor.post(
@@ -538,7 +539,7 @@ def test_a_question_on_an_idle_site_gets_its_slot_in_the_transaction_that_queues
 
     passes: list[int] = []
     monkeypatch.setattr(scheduler, "acquire_slot", recording_acquire)
-    monkeypatch.setattr(services, "dispatch", lambda: passes.append(1) or 0)
+    monkeypatch.setattr(questions, "dispatch", lambda: passes.append(1) or 0)
 
     message = submit()
 
@@ -565,7 +566,7 @@ def test_a_question_never_takes_a_free_slot_from_someone_already_waiting(
     controls.set_draining(False)
     # Admission saw an empty line (it looked before `first` joined, say): the look inside
     # the transaction still finds `first` waiting, and the line is served oldest first.
-    monkeypatch.setattr(services, "_check_admission", lambda session_key, client_ip: 0)
+    monkeypatch.setattr(questions, "check_admission", lambda session_key, client_ip: 0)
 
     second = submit(session="s2", ip="10.0.0.2")
 

@@ -1,0 +1,82 @@
+"""Keeping, renaming, sharing and forgetting a visitor's conversations."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from playground import live, scheduler
+from playground.models import Conversation, Message, new_share_token
+from playground.services.dispatching import (
+    dispatch,
+)
+from playground.services.errors import (
+    PlaygroundError,
+    quietly,
+)
+from playground.services.line import (
+    publish_queue_positions,
+)
+from playground.services.payloads import share_url
+from playground.services.questions import (
+    storable,
+)
+
+log = logging.getLogger(__name__)
+
+
+def rename(conversation: Conversation, title: Any) -> Conversation:
+    if not isinstance(title, str) or not storable(title):
+        raise PlaygroundError("invalid_params", "The title must be text.")
+    cleaned = " ".join(title.split())
+    if not cleaned:
+        raise PlaygroundError("invalid_params", "The title cannot be empty.")
+    if len(cleaned) > 200:
+        raise PlaygroundError("invalid_params", "Titles are limited to 200 characters.")
+    conversation.title = cleaned
+    conversation.save(update_fields=["title"])
+    return conversation
+
+
+def delete_conversation(conversation: Conversation) -> None:
+    """Forget a conversation: stop what is still generating, then delete it and its link."""
+    for message in conversation.messages.filter(
+        role=Message.Role.ASSISTANT, status__in=Message.ACTIVE
+    ):
+        live.request_cancel(message.pk)
+        holds_unused_slot = message.status == Message.Status.QUEUED and message.backend
+        if message.cancel():
+            live.publish(message.pk, {"type": "cancelled"})
+            if holds_unused_slot:
+                # Its worker has not started and will find no row: hand the slot on now.
+                # (A running answer's worker releases its own slot when it stops.)
+                scheduler.release_slot(message.backend, message.pk)
+    conversation.delete()
+    dispatch()
+    publish_queue_positions()
+
+
+def revoke_share_link(conversation: Conversation) -> None:
+    _replace_share_token(conversation, None)
+
+
+def new_share_link(conversation: Conversation) -> str:
+    _replace_share_token(conversation, new_share_token())
+    return share_url(conversation) or ""
+
+
+def _replace_share_token(conversation: Conversation, token: str | None) -> None:
+    """The old link stops working at once: pages and API calls with it find nothing, and the
+    streams open with it are closed (the web processes' sweep closes any this misses)."""
+    old = conversation.share_token
+    conversation.share_token = token
+    conversation.save(update_fields=["share_token"])
+    if not old:
+        return
+    live_answers = conversation.messages.filter(
+        role=Message.Role.ASSISTANT, status__in=Message.ACTIVE
+    ).values_list("pk", flat=True)
+    revoked = {"type": "revoked", "share": old}
+    quietly(
+        lambda: live.publish_many([(pk, revoked) for pk in live_answers]), "close shared streams"
+    )

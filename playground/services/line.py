@@ -1,0 +1,189 @@
+"""The waiting line: who waits, each one's place and wait estimate, the line's turn for
+writing, and telling everyone waiting where they stand.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from typing import Any
+
+from django.conf import settings
+from django.db import connections, transaction
+from django.utils import timezone
+
+from playground import controls, live, scheduler
+from playground.models import Message
+from playground.services.errors import (
+    quietly,
+)
+
+log = logging.getLogger(__name__)
+
+
+SERVICE_TIMES_KEY = "pg:service-times"
+
+
+# The line is ordered by `created`, so rows must commit in the order of their `created`: a row
+# stamped earlier but committed later would slip in ahead of visitors already told their place
+# (the bench saw three places rise with two web processes on PostgreSQL). SQLite's IMMEDIATE
+# transactions admit one writer at a time anyway; on PostgreSQL the transactions that put a
+# question in line take turns on a lock that their commit releases.
+LINE_LOCK_KEY = 0x5047_4C4E  # any constant of this application's own
+
+
+def take_a_place_in_line() -> None:
+    connection = connections["default"]
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [LINE_LOCK_KEY])
+
+
+def back_in_line(message: Message) -> bool:
+    """Return a message to its old place in line, under the line's turn like a new question."""
+    with transaction.atomic():
+        take_a_place_in_line()
+        return message.requeue()
+
+
+def record_service_time(message: Message) -> None:
+    if message.started_at and message.finished_at:
+        seconds = (message.finished_at - message.started_at).total_seconds()
+        pipe = live.redis_client().pipeline(transaction=False)
+        pipe.lpush(SERVICE_TIMES_KEY, f"{seconds:.3f}")
+        pipe.ltrim(SERVICE_TIMES_KEY, 0, scheduler.SERVICE_SAMPLES - 1)
+        quietly(pipe.execute, "record a service time")
+
+
+def _mean_service_seconds() -> float:
+    samples = [float(value) for value in live.redis_client().lrange(SERVICE_TIMES_KEY, 0, -1)]
+    return sum(samples) / len(samples) if samples else scheduler.DEFAULT_SERVICE_SECONDS
+
+
+def queue_snapshot() -> scheduler.QueueSnapshot:
+    now = timezone.now()
+    in_flight = Message.objects.filter(
+        role=Message.Role.ASSISTANT, status__in=Message.ACTIVE, dispatched_at__isnull=False
+    ).values_list("started_at", flat=True)
+    elapsed = [(now - started).total_seconds() if started else 0.0 for started in in_flight]
+    return scheduler.QueueSnapshot(
+        running_elapsed=elapsed,
+        capacity=scheduler.capacity(),
+        mean_service=_mean_service_seconds(),
+    )
+
+
+# Every submission and every waiting viewer who connects asks where they stand; under a rush
+# that is hundreds of the same database and Redis reads a second in one web process. Those
+# answers reuse a snapshot this young, its running times advanced by its age. Publishing new
+# places from this process (after a dispatch that started answers, a cancel, a requeue) starts
+# afresh; /api/v1/status and the dashboard always read afresh.
+SNAPSHOT_REUSE_SECONDS = 0.25
+
+
+_recent_snapshot: tuple[float, scheduler.QueueSnapshot] | None = None
+
+
+def recent_queue_snapshot() -> scheduler.QueueSnapshot:
+    global _recent_snapshot
+    now = time.monotonic()
+    recent = _recent_snapshot
+    if recent is not None and 0.0 <= now - recent[0] < SNAPSHOT_REUSE_SECONDS:
+        age = now - recent[0]
+        elapsed = [seconds + age for seconds in recent[1].running_elapsed]
+        return dataclasses.replace(recent[1], running_elapsed=elapsed)
+    snapshot = queue_snapshot()
+    _recent_snapshot = (now, snapshot)
+    return snapshot
+
+
+def forget_queue_snapshot() -> None:
+    global _recent_snapshot
+    _recent_snapshot = None
+
+
+def waiting() -> Any:
+    return Message.objects.filter(
+        role=Message.Role.ASSISTANT, status=Message.Status.QUEUED, dispatched_at__isnull=True
+    )
+
+
+def waiting_count() -> int:
+    """Visitors in line for a slot (those already holding one are not waiting)."""
+    return waiting().count()
+
+
+def waiting_line() -> list[str]:
+    return list(waiting().order_by("created", "id").values_list("id", flat=True))
+
+
+def position_of(message: Message) -> int | None:
+    """1-based place in line of a waiting message; 0 once it has a slot; None when not queued."""
+    if message.status != Message.Status.QUEUED:
+        return None
+    if message.dispatched_at is not None:
+        return 0
+    ahead = waiting().filter(created__lt=message.created).count()
+    return ahead + 1
+
+
+def eta_for_position(position: int, snapshot: scheduler.QueueSnapshot | None = None) -> float:
+    if position <= 0:
+        return 0.0
+    snapshot = snapshot or queue_snapshot()
+    estimates = scheduler.wait_estimates(snapshot, position)
+    return round(estimates[-1], 1) if estimates else 0.0
+
+
+def estimate_wait_for_new_arrival() -> float:
+    return eta_for_position(waiting_count() + 1)
+
+
+def queue_status() -> dict[str, Any]:
+    waiting = waiting_count()
+    snapshot = queue_snapshot()
+    return {
+        "accepting": bool(scheduler.backends())
+        and waiting < settings.QUEUE_MAX_WAITING
+        and controls.pause_banner() is None,
+        "queue": {
+            "waiting": waiting,
+            "running": len(snapshot.running_elapsed),
+            "capacity": snapshot.capacity,
+            "eta_seconds": eta_for_position(waiting + 1, snapshot),
+        },
+    }
+
+
+def queued_event(position: int, eta: float, as_of: float) -> dict[str, Any]:
+    return {"type": "queued", "position": position, "eta_seconds": round(eta, 1), "as_of": as_of}
+
+
+def publish_queue_positions() -> None:
+    """Tell everyone waiting where they stand now (one channel-layer round for all of them)."""
+    # Taken before reading the line: several processes publish concurrently, and a viewer
+    # must be able to tell a stale snapshot from a fresh one (see the consumer).
+    as_of = round(time.time(), 6)
+    forget_queue_snapshot()
+    line = waiting_line()
+    if not line:
+        return
+    snapshot = queue_snapshot()
+    estimates = scheduler.wait_estimates(snapshot, len(line))
+    live.publish_many(
+        [
+            (message_id, queued_event(place, eta, as_of))
+            for place, (message_id, eta) in enumerate(zip(line, estimates, strict=False), start=1)
+        ]
+    )
+
+
+def format_duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, rest = divmod(seconds, 60)
+    return (
+        f"{minutes} min {rest:02d} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"
+    )

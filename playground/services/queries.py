@@ -1,0 +1,119 @@
+"""Finding what a visitor may see: their conversations and messages, shared ones, samples,
+and which answer stands for each question.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from playground import live
+from playground.models import Conversation, Message, SamplePrompt
+from playground.services.errors import (
+    NotFound,
+)
+
+log = logging.getLogger(__name__)
+
+
+def get_owned_conversation(conversation_id: str, session_key: str | None) -> Conversation:
+    conversation = Conversation.objects.filter(pk=conversation_id).first()
+    if conversation is None or not session_key or conversation.session_key != session_key:
+        # Someone else's conversation looks exactly like a missing one.
+        raise NotFound()
+    return conversation
+
+
+def get_owned_message(message_id: str, session_key: str | None) -> Message:
+    message = Message.objects.select_related("conversation").filter(pk=message_id).first()
+    if message is None or not session_key or message.conversation.session_key != session_key:
+        raise NotFound("message")
+    return message
+
+
+def get_shared_conversation(token: str) -> Conversation:
+    conversation = Conversation.objects.filter(share_token=token).first() if token else None
+    if conversation is None:
+        raise NotFound()
+    return conversation
+
+
+def note_presence(messages: list[Message]) -> None:
+    """The owner is looking (a poll or a page load): their waiting messages are not abandoned."""
+    for message in messages:
+        if message.role == Message.Role.ASSISTANT and message.status == Message.Status.QUEUED:
+            live.touch(message.pk)
+
+
+def can_view(message: Message, *, session_key: str | None, share_token: str | None) -> bool:
+    conversation = message.conversation
+    if share_token:
+        return conversation.share_token == share_token
+    return bool(session_key) and conversation.session_key == session_key
+
+
+def samples() -> list[SamplePrompt]:
+    return list(SamplePrompt.objects.filter(enabled=True))
+
+
+def last_question(conversation: Conversation) -> Message | None:
+    return (
+        conversation.messages.filter(role=Message.Role.USER, superseded=False)
+        .order_by("-created")
+        .first()
+    )
+
+
+HISTORY_LIMIT = 100
+
+
+def history(session_key: str | None) -> list[Conversation]:
+    if not session_key:
+        return []
+    return list(
+        Conversation.objects.filter(session_key=session_key).order_by("-updated")[:HISTORY_LIMIT]
+    )
+
+
+def chosen_answer(question: Message, answers: list[Message]) -> Message | None:
+    """The answer shown for a question: the visitor's pick, else the newest."""
+    for answer in answers:
+        if answer.pk == question.selected_answer_id:
+            return answer
+    return answers[-1] if answers else None
+
+
+def visible_messages(conversation: Conversation) -> list[Message]:
+    """Questions and all their answers, in order, leaving out turns replaced by an edit."""
+    messages = list(conversation.messages.order_by("created"))
+    hidden = {m.pk for m in messages if m.role == Message.Role.USER and m.superseded}
+    shown = [m for m in messages if m.pk not in hidden and m.reply_to_id not in hidden]
+    return in_order(shown)
+
+
+def shown_answers(messages: list[Message]) -> set[str]:
+    """Ids of the answer shown for each question (the visitor's pick, else the newest)."""
+    answers: dict[str, list[Message]] = {}
+    for message in messages:
+        if message.role == Message.Role.ASSISTANT and message.reply_to_id:
+            answers.setdefault(message.reply_to_id, []).append(message)
+    shown = set()
+    for message in messages:
+        if message.role == Message.Role.USER:
+            chosen = chosen_answer(message, answers.get(message.pk, []))
+            if chosen is not None:
+                shown.add(chosen.pk)
+    return shown
+
+
+def in_order(messages: list[Message]) -> list[Message]:
+    """Turn by turn: each question, then its answers oldest first (a regenerated answer stays
+    with its question even though it was written after later turns)."""
+    asked = {m.pk: m.created for m in messages if m.role == Message.Role.USER}
+
+    def key(message: Message) -> tuple:
+        turn = asked.get(message.reply_to_id, message.created)
+        if message.role == Message.Role.USER:
+            return (message.created, 0, message.created)
+        return (turn, 1, message.created)
+
+    return sorted(messages, key=key)

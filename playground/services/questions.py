@@ -1,0 +1,328 @@
+"""Putting a question in line: the prompt checked, admission (blocks, pause, rate limits,
+one answer at a time, a full line), the rows written in the line's turn, and dispatch.
+Also regenerating an answer and editing the last question, which queue answers the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Q
+from django.utils import timezone
+
+from playground import controls, limits, metrics, scheduler
+from playground.models import Conversation, Message, SamplePrompt
+from playground.services.dispatching import (
+    dispatch,
+    enqueue,
+    with_leases,
+)
+from playground.services.errors import (
+    ALREADY_GENERATING,
+    ERROR_MESSAGES,
+    OUTAGE_ERRORS,
+    NotFound,
+    PlaygroundError,
+)
+from playground.services.line import (
+    estimate_wait_for_new_arrival,
+    format_duration,
+    take_a_place_in_line,
+    waiting,
+)
+from playground.services.queries import (
+    last_question,
+)
+from playground.visitors import limit_key
+
+log = logging.getLogger(__name__)
+
+
+# The longest Retry-After a full line tells a visitor to wait.
+QUEUE_FULL_RETRY_CAP = 600
+
+
+def storable(text: str) -> bool:
+    # Lone surrogates cannot be encoded and PostgreSQL refuses NUL: reject both up front
+    # rather than fail inside the database.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text
+
+
+def clean_prompt(prompt: Any) -> str:
+    if not isinstance(prompt, str):
+        raise PlaygroundError("invalid_params", "The prompt must be a string.")
+    if not storable(prompt):
+        raise PlaygroundError("invalid_params", "The prompt contains characters that are not text.")
+    text = prompt.strip()
+    if not text:
+        raise PlaygroundError("empty_prompt", "Write a prompt first.")
+    if len(text) > settings.PROMPT_MAX_CHARS:
+        raise PlaygroundError(
+            "prompt_too_long",
+            f"Prompts are limited to {settings.PROMPT_MAX_CHARS} characters "
+            f"(this one has {len(text)}).",
+        )
+    return text
+
+
+def resolve_prompt(*, prompt: Any = None, sample: Any = None) -> tuple[str, str]:
+    """Return (prompt text, sample slug) from either a free prompt or a sample slug."""
+    if sample not in (None, ""):
+        if not isinstance(sample, str):
+            raise PlaygroundError("invalid_params", "The sample must be a slug string.")
+        valid = re.fullmatch(r"[-a-zA-Z0-9_]{1,64}", sample)
+        found = SamplePrompt.objects.filter(slug=sample, enabled=True).first() if valid else None
+        if found is None:
+            raise PlaygroundError("unknown_sample", "There is no such sample prompt.")
+        return found.prompt, found.slug
+    if prompt is None:
+        raise PlaygroundError("empty_prompt", "Write a prompt or pick a sample.")
+    return clean_prompt(prompt), ""
+
+
+@metrics.counting_refusals
+def check_admission(session_key: str, client_ip: str | None) -> int:
+    """Refuse what the site must not take; return how many wait in line."""
+    # Operators' blocks and pause come first: a blocked visitor must not use up rate budget.
+    refusal = controls.refusal(session_key, client_ip)
+    if refusal is not None:
+        raise PlaygroundError(refusal.code, refusal.message, status=refusal.status)
+    if not scheduler.backends():
+        raise PlaygroundError("no_backend", ERROR_MESSAGES["no_backend"], status=503)
+    wait = limits.take(limit_key(client_ip))
+    if wait:
+        raise PlaygroundError(
+            "rate_limited",
+            f"Too many questions from your network in a short time. Please try again in "
+            f"{format_duration(wait)}.",
+            status=429,
+            retry_after=wait,
+        )
+    load = _active_load(session_key, client_ip)
+    if load["session"]:
+        raise PlaygroundError(
+            "already_generating",
+            "You already have an answer being written. Wait for it or stop it first.",
+            status=409,
+        )
+    if load["ip"] >= settings.IP_MAX_ACTIVE:
+        raise PlaygroundError(
+            "rate_limited",
+            "Too many answers are being written for your network at once. "
+            "Please wait for one to finish.",
+            status=429,
+            retry_after=30,
+        )
+    waiting = load["waiting"]
+    if waiting >= settings.QUEUE_MAX_WAITING:
+        # Told to come back once the line as it stands has got through: sooner, and everyone
+        # turned away would come back to a line that is still full.
+        wait = max(1, min(math.ceil(estimate_wait_for_new_arrival()), QUEUE_FULL_RETRY_CAP))
+        raise PlaygroundError(
+            "queue_full",
+            f"The line is full right now ({waiting} people waiting, about "
+            f"{format_duration(wait)} to get through). Please try again in a little while.",
+            status=429,
+            retry_after=wait,
+        )
+    return waiting
+
+
+def _active_load(session_key: str, client_ip: str | None) -> dict[str, int]:
+    """This visitor's and this address's active answers and the length of the line, counted
+    in one query over the active rows (admission runs on every submission of a rush).
+    Clients whose address could not be read count as one address."""
+    same_address = Q(client_ip=client_ip) if client_ip else Q(client_ip__isnull=True)
+    counts = Message.objects.filter(
+        role=Message.Role.ASSISTANT, status__in=Message.ACTIVE
+    ).aggregate(
+        session=Count("pk", filter=Q(session_key=session_key)),
+        waiting=Count("pk", filter=Q(status=Message.Status.QUEUED, dispatched_at__isnull=True)),
+        ip=Count("pk", filter=same_address),
+    )
+    return {key: int(value or 0) for key, value in counts.items()}
+
+
+def submit(
+    *,
+    session_key: str,
+    client_ip: str | None,
+    prompt: Any = None,
+    sample: Any = None,
+    conversation: Conversation | None = None,
+) -> Message:
+    """Queue a new question (a new conversation, or a follow-up turn) and return the answer row."""
+    text, slug = resolve_prompt(prompt=prompt, sample=sample)
+    waiting = check_admission(session_key, client_ip)
+
+    def create() -> Message:
+        nonlocal conversation
+        if conversation is None:
+            conversation = Conversation.objects.create(
+                session_key=session_key, client_ip=client_ip, title=title_for(text)
+            )
+            # Written a moment ago, its `updated` needs no second write.
+            return _ask(conversation, text, slug, session_key, client_ip, touch=False)
+        return _ask(conversation, text, slug, session_key, client_ip)
+
+    return _create_and_dispatch(create, line_was_empty=not waiting)
+
+
+def _ask(
+    conversation: Conversation,
+    text: str,
+    slug: str,
+    session_key: str,
+    client_ip: str | None,
+    *,
+    touch: bool = True,
+) -> Message:
+    """A new question in a conversation and its queued answer."""
+    question = Message.objects.create(
+        conversation=conversation,
+        role=Message.Role.USER,
+        prompt=text,
+        sample_slug=slug,
+        status=Message.Status.DONE,
+        session_key=session_key,
+        client_ip=client_ip,
+    )
+    return _queue_answer(question, session_key, client_ip, touch=touch)
+
+
+def _queue_answer(
+    question: Message, session_key: str, client_ip: str | None, *, touch: bool = True
+) -> Message:
+    """`touch`: move the conversation to the top of its owner's history."""
+    if touch:
+        Conversation.objects.filter(pk=question.conversation_id).update(updated=timezone.now())
+    return Message.objects.create(
+        conversation_id=question.conversation_id,
+        role=Message.Role.ASSISTANT,
+        reply_to=question,
+        prompt=question.prompt,
+        sample_slug=question.sample_slug,
+        status=Message.Status.QUEUED,
+        session_key=session_key,
+        client_ip=client_ip,
+        created=max(timezone.now(), question.created),
+    )
+
+
+def _create_and_dispatch(create: Any, *, line_was_empty: bool) -> Message:
+    """`line_was_empty`: nobody waited when admission looked. Under a rush somebody does, and
+    the question joins the line without looking for a slot of its own."""
+    leased_on: str | None = None
+    try:
+        try:
+            with transaction.atomic():
+                take_a_place_in_line()
+                answer = create()
+                if line_was_empty:
+                    leased_on = _slot_for_the_head_of_the_line(answer)
+        except BaseException:
+            # The commit failed after the lease: nobody will run this answer.
+            if leased_on is not None:
+                scheduler.release_slot(leased_on, answer.pk)
+            raise
+    except IntegrityError:
+        # The partial unique index on active answers per session lost a race to a double submit.
+        metrics.record_rejected("already_generating")
+        raise PlaygroundError("already_generating", ALREADY_GENERATING, status=409) from None
+    try:
+        if leased_on is not None:
+            enqueue(answer.pk)
+        else:
+            dispatch()
+    except OUTAGE_ERRORS:
+        # The question is in line (committed): the reconciler dispatches it, or puts it back
+        # in line if its task was lost, once Redis answers again. Nothing to refuse.
+        log.warning("could not dispatch %s after queueing it", answer.pk, exc_info=True)
+    metrics.record_admitted()
+    # Read back with its conversation: dispatch may have given it a slot, and every caller
+    # answers with the conversation too.
+    return Message.objects.select_related("conversation").get(pk=answer.pk)
+
+
+def _slot_for_the_head_of_the_line(answer: Message) -> str | None:
+    """A free slot for a question that nobody waits ahead of, leased inside the transaction
+    that puts it in line; None when someone waits ahead, every slot is busy, or the site drains.
+
+    On an idle site this is the whole dispatch: no dispatch lock, no pass over the line and
+    no second write, which spared an idle visitor's first token several milliseconds. Order
+    holds because the line cannot change behind this check: the transaction has the line's
+    turn (SQLite's single writer, or the lock on PostgreSQL) until it commits, so nobody joins
+    the line meanwhile, and anyone already waiting makes this return None and the ordinary
+    pass serve the line oldest first after the commit.
+    """
+    if waiting().exclude(pk=answer.pk).exists() or controls.draining():
+        return None
+    backend = with_leases(scheduler.acquire_slot, answer.pk)
+    if backend is None:
+        return None
+    try:
+        answer.mark_dispatched(backend)
+    except BaseException:
+        scheduler.release_slot(backend, answer.pk)
+        raise
+    return backend
+
+
+def regenerate(answer: Message, *, session_key: str, client_ip: str | None) -> Message:
+    """A new answer to the same question; the old one stays as an alternative."""
+    question = answer.reply_to
+    if answer.role != Message.Role.ASSISTANT or question is None or question.superseded:
+        raise NotFound("message")
+    if not answer.is_final:
+        raise PlaygroundError("already_generating", ALREADY_GENERATING, status=409)
+    waiting = check_admission(session_key, client_ip)
+
+    def create() -> Message:
+        Message.objects.filter(pk=question.pk).update(selected_answer=None)
+        return _queue_answer(question, session_key, client_ip)
+
+    return _create_and_dispatch(create, line_was_empty=not waiting)
+
+
+def select_answer(answer: Message) -> None:
+    """Show (and send back to the model in follow-ups) this alternative for its question."""
+    if answer.role != Message.Role.ASSISTANT or answer.reply_to_id is None:
+        raise NotFound("message")
+    Message.objects.filter(pk=answer.reply_to_id).update(selected_answer=answer)
+
+
+def edit_last_prompt(
+    conversation: Conversation, *, session_key: str, client_ip: str | None, prompt: Any
+) -> Message:
+    """Replace the last question with an edited one and answer it afresh."""
+    text = clean_prompt(prompt)
+    question = last_question(conversation)
+    if question is None:
+        raise NotFound("message")
+    if question.answers.filter(status__in=Message.ACTIVE).exists():
+        raise PlaygroundError("already_generating", ALREADY_GENERATING, status=409)
+    waiting = check_admission(session_key, client_ip)
+
+    def create() -> Message:
+        Message.objects.filter(pk=question.pk).update(superseded=True)
+        if conversation.title == title_for(question.prompt):
+            # The title was the old question's own words: they go too (a rename stays).
+            conversation.title = title_for(text)
+            conversation.save(update_fields=["title"])
+        return _ask(conversation, text, "", session_key, client_ip)
+
+    return _create_and_dispatch(create, line_was_empty=not waiting)
+
+
+def title_for(prompt: str) -> str:
+    line = " ".join(prompt.split())
+    return line if len(line) <= 80 else line[:79].rstrip() + "…"

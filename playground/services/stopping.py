@@ -1,0 +1,46 @@
+"""Stopping an answer at its owner's request."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from playground import live
+from playground.models import Message
+from playground.services.line import (
+    publish_queue_positions,
+)
+from playground.services.payloads import (
+    sections_of,
+)
+
+log = logging.getLogger(__name__)
+
+
+CANCEL_WAIT_SECONDS = 3.0
+
+
+def cancel(message: Message) -> Message:
+    """Stop a message. Queued: it leaves the line at once. Running: the worker notices within
+    a fraction of a second, closes the backend stream (freeing the GPU slot), stores the text
+    written so far and announces the end; this waits for that, so the answer returned (and
+    what any viewer sees) is the final one. A worker that does not respond in time (it died)
+    is overruled from the persisted delta log."""
+    if message.role != Message.Role.ASSISTANT or message.is_final:
+        return message
+    live.request_cancel(message.pk)
+    if message.status == Message.Status.QUEUED and message.cancel():
+        live.publish(message.pk, {"type": "cancelled"})
+        publish_queue_positions()
+    else:
+        deadline = time.monotonic() + CANCEL_WAIT_SECONDS
+        while time.monotonic() < deadline:
+            message.refresh_from_db()
+            if message.is_final:
+                return message
+            time.sleep(0.05)
+        events = live.read_delta_log(message.pk)
+        if message.cancel(sections=sections_of(events), deltas=events):
+            live.publish(message.pk, {"type": "cancelled"})
+    message.refresh_from_db()
+    return message
