@@ -485,10 +485,10 @@ def accuracy(now: float | None = None) -> dict[str, Any]:
     """Correct / total per sample over the last hour, the last 24 hours and all time."""
     from django.db.models import Min
 
-    from playground import live
     from playground.models import Message, SamplePrompt
+    from playground.realtime import redis_clients
 
-    client = live.redis_client()
+    client = redis_clients.redis_client()
     summary_key = f"{_KEY}:summary"
     if now is None:
         cached = client.get(summary_key)

@@ -20,7 +20,8 @@ from channels.db import DatabaseSyncToAsync
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from playground import live, metrics, services, viewers
+from playground import metrics, services, viewers
+from playground.realtime import channel_groups, delta_log, redis_clients
 from playground.visitors import limit_key, socket_client_ip, stored_session_key
 
 FINAL_EVENTS = {"done", "error", "cancelled"}
@@ -74,7 +75,7 @@ class MessageStreamConsumer(AsyncJsonWebsocketConsumer):
         self.sending = asyncio.Lock()
         try:
             # A server without the lifespan protocol (daphne) starts listening here instead.
-            await live.keep_listening()
+            await channel_groups.keep_listening()
             address = limit_key(socket_client_ip(self.scope))
             if not await viewers.tender().join(self, address):
                 await self._deny(
@@ -86,9 +87,11 @@ class MessageStreamConsumer(AsyncJsonWebsocketConsumer):
                 )
                 return
             self.joined = True
-            await self.channel_layer.group_add(live.group_name(self.message_id), self.channel_name)
+            await self.channel_layer.group_add(
+                channel_groups.group_name(self.message_id), self.channel_name
+            )
             self.subscribed = True
-        except live.REDIS_DOWN:
+        except redis_clients.REDIS_DOWN:
             await self._leave()
             await self._deny(
                 503,
@@ -102,7 +105,7 @@ class MessageStreamConsumer(AsyncJsonWebsocketConsumer):
         await metrics.websocket_opened()
         try:
             await self._start()
-        except live.REDIS_DOWN:
+        except redis_clients.REDIS_DOWN:
             # Redis went away between the handshake and the replay: the page reconnects
             # from what it has once Redis is back.
             await self._finish(CLOSE_TRY_AGAIN)
@@ -128,7 +131,7 @@ class MessageStreamConsumer(AsyncJsonWebsocketConsumer):
             await self._restart(state.restarted_event)
         if state.final_event is not None:
             async with self.sending:
-                for event in live.delta_events(state.stored_events, self.last_seq):
+                for event in delta_log.delta_events(state.stored_events, self.last_seq):
                     await self.send_json(event)
                 await self.send_json(state.final_event)
             await self._finish()
@@ -167,9 +170,9 @@ class MessageStreamConsumer(AsyncJsonWebsocketConsumer):
             await viewers.tender().leave(self)
         if self.subscribed:
             self.subscribed = False
-            with contextlib.suppress(*live.REDIS_DOWN):
+            with contextlib.suppress(*redis_clients.REDIS_DOWN):
                 await self.channel_layer.group_discard(
-                    live.group_name(self.message_id), self.channel_name
+                    channel_groups.group_name(self.message_id), self.channel_name
                 )
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
@@ -197,7 +200,7 @@ class MessageStreamConsumer(AsyncJsonWebsocketConsumer):
             # the presence count and the gauge now, as the disconnect would have.
             await self.disconnect(CLOSE_GONE)
             raise StopConsumer() from None
-        except live.REDIS_DOWN:
+        except redis_clients.REDIS_DOWN:
             # A gap could not be filled from the log: the page reconnects from what it has.
             await self._finish(CLOSE_TRY_AGAIN)
 
@@ -268,7 +271,7 @@ class MessageStreamConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json(event)
 
     async def _send_missing(self) -> None:
-        for event in await live.aread_delta_log(self.message_id, self.last_seq):
+        for event in await delta_log.aread_delta_log(self.message_id, self.last_seq):
             if event["seq"] == self.last_seq + 1:
                 await self.send_json(event)
                 self.last_seq = event["seq"]
@@ -290,7 +293,7 @@ class MessageStreamConsumer(AsyncJsonWebsocketConsumer):
         if replay is None:
             return False
         events, final = replay
-        for event in live.delta_events(events, self.last_seq):
+        for event in delta_log.delta_events(events, self.last_seq):
             await self.send_json(event)
             self.last_seq = event["seq"]
         await self.send_json(final)

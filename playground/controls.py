@@ -27,8 +27,8 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from playground import live
 from playground.models import AuditLog, Block
+from playground.realtime import redis_clients
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -78,7 +78,7 @@ def _text(value: bytes | str | None) -> str | None:
 
 def state() -> ControlState:
     """Every control in one round trip (the dashboard and /metrics show them together)."""
-    pipe = live.redis_client().pipeline(transaction=False)
+    pipe = redis_clients.redis_client().pipeline(transaction=False)
     pipe.get(PAUSE_KEY)
     pipe.exists(DRAIN_KEY)
     pipe.hgetall(CONCURRENCY_KEY)
@@ -93,15 +93,15 @@ def state() -> ControlState:
 
 
 def pause_banner() -> str | None:
-    return _text(live.redis_client().get(PAUSE_KEY))
+    return _text(redis_clients.redis_client().get(PAUSE_KEY))
 
 
 def draining() -> bool:
-    return bool(live.redis_client().exists(DRAIN_KEY))
+    return bool(redis_clients.redis_client().exists(DRAIN_KEY))
 
 
 def concurrency_override(backend: str) -> int | None:
-    return override_from(live.redis_client().hget(CONCURRENCY_KEY, backend))
+    return override_from(redis_clients.redis_client().hget(CONCURRENCY_KEY, backend))
 
 
 def override_from(value: bytes | str | None) -> int | None:
@@ -110,7 +110,7 @@ def override_from(value: bytes | str | None) -> int | None:
 
 
 def disabled_backends() -> set[str]:
-    return disabled_from(live.redis_client().smembers(DISABLED_KEY))
+    return disabled_from(redis_clients.redis_client().smembers(DISABLED_KEY))
 
 
 def disabled_from(members: Iterable[bytes | str]) -> set[str]:
@@ -124,31 +124,31 @@ def disabled_from(members: Iterable[bytes | str]) -> set[str]:
 def set_paused(banner: str | None) -> None:
     """Pause intake with a banner for visitors, or reopen it with None."""
     if banner is None:
-        live.redis_client().delete(PAUSE_KEY)
+        redis_clients.redis_client().delete(PAUSE_KEY)
     else:
-        live.redis_client().set(PAUSE_KEY, banner)
+        redis_clients.redis_client().set(PAUSE_KEY, banner)
 
 
 def set_draining(on: bool) -> None:
     if on:
-        live.redis_client().set(DRAIN_KEY, "1")
+        redis_clients.redis_client().set(DRAIN_KEY, "1")
     else:
-        live.redis_client().delete(DRAIN_KEY)
+        redis_clients.redis_client().delete(DRAIN_KEY)
 
 
 def set_concurrency(backend: str, limit: int | None) -> None:
     """Override GENERATION_CONCURRENCY for one backend; None goes back to the setting."""
     if limit is None:
-        live.redis_client().hdel(CONCURRENCY_KEY, backend)
+        redis_clients.redis_client().hdel(CONCURRENCY_KEY, backend)
     else:
-        live.redis_client().hset(CONCURRENCY_KEY, backend, limit)
+        redis_clients.redis_client().hset(CONCURRENCY_KEY, backend, limit)
 
 
 def set_backend_enabled(backend: str, enabled: bool) -> None:
     if enabled:
-        live.redis_client().srem(DISABLED_KEY, backend)
+        redis_clients.redis_client().srem(DISABLED_KEY, backend)
     else:
-        live.redis_client().sadd(DISABLED_KEY, backend)
+        redis_clients.redis_client().sadd(DISABLED_KEY, backend)
 
 
 # --- validating what an operator typed ------------------------------------------------------

@@ -11,7 +11,7 @@ from typing import Any
 from django.core.handlers.asgi import ASGIHandler
 from django.http import HttpRequest, HttpResponseBase
 
-from playground import live
+from playground.realtime import channel_groups
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +55,13 @@ async def lifespan(
     send: Callable[[AsgiMessage], Awaitable[None]],
 ) -> None:
     """The ASGI lifespan protocol: at startup the process's channel layer starts listening
-    (live.keep_listening), so that even the first viewer's events are read as they come."""
+    (channel_groups.keep_listening), so that even the first viewer's events are read as they
+    come."""
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
             try:
-                await asyncio.wait_for(live.keep_listening(), LISTEN_AT_STARTUP_SECONDS)
+                await asyncio.wait_for(channel_groups.keep_listening(), LISTEN_AT_STARTUP_SECONDS)
             except Exception as exc:  # any failure: serve anyway, see above
                 log.warning("the channel layer could not subscribe at startup: %r", exc)
             await send({"type": "lifespan.startup.complete"})

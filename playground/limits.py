@@ -12,8 +12,8 @@ import time
 
 from django.conf import settings
 
-from playground import live
 from playground.env import Rate
+from playground.realtime import redis_clients
 
 _TAKE = """
 -- KEYS[1]: the log. ARGV: now, window seconds, budget, member
@@ -33,7 +33,7 @@ return '0'
 def take(ip: str, rate: Rate | None = None) -> int:
     """Spend one submission of `ip`'s budget: 0 if allowed, else seconds until one frees up."""
     rate = rate or settings.IP_RATE_LIMIT
-    script = live.redis_client().register_script(_TAKE)
+    script = redis_clients.redis_client().register_script(_TAKE)
     wait = float(
         script(
             keys=[f"pg:rate:{ip}"],

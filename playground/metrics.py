@@ -44,7 +44,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from playground import live
+from playground.realtime import redis_clients
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -107,7 +107,7 @@ def _record(counts: dict[str, int], samples: dict[str, float] | None = None) -> 
     try:
         start = _bucket(clock())
         key = _bucket_key(start)
-        pipe = live.redis_client().pipeline(transaction=False)
+        pipe = redis_clients.redis_client().pipeline(transaction=False)
         for name, amount in counts.items():
             pipe.hincrby(key, name, amount)
             pipe.hincrby(TOTALS_KEY, name, amount)
@@ -189,7 +189,9 @@ async def _heartbeat_forever() -> None:
     while True:
         await asyncio.sleep(WS_HEARTBEAT_SECONDS)
         try:
-            await live.async_redis_client().set(_alive_key(_PROCESS), "1", ex=WS_HEARTBEAT_TTL)
+            await redis_clients.async_redis_client().set(
+                _alive_key(_PROCESS), "1", ex=WS_HEARTBEAT_TTL
+            )
         except redis.RedisError:
             log.warning("could not renew the WebSocket heartbeat", exc_info=True)
 
@@ -205,7 +207,7 @@ def _ensure_heartbeat() -> None:
 
 async def websocket_opened() -> None:
     try:
-        pipe = live.async_redis_client().pipeline(transaction=False)
+        pipe = redis_clients.async_redis_client().pipeline(transaction=False)
         pipe.hincrby(WS_KEY, _PROCESS, 1)
         pipe.hincrby(TOTALS_KEY, "ws_opened", 1)
         pipe.set(_alive_key(_PROCESS), "1", ex=WS_HEARTBEAT_TTL)
@@ -217,14 +219,14 @@ async def websocket_opened() -> None:
 
 async def websocket_closed() -> None:
     try:
-        await live.async_redis_client().hincrby(WS_KEY, _PROCESS, -1)
+        await redis_clients.async_redis_client().hincrby(WS_KEY, _PROCESS, -1)
     except redis.RedisError:
         log.warning("could not count a WebSocket disconnection", exc_info=True)
 
 
 def websocket_viewers() -> int:
     """Open WebSockets across live processes; a dead process's count is dropped."""
-    client = live.redis_client()
+    client = redis_clients.redis_client()
     counts = {(_text(k)): int(v) for k, v in client.hgetall(WS_KEY).items()}
     if not counts:
         return 0
@@ -260,7 +262,7 @@ class Window:
 def window(seconds: int = RATE_WINDOW, now: float | None = None) -> Window:
     now = clock() if now is None else now
     starts = _window_starts(seconds, now)
-    pipe = live.redis_client().pipeline(transaction=False)
+    pipe = redis_clients.redis_client().pipeline(transaction=False)
     for start in starts:
         pipe.hgetall(_bucket_key(start))
     counts: Counter[str] = Counter()
@@ -285,7 +287,7 @@ def latencies(
     """p50/p95 of queue wait, time to first token and duration over the last `seconds`."""
     now = clock() if now is None else now
     starts = _window_starts(seconds, now)
-    pipe = live.redis_client().pipeline(transaction=False)
+    pipe = redis_clients.redis_client().pipeline(transaction=False)
     for kind in HISTOGRAMS:
         for start in starts:
             pipe.lrange(_samples_key(kind, start), 0, -1)
@@ -303,7 +305,7 @@ def latencies(
 
 
 def totals() -> dict[str, float]:
-    raw = live.redis_client().hgetall(TOTALS_KEY)
+    raw = redis_clients.redis_client().hgetall(TOTALS_KEY)
     return {_text(name): float(value) for name, value in raw.items()}
 
 
@@ -313,13 +315,13 @@ def totals() -> dict[str, float]:
 def claim_sample() -> bool:
     """One sample per interval across every beat and process that may try."""
     ttl = max(1, SAMPLE_INTERVAL - 1)
-    return bool(live.redis_client().set(SAMPLE_LOCK_KEY, "1", nx=True, ex=ttl))
+    return bool(redis_clients.redis_client().set(SAMPLE_LOCK_KEY, "1", nx=True, ex=ttl))
 
 
 def store_point(point: dict[str, Any], now: float | None = None) -> None:
     now = clock() if now is None else now
     point = {"t": round(now, 3), **point}
-    pipe = live.redis_client().pipeline(transaction=False)
+    pipe = redis_clients.redis_client().pipeline(transaction=False)
     pipe.zadd(SERIES_KEY, {json.dumps(point, sort_keys=True): now})
     pipe.zremrangebyscore(SERIES_KEY, "-inf", now - SERIES_SECONDS)
     pipe.execute()
@@ -330,7 +332,7 @@ def series(since: float | None = None, now: float | None = None) -> list[dict[st
     now = clock() if now is None else now
     low = now - SERIES_SECONDS
     bound: float | str = low if since is None or since < low else f"({since}"
-    raw = live.redis_client().zrangebyscore(SERIES_KEY, bound, "+inf")
+    raw = redis_clients.redis_client().zrangebyscore(SERIES_KEY, bound, "+inf")
     return [json.loads(item) for item in raw]
 
 

@@ -22,8 +22,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from inference.backends import http_url, info_from_payload, info_path, protocol_of
 from inference.client import BackendError, shared_ssl_context
-from playground import answer_checks, controls, gpu, live, metrics, scheduler, services
+from playground import answer_checks, controls, gpu, metrics, scheduler, services
 from playground.models import AuditLog, Block, Message
+from playground.realtime import redis_clients
 
 log = logging.getLogger(__name__)
 
@@ -259,7 +260,7 @@ def scrape_backends(urls: list[str] | None = None) -> dict[str, dict[str, Any]]:
     urls = scheduler.backends() if urls is None else urls
     if not urls:
         return {}
-    client = live.redis_client()
+    client = redis_clients.redis_client()
     cached = client.mget([_scrape_key(url) for url in urls])
     results = {url: json.loads(raw) for url, raw in zip(urls, cached, strict=True) if raw}
     missing = [url for url in urls if url not in results]

@@ -21,7 +21,8 @@ from django.conf import settings
 
 from inference.backends import health_paths, http_url, info_from_payload, info_path
 from inference.client import BackendError, shared_ssl_context
-from playground import controls, live
+from playground import controls
+from playground.realtime import redis_clients
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ def capacity() -> int:
 def mark_down(backend: str, reason: str) -> None:
     """Take a backend out of rotation until a later probe finds it healthy again."""
     log.warning("backend %s leaves rotation: %s", backend, reason)
-    live.redis_client().set(_health_key(backend), reason, ex=DOWN_SECONDS)
+    redis_clients.redis_client().set(_health_key(backend), reason, ex=DOWN_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,7 @@ def in_rotation(
     urls = backends()
     if not urls:
         return []
-    pipe = live.redis_client().pipeline(transaction=False)
+    pipe = redis_clients.redis_client().pipeline(transaction=False)
     pipe.mget([_health_key(url) for url in urls])
     pipe.smembers(controls.DISABLED_KEY)
     pipe.hmget(controls.CONCURRENCY_KEY, urls)
@@ -195,14 +196,14 @@ def probe(backend: str) -> bool:
     if response.status_code != 200:
         mark_down(backend, f"health check answered {response.status_code}")
         return False
-    live.redis_client().delete(_health_key(backend))
+    redis_clients.redis_client().delete(_health_key(backend))
     return True
 
 
 def backend_info(backend: str) -> dict:
     """A backend's model and limits in TGI's /info keys (an OpenAI-compatible server's
     /v1/models, mapped), cached in Redis so each generation need not ask."""
-    client = live.redis_client()
+    client = redis_clients.redis_client()
     cached = client.get(_info_key(backend))
     if cached:
         return json.loads(cached)
@@ -227,7 +228,7 @@ def acquire_slot(message_id: str) -> str | None:
     if not candidates:
         return None
     now = time.time()
-    script = live.redis_client().register_script(_ACQUIRE)
+    script = redis_clients.redis_client().register_script(_ACQUIRE)
     chosen = int(
         script(
             keys=[LEASES_INTACT_KEY, *[slot_key(slots.url) for slots in candidates]],
@@ -240,7 +241,7 @@ def acquire_slot(message_id: str) -> str | None:
 
 
 def leases_intact() -> bool:
-    return bool(live.redis_client().exists(LEASES_INTACT_KEY))
+    return bool(redis_clients.redis_client().exists(LEASES_INTACT_KEY))
 
 
 def restore_leases(holders: list[tuple[str, str]]) -> None:
@@ -248,7 +249,7 @@ def restore_leases(holders: list[tuple[str, str]]) -> None:
     mark the leases intact. A worker still writing the answer renews its lease as before; one
     whose worker is gone expires like any other."""
     expiry = time.time() + lease_seconds()
-    pipe = live.redis_client().pipeline(transaction=True)
+    pipe = redis_clients.redis_client().pipeline(transaction=True)
     for message_id, backend in holders:
         if backend:
             pipe.zadd(slot_key(backend), {message_id: expiry})
@@ -265,31 +266,33 @@ def any_free_slot() -> bool:
 
 def renew_slot(backend: str, message_id: str) -> None:
     # Re-adding also restores a lease lost with a Redis restart: the worker is alive and owns it.
-    live.redis_client().zadd(slot_key(backend), {message_id: time.time() + lease_seconds()})
+    redis_clients.redis_client().zadd(
+        slot_key(backend), {message_id: time.time() + lease_seconds()}
+    )
 
 
 async def arenew_slot(backend: str, message_id: str) -> None:
-    await live.async_redis_client().zadd(
+    await redis_clients.async_redis_client().zadd(
         slot_key(backend), {message_id: time.time() + lease_seconds()}
     )
 
 
 async def arelease_slot(backend: str, message_id: str) -> None:
-    await live.async_redis_client().zrem(slot_key(backend), message_id)
+    await redis_clients.async_redis_client().zrem(slot_key(backend), message_id)
 
 
 def release_slot(backend: str, message_id: str) -> None:
     if backend:
-        live.redis_client().zrem(slot_key(backend), message_id)
+        redis_clients.redis_client().zrem(slot_key(backend), message_id)
 
 
 def holds_slot(backend: str, message_id: str) -> bool:
-    score = live.redis_client().zscore(slot_key(backend), message_id)
+    score = redis_clients.redis_client().zscore(slot_key(backend), message_id)
     return score is not None and score > time.time()
 
 
 def slots_in_use(backend: str) -> int:
-    client = live.redis_client()
+    client = redis_clients.redis_client()
     key = slot_key(backend)
     client.zremrangebyscore(key, "-inf", time.time())
     return int(client.zcard(key))

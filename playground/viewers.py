@@ -27,7 +27,8 @@ from typing import Protocol
 from channels.db import DatabaseSyncToAsync
 from django.conf import settings
 
-from playground import live, services
+from playground import services
+from playground.realtime import presence, redis_clients
 
 log = logging.getLogger(__name__)
 
@@ -81,18 +82,18 @@ class Tender:
         when the budget is spent. Raises what Redis raises when it cannot be reached."""
         socket_id = secrets.token_hex(8)
         now = time.time()
-        client = live.async_redis_client()
+        client = redis_clients.async_redis_client()
         admitted = await client.eval(
             _ADMIT,
             2,
             _budget_key(address),
-            live.seen_key(viewer.message_id),
+            presence.seen_key(viewer.message_id),
             f"{now:.3f}",
             now + SOCKET_LEASE_SECONDS,
             socket_id,
             settings.IP_MAX_WEBSOCKETS,
             SOCKET_LEASE_SECONDS * 2,
-            live.PRESENCE_TTL,
+            presence.PRESENCE_TTL,
         )
         if not admitted:
             return False
@@ -107,10 +108,12 @@ class Tender:
             return
         address, socket_id = joined
         # The viewer was last seen now; the grace before they count as gone starts here.
-        pipe = live.async_redis_client().pipeline(transaction=False)
+        pipe = redis_clients.async_redis_client().pipeline(transaction=False)
         pipe.zrem(_budget_key(address), socket_id)
-        pipe.set(live.seen_key(viewer.message_id), f"{time.time():.3f}", ex=live.PRESENCE_TTL)
-        with contextlib.suppress(*live.REDIS_DOWN):  # else its lease lapses by itself
+        pipe.set(
+            presence.seen_key(viewer.message_id), f"{time.time():.3f}", ex=presence.PRESENCE_TTL
+        )
+        with contextlib.suppress(*redis_clients.REDIS_DOWN):  # else its lease lapses by itself
             await pipe.execute()
 
     async def _tend(self) -> None:
@@ -127,14 +130,14 @@ class Tender:
         viewers = list(self._viewers.items())
         if not viewers:
             return
-        with contextlib.suppress(*live.REDIS_DOWN):
+        with contextlib.suppress(*redis_clients.REDIS_DOWN):
             await self._renew(viewers)
         await self._sweep([viewer for viewer, _ in viewers])
 
     async def _renew(self, viewers: list[tuple[Viewer, tuple[str, str]]]) -> None:
-        await live.atouch_many({viewer.message_id for viewer, _ in viewers})
+        await presence.atouch_many({viewer.message_id for viewer, _ in viewers})
         expiry = time.time() + SOCKET_LEASE_SECONDS
-        pipe = live.async_redis_client().pipeline(transaction=False)
+        pipe = redis_clients.async_redis_client().pipeline(transaction=False)
         for _, (address, socket_id) in viewers:
             pipe.zadd(_budget_key(address), {socket_id: expiry})
             pipe.expire(_budget_key(address), SOCKET_LEASE_SECONDS * 2)

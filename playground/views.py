@@ -13,7 +13,8 @@ from django.shortcuts import redirect, render
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_GET, require_POST
 
-from playground import api, exports, live, presenters, scheduler, services
+from playground import api, exports, presenters, scheduler, services
+from playground.realtime import redis_clients
 from playground.services import PlaygroundError
 from playground.visitors import client_ip, session_key
 
@@ -240,7 +241,7 @@ def readyz(request: HttpRequest) -> HttpResponse:
     except Exception as exc:  # any driver error means "not ready"
         checks["database"] = f"error: {exc.__class__.__name__}"
     try:
-        live.redis_client().ping()
+        redis_clients.redis_client().ping()
         checks["redis"] = "ok"
         # Readiness is about health; a backend an operator disabled is still a healthy one.
         healthy = scheduler.healthy_backends(include_disabled=True)

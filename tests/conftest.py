@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from playground import live, scheduler, services
+from playground import scheduler, services
 from playground.models import SamplePrompt
+from playground.realtime import redis_clients
 
 # The stream consumer tests run each socket's consumer inside this process under pytest-django,
 # and there each connect keeps a pooled PostgreSQL connection until the process ends (under
@@ -32,12 +33,12 @@ def pytest_configure(config: pytest.Config) -> None:
 def clean_redis() -> Iterator[None]:
     """Each test starts with an empty Redis database (the session's own, never a shared one)
     and no queue snapshot remembered from another test's line."""
-    live.redis_client().flushdb()
+    redis_clients.redis_client().flushdb()
     # The leases of an empty database are all there: none (see scheduler.LEASES_INTACT_KEY).
     scheduler.restore_leases([])
     services.forget_queue_snapshot()
     yield
-    live.redis_client().flushdb()
+    redis_clients.redis_client().flushdb()
 
 
 @pytest.fixture

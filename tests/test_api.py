@@ -17,9 +17,9 @@ from django.http import HttpResponse
 from django.test import Client
 from django.utils import timezone
 
-from playground import live
 from playground.env import Rate
 from playground.models import Conversation, Message, SamplePrompt
+from playground.realtime import delta_log, redis_clients
 
 VisitorFactory = Callable[..., Client]
 
@@ -810,7 +810,7 @@ def test_cancelling_a_running_message_raises_the_cancel_flag(
     assert response.status_code == 200
     assert response.json()["status"] == "cancelled"
     assert Message.objects.get(pk=message_id).status == "cancelled"
-    assert live.redis_client().get(f"pg:cancel:{message_id}") == b"1"
+    assert redis_clients.redis_client().get(f"pg:cancel:{message_id}") == b"1"
 
 
 def test_cancelling_a_running_message_keeps_the_text_written_so_far(
@@ -819,7 +819,7 @@ def test_cancelling_a_running_message_keeps_the_text_written_so_far(
     message_id = ask(visitor)["message"]["id"]
     set_status(message_id, "running")
     written = {"type": "delta", "seq": 1, "section": "thinking", "text": "So far, so good."}
-    live.redis_client().rpush(live.delta_log_key(message_id), json.dumps(written))
+    redis_clients.redis_client().rpush(delta_log.delta_log_key(message_id), json.dumps(written))
     response = visitor.post(f"/api/v1/messages/{message_id}/cancel")
     assert response.status_code == 200
     body = response.json()
@@ -837,7 +837,7 @@ def test_cancelling_a_final_message_leaves_it_unchanged(
     assert response.status_code == 200
     assert response.json()["status"] == "done"
     assert Message.objects.get(pk=message_id).status == "done"
-    assert not live.redis_client().exists(f"pg:cancel:{message_id}")
+    assert not redis_clients.redis_client().exists(f"pg:cancel:{message_id}")
 
 
 def test_cancelling_twice_is_harmless(visitor: Client, backend: str, enqueued: list[str]) -> None:
@@ -863,7 +863,7 @@ def test_someone_else_cannot_cancel_a_message(
     response = make_visitor().post(f"/api/v1/messages/{message_id}/cancel")
     assert_error(response, 404, "not_found")
     assert Message.objects.get(pk=message_id).status == "queued"
-    assert not live.redis_client().exists(f"pg:cancel:{message_id}")
+    assert not redis_clients.redis_client().exists(f"pg:cancel:{message_id}")
 
 
 def test_cancel_needs_a_csrf_token(visitor: Client, backend: str, enqueued: list[str]) -> None:

@@ -14,9 +14,10 @@ import redis
 from django.test import Client
 
 from devtools.stack import free_port
-from playground import live, services
+from playground import services
 from playground.env import Rate
 from playground.models import Conversation, Message
+from playground.realtime import redis_clients
 from tests.test_api import VisitorFactory, ask, assert_error, counts, post_json, set_status
 
 PLANTED = "plantedbysomeoneelse0123456789ab"
@@ -92,8 +93,8 @@ def test_a_full_line_tells_newcomers_to_come_back_when_it_has_got_through(
     ask(make_visitor())
 
     for service_seconds in (45.0, 2.0):
-        live.redis_client().delete(services.SERVICE_TIMES_KEY)
-        live.redis_client().lpush(services.SERVICE_TIMES_KEY, service_seconds)
+        redis_clients.redis_client().delete(services.SERVICE_TIMES_KEY)
+        redis_clients.redis_client().lpush(services.SERVICE_TIMES_KEY, service_seconds)
         response = post_json(make_visitor(), "/api/v1/conversations", {"prompt": "Me too"})
 
         error = assert_error(response, 429, "queue_full")
@@ -152,13 +153,13 @@ def test_the_backends_address_is_kept_from_visitors_and_share_viewers(
 def redis_down() -> Iterator[None]:
     """The playground's Redis refuses connections (it is restarting). Put back by hand before
     the test's other fixtures clean up the real one."""
-    real = live.redis_client()
+    real = redis_clients.redis_client()
     nowhere = redis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_timeout=1)
-    live._sync_client = nowhere
+    redis_clients._sync_client = nowhere
     try:
         yield
     finally:
-        live._sync_client = real
+        redis_clients._sync_client = real
         nowhere.close()
 
 

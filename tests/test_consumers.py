@@ -15,9 +15,10 @@ import pytest
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 
-from playground import live, viewers
+from playground import viewers
 from playground.consumers import MessageStreamConsumer
 from playground.models import Conversation, Message
+from playground.realtime import channel_groups, delta_log, presence, redis_clients
 from tests.sessions import visitor_session
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -139,19 +140,19 @@ def test_a_garbage_after_parameter_replays_everything() -> None:
 
 def test_live_deltas_are_relayed_once_each_and_gaps_are_filled_from_the_log() -> None:
     message = make_message(status=Message.Status.RUNNING)
-    redis = live.redis_client()
-    redis.rpush(live.delta_log_key(message.pk), json.dumps(delta(1)))
+    redis = redis_clients.redis_client()
+    redis.rpush(delta_log.delta_log_key(message.pk), json.dumps(delta(1)))
 
     async def scenario() -> list[dict]:
         socket = communicator(message, query="after=0")
         await socket.connect()
         first = [json.loads((await socket.receive_output(3))["text"]) for _ in range(2)]
         for seq in (2, 3):
-            redis.rpush(live.delta_log_key(message.pk), json.dumps(delta(seq)))
+            redis.rpush(delta_log.delta_log_key(message.pk), json.dumps(delta(seq)))
         # seq 2 is "lost" in transit: only 1 (a duplicate) and 3 are published.
-        await asyncio.to_thread(live.publish, message.pk, delta(1))
-        await asyncio.to_thread(live.publish, message.pk, delta(3))
-        await asyncio.to_thread(live.publish, message.pk, {"type": "done", "stats": {}})
+        await asyncio.to_thread(channel_groups.publish, message.pk, delta(1))
+        await asyncio.to_thread(channel_groups.publish, message.pk, delta(3))
+        await asyncio.to_thread(channel_groups.publish, message.pk, {"type": "done", "stats": {}})
         return first + await receive_all(socket)
 
     events = asyncio.run(scenario())
@@ -166,15 +167,15 @@ def test_a_waiting_viewer_hears_its_place_and_counts_as_present() -> None:
     message = make_message(status=Message.Status.QUEUED)
 
     async def scenario() -> tuple[dict, float | None, float | None, float | None]:
-        before = await asyncio.to_thread(live.last_seen, message.pk)
+        before = await asyncio.to_thread(presence.last_seen, message.pk)
         socket = communicator(message)
         await socket.connect()
         event = json.loads((await socket.receive_output(3))["text"])
-        joined = await asyncio.to_thread(live.last_seen, message.pk)
+        joined = await asyncio.to_thread(presence.last_seen, message.pk)
         await asyncio.sleep(0.05)
         await socket.disconnect()
         await asyncio.sleep(0.1)
-        left = await asyncio.to_thread(live.last_seen, message.pk)
+        left = await asyncio.to_thread(presence.last_seen, message.pk)
         return event, before, joined, left
 
     event, before, joined, left = asyncio.run(scenario())
@@ -199,9 +200,9 @@ def test_an_open_socket_keeps_its_viewer_present_without_a_poll() -> None:
         socket = communicator(message)
         await socket.connect()
         await socket.receive_output(3)
-        await asyncio.to_thread(live.redis_client().delete, live.seen_key(message.pk))
+        await asyncio.to_thread(redis_clients.redis_client().delete, presence.seen_key(message.pk))
         await viewers.tender().beat()
-        seen = await asyncio.to_thread(live.last_seen, message.pk)
+        seen = await asyncio.to_thread(presence.last_seen, message.pk)
         await socket.disconnect()
         return seen
 
@@ -220,7 +221,7 @@ def test_a_place_in_line_computed_earlier_but_delivered_later_is_dropped() -> No
         fresh = {"type": "queued", "position": 1, "eta_seconds": 5.0, "as_of": first["as_of"] + 2}
         stale = {"type": "queued", "position": 3, "eta_seconds": 9.0, "as_of": first["as_of"] + 1}
         for event in (fresh, stale, {"type": "cancelled"}):
-            await asyncio.to_thread(live.publish, message.pk, event)
+            await asyncio.to_thread(channel_groups.publish, message.pk, event)
         return [first, *await receive_all(socket)]
 
     events = asyncio.run(scenario())
@@ -230,14 +231,14 @@ def test_a_place_in_line_computed_earlier_but_delivered_later_is_dropped() -> No
 
 
 def test_events_are_published_on_the_channel_the_layer_subscribes_viewers_to() -> None:
-    # Publishers write to the layer's group channel directly (live.group_channel); a layer
+    # Publishers write to the layer's group channel directly (channel_groups.group_channel); a layer
     # that named its channels differently would leave every viewer waiting in silence.
     from channels.layers import get_channel_layer
 
     async def layer_channel() -> str:
-        return get_channel_layer()._get_group_channel_name(live.group_name("m-1"))
+        return get_channel_layer()._get_group_channel_name(channel_groups.group_name("m-1"))
 
-    assert live.group_channel("m-1") == asyncio.run(layer_channel())
+    assert channel_groups.group_channel("m-1") == asyncio.run(layer_channel())
 
 
 class ViewerWhoLeaves:
@@ -305,7 +306,7 @@ def test_a_viewer_gone_mid_stream_is_let_go_of_without_waiting_for_its_disconnec
         consumer = asyncio.create_task(viewer.run())
         await asyncio.wait_for(viewer.gone.wait(), 3)
         await asyncio.sleep(0.1)  # the consumer is subscribed and counted as watching
-        await asyncio.to_thread(live.publish, message.pk, delta(1))
+        await asyncio.to_thread(channel_groups.publish, message.pk, delta(1))
         await consumer
         return len(viewers.tender()._viewers)
 
@@ -319,12 +320,12 @@ def test_a_server_without_lifespan_starts_listening_with_its_first_viewer() -> N
     message = make_message(deltas=[delta(1)])
 
     async def scenario() -> tuple[str | None, str | None]:
-        before = live.standing_channel()
+        before = channel_groups.standing_channel()
         socket = communicator(message)
         connected, _ = await socket.connect()
         assert connected
         await receive_all(socket)
-        return before, live.standing_channel()
+        return before, channel_groups.standing_channel()
 
     before, after = asyncio.run(scenario())
 

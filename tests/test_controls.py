@@ -15,8 +15,9 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from django.utils import timezone
 
-from playground import controls, live, metrics, scheduler, services
+from playground import controls, metrics, scheduler, services
 from playground.models import AuditLog, Block, Message
+from playground.realtime import presence
 from tests.simulator import running_simulator
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -214,7 +215,7 @@ def test_disabling_every_backend_does_not_fail_the_waiting_as_an_outage(
         controls.set_backend_enabled(url, False)
         message = submit("s1")
         Message.objects.filter(pk=message.pk).update(created=timezone.now() - timedelta(minutes=5))
-        live.touch(message.pk)  # the visitor is still watching
+        presence.touch(message.pk)  # the visitor is still watching
 
         services.reconcile()
 

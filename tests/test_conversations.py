@@ -28,9 +28,10 @@ from django.utils import timezone
 from django.utils.html import escape
 
 from inference.prompt import DEFAULT_SYSTEM_PROMPT, Turn, build_prompt, estimate_tokens
-from playground import live, scheduler, services
+from playground import scheduler, services
 from playground.consumers import MessageStreamConsumer
 from playground.models import Conversation, Message, SamplePrompt
+from playground.realtime import cancel_flags, channel_groups, delta_log, redis_clients
 from tests.answers import finish
 from tests.simulator import running_simulator
 
@@ -1019,7 +1020,7 @@ def test_deleting_cancels_a_running_answer(
 
     assert visitor.delete(f"/api/v1/conversations/{created['id']}").status_code == 200
 
-    assert live.redis_client().get(live.cancel_key(message_id)) == b"1"
+    assert redis_clients.redis_client().get(cancel_flags.cancel_key(message_id)) == b"1"
     assert not Message.objects.filter(pk=message_id).exists()
     # Nothing of that visitor is generating any more.
     assert ask(visitor, "A new question")["message"]["status"] == "queued"
@@ -1037,7 +1038,9 @@ def test_deleting_takes_a_waiting_answer_out_of_line(
 
     waiting_visitor.delete(f"/api/v1/conversations/{waiting['id']}")
 
-    assert live.redis_client().get(live.cancel_key(waiting["message"]["id"])) == b"1"
+    assert (
+        redis_clients.redis_client().get(cancel_flags.cancel_key(waiting["message"]["id"])) == b"1"
+    )
     assert later_visitor.get(f"/api/v1/messages/{later['message']['id']}").json()["position"] == 1
     assert waiting["message"]["id"] not in enqueued
 
@@ -1052,7 +1055,7 @@ def test_deleting_someone_elses_conversation_is_not_found(
     assert_not_found_page(make_visitor().post(f"/c/{created['id']}/delete"))
     assert Conversation.objects.filter(pk=created["id"]).exists()
     assert Message.objects.get(pk=message_id).status == "queued"
-    assert not live.redis_client().exists(live.cancel_key(message_id))
+    assert not redis_clients.redis_client().exists(cancel_flags.cancel_key(message_id))
 
 
 def test_delete_needs_a_csrf_token(visitor: Client, backend: str, enqueued: list[str]) -> None:
@@ -1117,9 +1120,9 @@ def test_deleting_during_a_real_generation_stops_it_and_frees_the_slot(
         worker = threading.Thread(target=services.run_generation, args=(message_id,))
         worker.start()
         deadline = time.monotonic() + 10
-        while len(live.read_delta_log(message_id)) < 3 and time.monotonic() < deadline:
+        while len(delta_log.read_delta_log(message_id)) < 3 and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert live.read_delta_log(message_id), "the generation never started"
+        assert delta_log.read_delta_log(message_id), "the generation never started"
 
         response = visitor.delete(f"/api/v1/conversations/{created['id']}")
         worker.join(5)
@@ -1310,8 +1313,8 @@ def test_share_viewers_watch_a_running_answer_live(
         socket = stream(message_id, f"share={token}")
         await socket.connect()
         first = json.loads((await socket.receive_output(3))["text"])
-        live.redis_client().rpush(live.delta_log_key(message_id), json.dumps(delta))
-        await asyncio.to_thread(live.publish, message_id, delta)
+        redis_clients.redis_client().rpush(delta_log.delta_log_key(message_id), json.dumps(delta))
+        await asyncio.to_thread(channel_groups.publish, message_id, delta)
         second = json.loads((await socket.receive_output(3))["text"])
         await socket.disconnect()
         return [first, second]
@@ -1357,7 +1360,7 @@ def test_a_share_viewer_can_change_nothing_through_the_api(
     conversation = Conversation.objects.get(pk=created["id"])
     assert (conversation.title, conversation.share_token) == ("Shared question", token)
     assert Message.objects.get(pk=answer_id).status == "queued"
-    assert not live.redis_client().exists(live.cancel_key(answer_id))
+    assert not redis_clients.redis_client().exists(cancel_flags.cancel_key(answer_id))
     assert counts() == before
     assert enqueued == [answer_id]
 
@@ -1594,4 +1597,6 @@ def test_purging_a_conversation_with_a_running_answer_cancels_it(
     Conversation.objects.filter(pk=created["id"]).update(updated=timezone.now() - timedelta(days=2))
 
     assert services.purge_expired() == 1
-    assert live.redis_client().get(live.cancel_key(created["message"]["id"])) == b"1"
+    assert (
+        redis_clients.redis_client().get(cancel_flags.cancel_key(created["message"]["id"])) == b"1"
+    )

@@ -17,8 +17,9 @@ from django.http import HttpResponse
 from django.test import Client
 from django.utils import timezone
 
-from playground import live, services
+from playground import services
 from playground.models import Conversation, Message, SamplePrompt
+from playground.realtime import delta_log, redis_clients
 from tests.answers import finish
 from tests.simulator import running_simulator
 
@@ -178,7 +179,7 @@ def test_the_json_export_of_a_running_answer_has_the_text_written_so_far(
     message_id = created["message"]["id"]
     Message.objects.filter(pk=message_id).update(status="running", started_at=timezone.now())
     written = {"type": "delta", "seq": 1, "section": "thinking", "text": "So far."}
-    live.redis_client().rpush(live.delta_log_key(message_id), json.dumps(written))
+    redis_clients.redis_client().rpush(delta_log.delta_log_key(message_id), json.dumps(written))
 
     answer = export_data(visitor, created["id"])["messages"][1]
 

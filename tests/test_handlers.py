@@ -14,8 +14,9 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import path
 from django.views.decorators.csrf import csrf_exempt
 
-from playground import handlers, live
+from playground import handlers
 from playground.handlers import PacedASGIHandler
+from playground.realtime import channel_groups
 
 inside = 0
 most_inside = 0
@@ -168,7 +169,7 @@ async def run_lifespan(app: Any) -> tuple[list[str], str | None]:
         app({"type": "lifespan", "asgi": {"version": "3.0"}}, incoming.get, send)
     )
     await asyncio.wait_for(started.wait(), 10)
-    standing = live.standing_channel()
+    standing = channel_groups.standing_channel()
     await incoming.put({"type": "lifespan.shutdown"})
     await asyncio.wait_for(running, 10)
     return sent, standing
@@ -187,7 +188,7 @@ def test_startup_completes_when_redis_refuses(monkeypatch: pytest.MonkeyPatch) -
     async def refused() -> None:
         raise ConnectionRefusedError("no Redis here")
 
-    monkeypatch.setattr(live, "keep_listening", refused)
+    monkeypatch.setattr(channel_groups, "keep_listening", refused)
 
     sent, standing = asyncio.run(run_lifespan(handlers.lifespan))
 
@@ -201,7 +202,7 @@ def test_startup_waits_for_an_unanswering_redis_only_so_long(
     async def unanswered() -> None:
         await asyncio.sleep(60)
 
-    monkeypatch.setattr(live, "keep_listening", unanswered)
+    monkeypatch.setattr(channel_groups, "keep_listening", unanswered)
     monkeypatch.setattr(handlers, "LISTEN_AT_STARTUP_SECONDS", 0.1)
 
     started = time.monotonic()

@@ -9,7 +9,7 @@ import pytest
 import redis
 from django.conf import settings
 
-from playground import live
+from playground.realtime import cancel_flags, channel_groups, pipes, redis_clients
 
 
 def url_with(*, db: int | None = None, password: str | None = None) -> str:
@@ -25,7 +25,7 @@ def url_with(*, db: int | None = None, password: str | None = None) -> str:
 
 def test_it_answers_concurrent_callers_each_with_their_own_replies() -> None:
     async def scenario() -> tuple[list, list]:
-        pipe = live.RedisPipe(settings.REDIS_URL)
+        pipe = pipes.RedisPipe(settings.REDIS_URL)
         first = await pipe.send(("RPUSH", "pipe:a", "1", "2"), ("LRANGE", "pipe:a", 0, -1))
         second = await pipe.send(("SET", "pipe:b", "x"), ("GET", "pipe:b"))
         return await first, await second
@@ -38,7 +38,7 @@ def test_it_answers_concurrent_callers_each_with_their_own_replies() -> None:
 
 def test_a_failed_command_fails_only_its_caller() -> None:
     async def scenario() -> list:
-        pipe = live.RedisPipe(settings.REDIS_URL)
+        pipe = pipes.RedisPipe(settings.REDIS_URL)
         await pipe.execute(("RPUSH", "pipe:list", "item"))
         with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
             await pipe.execute(("INCR", "pipe:counter"), ("INCR", "pipe:list"))
@@ -50,11 +50,11 @@ def test_a_failed_command_fails_only_its_caller() -> None:
 
 def test_commands_in_flight_fail_when_the_connection_drops_and_the_next_reconnect() -> None:
     async def scenario() -> tuple[BaseException | None, list]:
-        pipe = live.RedisPipe(settings.REDIS_URL)
+        pipe = pipes.RedisPipe(settings.REDIS_URL)
         [pipe_id] = await pipe.execute(("CLIENT", "ID"))
         waiting = await pipe.send(("BLPOP", "pipe:never", 5))
         await asyncio.sleep(0.05)
-        live.redis_client().execute_command("CLIENT", "KILL", "ID", pipe_id)
+        redis_clients.redis_client().execute_command("CLIENT", "KILL", "ID", pipe_id)
         failure = None
         try:
             await asyncio.wait_for(waiting, 3)
@@ -69,12 +69,14 @@ def test_commands_in_flight_fail_when_the_connection_drops_and_the_next_reconnec
 
 
 def test_it_uses_the_database_the_url_names() -> None:
-    other_db = 3 if live.redis_client().connection_pool.connection_kwargs.get("db") != 3 else 4
+    other_db = (
+        3 if redis_clients.redis_client().connection_pool.connection_kwargs.get("db") != 3 else 4
+    )
     elsewhere = redis.Redis.from_url(url_with(db=other_db))
     try:
-        asyncio.run(live.RedisPipe(url_with(db=other_db)).execute(("SET", "pipe:db", "here")))
+        asyncio.run(pipes.RedisPipe(url_with(db=other_db)).execute(("SET", "pipe:db", "here")))
         assert elsewhere.get("pipe:db") == b"here"
-        assert live.redis_client().get("pipe:db") is None
+        assert redis_clients.redis_client().get("pipe:db") is None
     finally:
         elsewhere.delete("pipe:db")
         elsewhere.close()
@@ -84,24 +86,24 @@ def test_it_reports_a_password_the_server_refuses() -> None:
     # The test Redis has no password, so sending one is refused: the handshake's error
     # reaches the caller instead of a connection that silently lacks its AUTH.
     with pytest.raises(redis.ResponseError, match="(?i)auth"):
-        asyncio.run(live.RedisPipe(url_with(password="not-the-password")).execute(("PING",)))
+        asyncio.run(pipes.RedisPipe(url_with(password="not-the-password")).execute(("PING",)))
 
 
 def test_it_gives_up_on_an_unreachable_server_with_a_clear_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(live.RedisPipe, "CONNECT_ATTEMPTS", 2)
+    monkeypatch.setattr(pipes.RedisPipe, "CONNECT_ATTEMPTS", 2)
     with pytest.raises(redis.ConnectionError, match="could not connect to Redis"):
-        asyncio.run(live.RedisPipe("redis://127.0.0.1:1/0").execute(("PING",)))
+        asyncio.run(pipes.RedisPipe("redis://127.0.0.1:1/0").execute(("PING",)))
 
 
 def test_the_cancel_watch_wakes_only_the_generation_asked_to_stop() -> None:
     async def scenario() -> tuple[bool, bool, bool, bool]:
-        watch = live.CancelWatch(interval=0.02)
+        watch = cancel_flags.CancelWatch(interval=0.02)
         stopping, going_on = asyncio.Event(), asyncio.Event()
         watch.watch("stopping", stopping)
         watch.watch("going-on", going_on)
-        live.redis_client().set(live.cancel_key("stopping"), "1")
+        redis_clients.redis_client().set(cancel_flags.cancel_key("stopping"), "1")
         await asyncio.wait_for(stopping.wait(), 2)
         await asyncio.sleep(0.05)
         result = (
@@ -123,11 +125,11 @@ def test_the_cancel_watch_wakes_only_the_generation_asked_to_stop() -> None:
 
 def standing_channels() -> set[str]:
     """Standing channels anyone on this Redis subscribes (a running stack may have its own)."""
-    return {name.decode() for name in live.redis_client().pubsub_channels("*standing.*")}
+    return {name.decode() for name in redis_clients.redis_client().pubsub_channels("*standing.*")}
 
 
 def subscribers(channel: str) -> int:
-    [(_, count)] = live.redis_client().pubsub_numsub(channel)
+    [(_, count)] = redis_clients.redis_client().pubsub_numsub(channel)
     return int(count)
 
 
@@ -137,12 +139,12 @@ def test_the_layer_keeps_listening_after_the_last_viewer_leaves() -> None:
     from channels.layers import get_channel_layer
 
     async def scenario() -> tuple[str | None, int, int]:
-        await live.keep_listening()
+        await channel_groups.keep_listening()
         layer = get_channel_layer()
         viewer = await layer.new_channel()
-        await layer.group_add(live.group_name("m1"), viewer)
-        await layer.group_discard(live.group_name("m1"), viewer)
-        standing = live.standing_channel()
+        await layer.group_add(channel_groups.group_name("m1"), viewer)
+        await layer.group_discard(channel_groups.group_name("m1"), viewer)
+        standing = channel_groups.standing_channel()
         assert standing is not None
         while_running = subscribers(standing)
         await layer.flush()
@@ -158,9 +160,9 @@ def test_the_layer_keeps_listening_after_the_last_viewer_leaves() -> None:
 def test_each_loop_subscribes_once_however_many_callers() -> None:
     async def scenario() -> tuple[str | None, set[str]]:
         before = standing_channels()
-        await asyncio.gather(*(live.keep_listening() for _ in range(5)))
-        await live.keep_listening()
-        return live.standing_channel(), standing_channels() - before
+        await asyncio.gather(*(channel_groups.keep_listening() for _ in range(5)))
+        await channel_groups.keep_listening()
+        return channel_groups.standing_channel(), standing_channels() - before
 
     first, first_new = asyncio.run(scenario())
     second, second_new = asyncio.run(scenario())
@@ -189,10 +191,10 @@ def test_a_failed_subscription_is_tried_again_by_the_next_caller(
 
     async def scenario() -> tuple[str | None, str | None]:
         with pytest.raises(redis.ConnectionError):
-            await live.keep_listening()
-        after_failure = live.standing_channel()
-        await live.keep_listening()
-        return after_failure, live.standing_channel()
+            await channel_groups.keep_listening()
+        after_failure = channel_groups.standing_channel()
+        await channel_groups.keep_listening()
+        return after_failure, channel_groups.standing_channel()
 
     after_failure, after_retry = asyncio.run(scenario())
 

@@ -18,9 +18,10 @@ from django.test import Client
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from playground import controls, live, metrics, monitoring, scheduler
+from playground import controls, metrics, monitoring, scheduler
 from playground.env import env_networks
 from playground.models import Conversation, Message
+from playground.realtime import redis_clients
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -303,7 +304,7 @@ def test_a_process_that_died_stops_counting_its_websockets(backend: str) -> None
     assert metrics.websocket_viewers() == 1
 
     # Its heartbeat lapses, as it does when the process is gone.
-    live.redis_client().delete(metrics._alive_key(metrics._PROCESS))
+    redis_clients.redis_client().delete(metrics._alive_key(metrics._PROCESS))
 
     assert metrics.websocket_viewers() == 0
 
@@ -312,7 +313,7 @@ def test_recording_never_breaks_the_caller_when_redis_is_away(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     unreachable = redis.Redis(host="127.0.0.1", port=9, socket_connect_timeout=0.2)
-    monkeypatch.setattr(live, "redis_client", lambda: unreachable)
+    monkeypatch.setattr(redis_clients, "redis_client", lambda: unreachable)
 
     metrics.record_admitted()
     metrics.record_rejected("queue_full")

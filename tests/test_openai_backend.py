@@ -38,9 +38,10 @@ from inference.client import (
 from inference.openai_client import OpenAIClient
 from inference.parser import parse
 from inference.samples import get_sample
-from playground import live, monitoring, scheduler, services
+from playground import monitoring, scheduler, services
 from playground.env import env_backend_urls
 from playground.models import Message
+from playground.realtime import redis_clients
 from tests.simulator import running_simulator, serving, sim_stats
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -280,7 +281,10 @@ def test_the_scheduler_probes_and_reads_info_from_an_openai_backend(openai_sim: 
     assert scheduler.healthy_backends() == [openai_sim]
     info = scheduler.backend_info(openai_sim)
     assert info["model_id"] == MODEL and info["protocol"] == "openai"
-    assert json.loads(live.redis_client().get(f"pg:backend:info:{openai_sim}"))["model_id"] == MODEL
+    assert (
+        json.loads(redis_clients.redis_client().get(f"pg:backend:info:{openai_sim}"))["model_id"]
+        == MODEL
+    )
 
 
 @contextmanager

@@ -20,8 +20,9 @@ from django.utils import timezone
 
 from devtools.stack import free_port
 from inference.sim import TGI_VERSION
-from playground import controls, live, metrics, monitoring, ops, scheduler, services
+from playground import controls, metrics, monitoring, ops, scheduler, services
 from playground.models import AuditLog, Block, Message
+from playground.realtime import redis_clients
 from tests.simulator import running_simulator
 from tests.test_metrics import answer, finished
 
@@ -208,7 +209,7 @@ def test_the_chart_series_comes_from_the_sampler(
     monitoring.sample()
     monkeypatch.setattr(metrics, "clock", lambda: NOW + 5)
     answer("w2", Message.Status.QUEUED)
-    live.redis_client().delete(metrics.SAMPLE_LOCK_KEY)  # the next interval has come
+    redis_clients.redis_client().delete(metrics.SAMPLE_LOCK_KEY)  # the next interval has come
     monitoring.sample()
     client = logged_in(staff=True)
 

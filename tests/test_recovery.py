@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from playground import live, scheduler, services
+from playground import scheduler, services
 from playground.models import Message
+from playground.realtime import channel_groups, delta_log, presence, redis_clients
 from playground.services import generation
 from tests.simulator import running_simulator
 
@@ -28,20 +29,20 @@ def submit(session: str, sample: str = "strawberry") -> Message:
 
 def redis_restarts_empty() -> None:
     """What a restart of a Redis that keeps nothing on disk does to the playground's keys."""
-    live.redis_client().flushdb()
+    redis_clients.redis_client().flushdb()
 
 
 @pytest.fixture
 def published(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]]:
     """Events published from synchronous code (the reconciler, cancels), as (message, event)."""
     sent: list[tuple[str, dict[str, Any]]] = []
-    original = live.publish_many
+    original = channel_groups.publish_many
 
     def recording(events: list[tuple[str, dict[str, Any]]]) -> None:
         sent.extend(events)
         original(events)
 
-    monkeypatch.setattr(live, "publish_many", recording)
+    monkeypatch.setattr(channel_groups, "publish_many", recording)
     return sent
 
 
@@ -49,15 +50,15 @@ def published(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]
 def announced(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any] | None]]:
     """What each generation announced when it ended, as (message, event)."""
     sent: list[tuple[str, dict[str, Any] | None]] = []
-    original = live.StreamPublisher.finish
+    original = delta_log.StreamPublisher.finish
 
     async def recording(
-        publisher: live.StreamPublisher, final: dict[str, Any] | None, patience: float
+        publisher: delta_log.StreamPublisher, final: dict[str, Any] | None, patience: float
     ) -> bool:
         sent.append((publisher.message_id, final))
         return await original(publisher, final, patience)
 
-    monkeypatch.setattr(live.StreamPublisher, "finish", recording)
+    monkeypatch.setattr(delta_log.StreamPublisher, "finish", recording)
     return sent
 
 
@@ -74,7 +75,7 @@ def interrupted_while_writing(message: Message) -> None:
     worker = threading.Thread(target=services.run_generation, args=(message.pk,))
     worker.start()
     deadline = time.monotonic() + 10
-    while len(live.read_delta_log(message.pk)) < 3 and time.monotonic() < deadline:
+    while len(delta_log.read_delta_log(message.pk)) < 3 and time.monotonic() < deadline:
         time.sleep(0.02)
     services.interrupt_generations()
     worker.join(10)
@@ -112,7 +113,7 @@ def test_a_visitor_waiting_when_redis_restarts_empty_is_not_taken_for_gone(
     running, waiting = submit("s-one"), submit("s-two")
     long_ago = timezone.now() - timedelta(seconds=settings.ABANDON_GRACE_SECONDS * 3)
     Message.objects.filter(pk=waiting.pk).update(created=long_ago)
-    live.touch(waiting.pk)  # their page is open and polling
+    presence.touch(waiting.pk)  # their page is open and polling
 
     redis_restarts_empty()  # which loses that mark
     Message.objects.filter(pk=running.pk).update(status=Message.Status.DONE)
@@ -147,7 +148,7 @@ def running_whose_worker_vanished(backend: str, session: str = "s-one") -> Messa
     Message.objects.filter(pk=message.pk).update(
         dispatched_at=timezone.now() - timedelta(seconds=scheduler.lease_seconds() + 5)
     )
-    live.redis_client().delete(scheduler.slot_key(backend))
+    redis_clients.redis_client().delete(scheduler.slot_key(backend))
     return message
 
 
@@ -220,7 +221,7 @@ def test_a_worker_shutting_down_puts_the_answer_it_writes_back_in_line(
     assert message.status == Message.Status.QUEUED and message.attempts == 1
     assert message.dispatched_at is None, "it waits in its place for a worker that stays"
     assert message.deltas == [], "nothing of the interrupted attempt is kept as its answer"
-    assert live.read_delta_log(message.pk) == [], "nor shown to a viewer who connects now"
+    assert delta_log.read_delta_log(message.pk) == [], "nor shown to a viewer who connects now"
     assert announced == [(message.pk, {"type": "restarted", "attempt": 2})]
     assert scheduler.slots_in_use(slow_sim) == 0
 

@@ -24,8 +24,9 @@ from django.utils import timezone
 
 from inference.parser import parse
 from inference.samples import get_sample
-from playground import aio, live, scheduler, services
+from playground import scheduler, services
 from playground.models import Message
+from playground.realtime import delta_log, presence, redis_clients, shared_loop
 from playground.services import line, questions, streaming
 from tests.simulator import running_simulator, serving, sim_stats
 
@@ -66,7 +67,7 @@ def test_it_streams_a_sample_answer_into_the_message(
     expected = parse(get_sample("strawberry").scripted_answer).as_dict()
     assert message.sections == expected
     assert [event["seq"] for event in message.deltas] == list(range(1, len(message.deltas) + 1))
-    assert live.read_delta_log(message.pk) == message.deltas
+    assert delta_log.read_delta_log(message.pk) == message.deltas
     assert message.finish_reason == "eos_token"
     assert message.model_id == "reflection-playground/simulator"
     assert message.sampling["temperature"] == 0.7 and message.sampling["top_p"] == 0.95
@@ -225,7 +226,7 @@ def test_cancel_closes_the_backend_stream_within_a_second_and_keeps_the_text(
         message = submit(sample="agatha")
         worker = threading.Thread(target=services.run_generation, args=(message.pk,))
         worker.start()
-        assert wait_until(lambda: len(live.read_delta_log(message.pk)) >= 3)
+        assert wait_until(lambda: len(delta_log.read_delta_log(message.pk)) >= 3)
 
         services.cancel(Message.objects.get(pk=message.pk))
         # The cancel returns once the worker has closed the stream and stored the text, and
@@ -266,13 +267,13 @@ def test_a_finished_generation_leaves_no_watcher_behind_to_renew_its_slot(
         # An earlier test's cancel watch may still be ending: it stops one poll
         # (CANCEL_POLL_SECONDS, 0.1 s) after its last generation.
         time.sleep(3 * 0.1)
-        before = aio.run(tasks_on_the_shared_loop())
+        before = shared_loop.run(tasks_on_the_shared_loop())
         services.run_generation(message.pk)
         time.sleep(1.5)  # two renewal periods
 
         assert Message.objects.get(pk=message.pk).status == Message.Status.DONE
         assert scheduler.slots_in_use(url) == 0
-        assert aio.run(tasks_on_the_shared_loop()) == before
+        assert shared_loop.run(tasks_on_the_shared_loop()) == before
 
 
 def test_cancelling_a_queued_message_frees_its_place(
@@ -331,7 +332,7 @@ def running_without_a_worker(backend: str) -> Message:
     assert message.mark_running()
     long_ago = timezone.now() - timedelta(seconds=scheduler.lease_seconds() + 5)
     Message.objects.filter(pk=message.pk).update(dispatched_at=long_ago)
-    live.redis_client().delete(scheduler.slot_key(backend))
+    redis_clients.redis_client().delete(scheduler.slot_key(backend))
     lease_noted_missing_long_ago(message)
     return message
 
@@ -339,7 +340,7 @@ def running_without_a_worker(backend: str) -> Message:
 def lease_noted_missing_long_ago(message: Message) -> None:
     """An earlier reconciler pass found the lease missing, longer ago than a renewal period."""
     noted = time.time() - scheduler.lease_seconds()
-    live.redis_client().set(services.lease_missing_key(message.pk), f"{noted:.3f}")
+    redis_clients.redis_client().set(services.lease_missing_key(message.pk), f"{noted:.3f}")
 
 
 def test_the_reconciler_requeues_work_whose_worker_vanished_before_writing(
@@ -377,11 +378,11 @@ def test_the_reconciler_fails_a_half_written_answer_whose_worker_died(
     assert message.mark_running()
     long_ago = timezone.now() - timedelta(seconds=scheduler.lease_seconds() + 5)
     Message.objects.filter(pk=message.pk).update(dispatched_at=long_ago)
-    live.redis_client().rpush(
-        live.delta_log_key(message.pk),
+    redis_clients.redis_client().rpush(
+        delta_log.delta_log_key(message.pk),
         '{"type": "delta", "seq": 1, "section": "thinking", "text": "Let me"}',
     )
-    live.redis_client().delete(scheduler.slot_key(sim))
+    redis_clients.redis_client().delete(scheduler.slot_key(sim))
     lease_noted_missing_long_ago(message)
 
     result = services.reconcile()
@@ -434,7 +435,7 @@ def test_a_visitor_who_left_before_their_turn_does_not_take_a_slot(
     messages = [submit(session=f"s{i}", ip=f"10.0.0.{i}") for i in range(4)]
     long_ago = timezone.now() - timedelta(seconds=600)
     Message.objects.filter(pk__in=[messages[2].pk, messages[3].pk]).update(created=long_ago)
-    live.touch(messages[3].pk)  # the fourth visitor is still polling; the third has gone
+    presence.touch(messages[3].pk)  # the fourth visitor is still polling; the third has gone
 
     services.run_generation(messages[0].pk)
 

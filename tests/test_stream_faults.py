@@ -13,9 +13,10 @@ import pytest
 from channels.testing import WebsocketCommunicator
 from django.utils import timezone
 
-from playground import live, services, viewers
+from playground import services, viewers
 from playground.consumers import MessageStreamConsumer
 from playground.models import Message
+from playground.realtime import channel_groups
 from tests.test_consumers import (
     OWNER,
     communicator,
@@ -67,7 +68,7 @@ def test_turning_a_share_link_off_closes_the_streams_opened_with_it_at_once() ->
         await asyncio.to_thread(services.revoke_share_link, message.conversation)
         events = await receive_all(shared)
         took = asyncio.get_running_loop().time() - started
-        await asyncio.to_thread(live.publish, message.pk, delta(1))
+        await asyncio.to_thread(channel_groups.publish, message.pk, delta(1))
         owners = await next_event(owner)
         await owner.disconnect()
         return events, owners, took
@@ -176,7 +177,7 @@ def test_an_answer_whose_final_event_was_lost_is_ended_by_the_sweep_from_the_dat
         socket = communicator(message)
         await socket.connect()
         await next_event(socket)  # started
-        await asyncio.to_thread(live.publish, message.pk, delta(1))
+        await asyncio.to_thread(channel_groups.publish, message.pk, delta(1))
         assert await next_event(socket) == delta(1)
         # The answer ended while Redis was away: stored, never announced, its log lost.
         await asyncio.to_thread(
@@ -205,7 +206,7 @@ def test_a_final_event_beyond_what_the_log_holds_is_completed_from_the_database(
         socket = communicator(message)
         await socket.connect()
         await next_event(socket)
-        await asyncio.to_thread(live.publish, message.pk, delta(1))
+        await asyncio.to_thread(channel_groups.publish, message.pk, delta(1))
         await next_event(socket)
         await asyncio.to_thread(
             Message.objects.filter(pk=message.pk).update,
@@ -213,7 +214,9 @@ def test_a_final_event_beyond_what_the_log_holds_is_completed_from_the_database(
             deltas=stored,
             finished_at=timezone.now(),
         )
-        await asyncio.to_thread(live.publish, message.pk, {"type": "done", "stats": {}, "seq": 3})
+        await asyncio.to_thread(
+            channel_groups.publish, message.pk, {"type": "done", "stats": {}, "seq": 3}
+        )
         return await receive_all(socket)
 
     events = asyncio.run(scenario())
@@ -230,14 +233,16 @@ def test_a_restarted_answer_is_told_and_its_new_deltas_from_seq_one_are_relayed(
         await socket.connect()
         await next_event(socket)
         for seq in (1, 2, 3):
-            await asyncio.to_thread(live.publish, message.pk, delta(seq, text=f"old {seq}"))
+            await asyncio.to_thread(
+                channel_groups.publish, message.pk, delta(seq, text=f"old {seq}")
+            )
         events = [await next_event(socket) for _ in range(3)]
         restarted = {"type": "restarted", "attempt": 2}
-        await asyncio.to_thread(live.publish, message.pk, restarted)
+        await asyncio.to_thread(channel_groups.publish, message.pk, restarted)
         await asyncio.to_thread(
-            live.publish, message.pk, {"type": "started", "backend": "b", "attempt": 2}
+            channel_groups.publish, message.pk, {"type": "started", "backend": "b", "attempt": 2}
         )
-        await asyncio.to_thread(live.publish, message.pk, delta(1, text="new 1"))
+        await asyncio.to_thread(channel_groups.publish, message.pk, delta(1, text="new 1"))
         events += [await next_event(socket) for _ in range(3)]
         await socket.disconnect()
         return events

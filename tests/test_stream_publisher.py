@@ -17,7 +17,7 @@ from channels.layers import get_channel_layer
 
 from devtools.stack import EmbeddedRedis
 from inference.parser import Delta
-from playground import live
+from playground.realtime import channel_groups, delta_log
 
 MESSAGE = "m-publisher"
 
@@ -35,7 +35,7 @@ def own_redis(settings: Any) -> Iterator[EmbeddedRedis]:
 def stored_log(server: EmbeddedRedis) -> list[dict[str, Any]]:
     client = redis.Redis.from_url(server.url)
     try:
-        return [json.loads(item) for item in client.lrange(live.delta_log_key(MESSAGE), 0, -1)]
+        return [json.loads(item) for item in client.lrange(delta_log.delta_log_key(MESSAGE), 0, -1)]
     finally:
         client.close()
 
@@ -54,7 +54,7 @@ async def published_events(pubsub: aredis.client.PubSub, count: int) -> list[dic
 def test_a_generation_rides_out_a_redis_that_restarts_empty(own_redis: EmbeddedRedis) -> None:
     async def scenario() -> tuple[list[float], bool, list[dict[str, Any]]]:
         loop = asyncio.get_running_loop()
-        publisher = live.StreamPublisher(MESSAGE)
+        publisher = delta_log.StreamPublisher(MESSAGE)
         await publisher.start({"type": "started"})
         await publisher.publish_deltas([Delta("thinking", "Let me ")])
         await asyncio.to_thread(own_redis.stop, True)
@@ -68,7 +68,7 @@ def test_a_generation_rides_out_a_redis_that_restarts_empty(own_redis: EmbeddedR
         await asyncio.to_thread(own_redis.start)
         viewer = aredis.Redis.from_url(own_redis.url)
         pubsub = viewer.pubsub()
-        await pubsub.subscribe(live.group_channel(MESSAGE))
+        await pubsub.subscribe(channel_groups.group_channel(MESSAGE))
         announced = await publisher.finish({"type": "done", "seq": 3}, patience=10)
         missed = await published_events(pubsub, 3)
         await pubsub.aclose()
@@ -78,7 +78,7 @@ def test_a_generation_rides_out_a_redis_that_restarts_empty(own_redis: EmbeddedR
     took, announced, missed = asyncio.run(scenario())
 
     # The first write finds Redis gone (within its reply timeout); the next does not wait.
-    assert took[0] < live.StreamPublisher.REPLY_SECONDS + 0.5
+    assert took[0] < delta_log.StreamPublisher.REPLY_SECONDS + 0.5
     assert took[1] < 0.1
     assert announced
     log = stored_log(own_redis)
@@ -92,13 +92,13 @@ def test_a_generation_rides_out_a_redis_that_restarts_empty(own_redis: EmbeddedR
 def test_a_frozen_redis_costs_a_write_at_most_its_reply_timeout(
     own_redis: EmbeddedRedis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(live.StreamPublisher, "REPLY_SECONDS", 0.5)
+    monkeypatch.setattr(delta_log.StreamPublisher, "REPLY_SECONDS", 0.5)
     assert own_redis.process is not None
     pid = own_redis.process.pid
 
     async def scenario() -> tuple[float, float, bool]:
         loop = asyncio.get_running_loop()
-        publisher = live.StreamPublisher(MESSAGE)
+        publisher = delta_log.StreamPublisher(MESSAGE)
         await publisher.start({"type": "started"})
         os.kill(pid, signal.SIGSTOP)
         try:
@@ -124,7 +124,7 @@ def test_an_answer_restarted_leaves_no_log_of_the_attempt_behind(
     own_redis: EmbeddedRedis,
 ) -> None:
     async def scenario() -> None:
-        publisher = live.StreamPublisher(MESSAGE)
+        publisher = delta_log.StreamPublisher(MESSAGE)
         await publisher.start({"type": "started"})
         await publisher.publish_deltas([Delta("thinking", "Half a")])
         await publisher.finish({"type": "restarted", "attempt": 2}, patience=5)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from playground import live, scheduler
+from playground import scheduler
 from playground.models import Conversation, Message, new_share_token
+from playground.realtime import cancel_flags, channel_groups
 from playground.services.dispatching import (
     dispatch,
 )
@@ -43,10 +44,10 @@ def delete_conversation(conversation: Conversation) -> None:
     for message in conversation.messages.filter(
         role=Message.Role.ASSISTANT, status__in=Message.ACTIVE
     ):
-        live.request_cancel(message.pk)
+        cancel_flags.request_cancel(message.pk)
         holds_unused_slot = message.status == Message.Status.QUEUED and message.backend
         if message.cancel():
-            live.publish(message.pk, {"type": "cancelled"})
+            channel_groups.publish(message.pk, {"type": "cancelled"})
             if holds_unused_slot:
                 # Its worker has not started and will find no row: hand the slot on now.
                 # (A running answer's worker releases its own slot when it stops.)
@@ -78,5 +79,6 @@ def _replace_share_token(conversation: Conversation, token: str | None) -> None:
     ).values_list("pk", flat=True)
     revoked = {"type": "revoked", "share": old}
     quietly(
-        lambda: live.publish_many([(pk, revoked) for pk in live_answers]), "close shared streams"
+        lambda: channel_groups.publish_many([(pk, revoked) for pk in live_answers]),
+        "close shared streams",
     )

@@ -12,9 +12,10 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 
-from playground import controls, live, scheduler
+from playground import controls, scheduler
 from playground.celery import app as celery_app
 from playground.models import Message
+from playground.realtime import presence, redis_clients
 from playground.services.errors import (
     quietly,
 )
@@ -56,7 +57,7 @@ def dispatch() -> int:
         # Whoever frees a slot dispatches next, and this message was committed before the
         # look: either the look sees the freed slot or the freeing side sees this message.
         return 0
-    client = live.redis_client()
+    client = redis_clients.redis_client()
     client.set(DISPATCH_WANTED_KEY, "1", ex=60)
     started = 0
     while True:
@@ -106,7 +107,7 @@ def is_abandoned(message: Message) -> bool:
     written whether or not anyone is watching now."""
     if message.attempts:
         return False
-    seen = live.last_seen(message.pk)
+    seen = presence.last_seen(message.pk)
     last = max(seen or 0.0, message.created.timestamp())
     return time.time() - last > settings.ABANDON_GRACE_SECONDS
 
@@ -138,7 +139,7 @@ def restore_redis_state() -> None:
             role=Message.Role.ASSISTANT, status__in=Message.ACTIVE, dispatched_at__isnull=False
         ).values_list("pk", "backend")
     )
-    live.touch_many(waiting_line())
+    presence.touch_many(waiting_line())
     scheduler.restore_leases(holders)
     log.log(
         logging.WARNING if holders else logging.INFO,

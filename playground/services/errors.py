@@ -10,13 +10,13 @@ from typing import Any
 
 from kombu.exceptions import OperationalError as BrokerUnavailable
 
-from playground import live
+from playground.realtime import redis_clients
 
 log = logging.getLogger(__name__)
 
 
 # What a Redis that cannot be reached raises, as the broker (Celery) or as itself.
-OUTAGE_ERRORS = (*live.REDIS_DOWN, BrokerUnavailable)
+OUTAGE_ERRORS = (*redis_clients.REDIS_DOWN, BrokerUnavailable)
 
 
 ERROR_MESSAGES = {

@@ -21,8 +21,9 @@ from inference.client import (
     SamplingParams,
 )
 from inference.prompt import DEFAULT_SYSTEM_PROMPT, Turn, build_prompt, fit_history
-from playground import aio, live, scheduler
+from playground import scheduler
 from playground.models import Message
+from playground.realtime import cancel_flags, channel_groups, delta_log, redis_clients, shared_loop
 from playground.services.dispatching import (
     dispatch,
     hand_on,
@@ -156,11 +157,13 @@ def run_generation(message_id: str) -> None:
         return
     outcome = None
     try:
-        outcome = aio.run(_generate(message, prompt, params, info))
+        outcome = shared_loop.run(_generate(message, prompt, params, info))
     except Exception:
         log.exception("generation of %s crashed", message_id)
         if message.fail("worker_error", "The playground failed while writing this answer."):
-            quietly(lambda: live.publish(message.pk, final_event(message)), "announce the end")
+            quietly(
+                lambda: channel_groups.publish(message.pk, final_event(message)), "announce the end"
+            )
     finally:
         close_old_connections()
     if outcome is None or not outcome.handed_on:
@@ -184,10 +187,10 @@ def interrupt_generations() -> None:
     _stopping.set()
 
     def interrupt() -> None:
-        count = live.cancel_watch(CANCEL_POLL_SECONDS).interrupt_all()
+        count = cancel_flags.cancel_watch(CANCEL_POLL_SECONDS).interrupt_all()
         log.warning("shutting down: %d answers being written go back in line", count)
 
-    aio.call_soon(interrupt)
+    shared_loop.call_soon(interrupt)
 
 
 def _dispatch_from_thread() -> None:
@@ -201,7 +204,7 @@ def _dispatch_from_thread() -> None:
 async def _generate(message: Message, prompt: str, params: SamplingParams, info: dict) -> Outcome:
     """One event loop for the whole generation: read TGI, parse, coalesce, persist, publish."""
     message_id, backend = message.pk, message.backend
-    publisher = live.StreamPublisher(message_id)
+    publisher = delta_log.StreamPublisher(message_id)
     outcome = Outcome()
     await publisher.start(
         {
@@ -222,7 +225,7 @@ async def _generate(message: Message, prompt: str, params: SamplingParams, info:
         # starts while this answer's bookkeeping is still being written.
         try:
             await scheduler.arelease_slot(backend, message_id)
-        except live.REDIS_DOWN as exc:
+        except redis_clients.REDIS_DOWN as exc:
             log.warning("could not release the slot of %s: %r", message_id, exc)
         handoff = asyncio.create_task(asyncio.to_thread(_dispatch_from_thread))
         outcome.handed_on = True

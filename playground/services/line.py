@@ -13,8 +13,9 @@ from django.conf import settings
 from django.db import connections, transaction
 from django.utils import timezone
 
-from playground import controls, live, scheduler
+from playground import controls, scheduler
 from playground.models import Message
+from playground.realtime import channel_groups, redis_clients
 from playground.services.errors import (
     quietly,
 )
@@ -50,14 +51,16 @@ def back_in_line(message: Message) -> bool:
 def record_service_time(message: Message) -> None:
     if message.started_at and message.finished_at:
         seconds = (message.finished_at - message.started_at).total_seconds()
-        pipe = live.redis_client().pipeline(transaction=False)
+        pipe = redis_clients.redis_client().pipeline(transaction=False)
         pipe.lpush(SERVICE_TIMES_KEY, f"{seconds:.3f}")
         pipe.ltrim(SERVICE_TIMES_KEY, 0, scheduler.SERVICE_SAMPLES - 1)
         quietly(pipe.execute, "record a service time")
 
 
 def _mean_service_seconds() -> float:
-    samples = [float(value) for value in live.redis_client().lrange(SERVICE_TIMES_KEY, 0, -1)]
+    samples = [
+        float(value) for value in redis_clients.redis_client().lrange(SERVICE_TIMES_KEY, 0, -1)
+    ]
     return sum(samples) / len(samples) if samples else scheduler.DEFAULT_SERVICE_SECONDS
 
 
@@ -171,7 +174,7 @@ def publish_queue_positions() -> None:
         return
     snapshot = queue_snapshot()
     estimates = scheduler.wait_estimates(snapshot, len(line))
-    live.publish_many(
+    channel_groups.publish_many(
         [
             (message_id, queued_event(place, eta, as_of))
             for place, (message_id, eta) in enumerate(zip(line, estimates, strict=False), start=1)

@@ -9,8 +9,9 @@ from datetime import datetime
 from typing import Any
 
 from inference.parser import Delta, Sections
-from playground import answer_checks, live, scheduler
+from playground import answer_checks, scheduler
 from playground.models import Conversation, Message
+from playground.realtime import delta_log
 from playground.services.line import (
     eta_for_position,
     position_of,
@@ -118,7 +119,7 @@ def message_events(message: Message) -> list[dict[str, Any]]:
     A queued answer has no text yet (an earlier attempt's, if any, is not its own)."""
     if message.role != Message.Role.ASSISTANT or message.status == Message.Status.QUEUED:
         return []
-    return message.deltas if message.is_final else live.read_delta_log(message.pk)
+    return message.deltas if message.is_final else delta_log.read_delta_log(message.pk)
 
 
 def live_sections(

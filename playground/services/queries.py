@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import logging
 
-from playground import live
 from playground.models import Conversation, Message, SamplePrompt
+from playground.realtime import presence
 from playground.services.errors import (
     NotFound,
 )
@@ -41,7 +41,7 @@ def note_presence(messages: list[Message]) -> None:
     """The owner is looking (a poll or a page load): their waiting messages are not abandoned."""
     for message in messages:
         if message.role == Message.Role.ASSISTANT and message.status == Message.Status.QUEUED:
-            live.touch(message.pk)
+            presence.touch(message.pk)
 
 
 def can_view(message: Message, *, session_key: str | None, share_token: str | None) -> bool:

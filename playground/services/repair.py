@@ -11,8 +11,9 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from playground import live, scheduler
+from playground import scheduler
 from playground.models import Conversation, Message
+from playground.realtime import channel_groups, delta_log, redis_clients
 from playground.services.conversations import (
     delete_conversation,
 )
@@ -78,11 +79,13 @@ def reconcile() -> dict[str, int]:
     )
     for message in stale:
         if scheduler.holds_slot(message.backend, message.pk):
-            live.redis_client().delete(lease_missing_key(message.pk))  # a false alarm, if any
+            redis_clients.redis_client().delete(
+                lease_missing_key(message.pk)
+            )  # a false alarm, if any
             continue
         if not _gone_for_good(message):
             continue
-        events = live.read_delta_log(message.pk)
+        events = delta_log.read_delta_log(message.pk)
         if events:
             # One UPDATE with the text: a reader never sees the error without what was written.
             if message.fail(
@@ -92,14 +95,14 @@ def reconcile() -> dict[str, int]:
                 deltas=events,
             ):
                 failed += 1
-                live.publish(message.pk, final_event(message))
+                channel_groups.publish(message.pk, final_event(message))
         else:
             had_started = message.status == Message.Status.RUNNING
             if back_in_line(message):
                 requeued += 1
                 if had_started:
                     # Its text, if any was shown, is lost with the log: it starts afresh.
-                    live.publish(message.pk, restarted_event(message))
+                    channel_groups.publish(message.pk, restarted_event(message))
     # An outage, not an operator disabling backends, is what fails long-waiting work.
     if not scheduler.healthy_backends(include_disabled=True):
         failed += _fail_outage_victims()
@@ -121,7 +124,7 @@ def _gone_for_good(message: Message) -> bool:
     still missing a renewal period later."""
     key = lease_missing_key(message.pk)
     renewal = scheduler.lease_seconds() / 3
-    client = live.redis_client()
+    client = redis_clients.redis_client()
     client.set(key, f"{time.time():.3f}", nx=True, ex=LEASE_MISSING_MEMORY_SECONDS)
     noted = client.get(key)
     return noted is not None and time.time() - float(noted) >= renewal
@@ -135,5 +138,5 @@ def _fail_outage_victims() -> int:
     for message in victims:
         if message.fail("backend_unavailable", ERROR_MESSAGES["backend_unavailable"]):
             failed += 1
-            live.publish(message.pk, final_event(message))
+            channel_groups.publish(message.pk, final_event(message))
     return failed

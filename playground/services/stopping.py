@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import time
 
-from playground import live
 from playground.models import Message
+from playground.realtime import cancel_flags, channel_groups, delta_log
 from playground.services.line import (
     publish_queue_positions,
 )
@@ -28,9 +28,9 @@ def cancel(message: Message) -> Message:
     is overruled from the persisted delta log."""
     if message.role != Message.Role.ASSISTANT or message.is_final:
         return message
-    live.request_cancel(message.pk)
+    cancel_flags.request_cancel(message.pk)
     if message.status == Message.Status.QUEUED and message.cancel():
-        live.publish(message.pk, {"type": "cancelled"})
+        channel_groups.publish(message.pk, {"type": "cancelled"})
         publish_queue_positions()
     else:
         deadline = time.monotonic() + CANCEL_WAIT_SECONDS
@@ -39,8 +39,8 @@ def cancel(message: Message) -> Message:
             if message.is_final:
                 return message
             time.sleep(0.05)
-        events = live.read_delta_log(message.pk)
+        events = delta_log.read_delta_log(message.pk)
         if message.cancel(sections=sections_of(events), deltas=events):
-            live.publish(message.pk, {"type": "cancelled"})
+            channel_groups.publish(message.pk, {"type": "cancelled"})
     message.refresh_from_db()
     return message

@@ -23,8 +23,9 @@ from inference.client import (
     SamplingParams,
 )
 from inference.parser import Delta, TagParser, merge_deltas
-from playground import live, scheduler
+from playground import scheduler
 from playground.models import Message
+from playground.realtime import cancel_flags, delta_log, redis_clients
 from playground.services.errors import (
     ERROR_MESSAGES,
     quietly,
@@ -65,7 +66,7 @@ class AnswerStream:
 
     def __init__(
         self,
-        publisher: live.StreamPublisher,
+        publisher: delta_log.StreamPublisher,
         outcome: Outcome,
         backend: str,
         prompt: str,
@@ -90,7 +91,7 @@ class AnswerStream:
         # GPU slot.
         self.stop_watching = False
         self.wake_watcher = asyncio.Event()
-        self.cancels = live.cancel_watch(CANCEL_POLL_SECONDS)
+        self.cancels = cancel_flags.cancel_watch(CANCEL_POLL_SECONDS)
         self.reader: asyncio.Task[None] | None = None
 
     async def run(self) -> None:
@@ -212,7 +213,7 @@ class AnswerStream:
                 try:
                     await scheduler.arenew_slot(self.backend, message_id)
                     renewed = loop.time()
-                except live.REDIS_DOWN as exc:
+                except redis_clients.REDIS_DOWN as exc:
                     # Again in a second: the lease must be back soon after Redis is.
                     log.warning("could not renew the lease of %s: %r", message_id, exc)
                     renewed = loop.time() - renew_every + LEASE_RETRY_SECONDS
