@@ -8,7 +8,7 @@ from django.http import HttpResponse, JsonResponse
 from django.utils import timezone
 from django.utils.text import slugify
 
-from playground import scheduler, services
+from playground import rotation, services
 from playground.models import Conversation, Message
 
 
@@ -35,7 +35,7 @@ def export_json(conversation: Conversation) -> dict[str, Any]:
                     else None
                 ),
                 model={
-                    "backend": scheduler.public_name(message.backend),
+                    "backend": rotation.public_name(message.backend),
                     "model_id": message.model_id or None,
                     **{k: v for k, v in (message.model_info or {}).items() if k != "model_id"},
                 },

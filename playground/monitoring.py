@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from inference.backends import http_url, info_from_payload, info_path, protocol_of
 from inference.client import BackendError, shared_ssl_context
-from playground import answer_checks, controls, gpu, metrics, scheduler, services
+from playground import answer_checks, controls, gpu, metrics, rotation, services, slots
 from playground.models import AuditLog, Block, Message
 from playground.realtime import redis_clients
 
@@ -50,16 +50,16 @@ def _scrape_key(backend: str) -> str:
 
 def current_gauges(state: controls.ControlState | None = None) -> metrics.Gauges:
     state = state or controls.state()
-    healthy = set(scheduler.healthy_backends(include_disabled=True))
+    healthy = set(slots.healthy_backends(include_disabled=True))
     backends = [
         metrics.BackendGauges(
             url=url,
             healthy=url in healthy,
             disabled=url in state.disabled,
-            slots_in_use=scheduler.slots_in_use(url),
+            slots_in_use=slots.slots_in_use(url),
             limit=state.concurrency.get(url, settings.GENERATION_CONCURRENCY),
         )
-        for url in scheduler.backends()
+        for url in rotation.backends()
     ]
     running = Message.objects.filter(
         role=Message.Role.ASSISTANT, status=Message.Status.RUNNING
@@ -257,7 +257,7 @@ def _scrape(urls: list[str]) -> dict[str, dict[str, Any]]:
 
 def scrape_backends(urls: list[str] | None = None) -> dict[str, dict[str, Any]]:
     """Each backend's scrape, from the short Redis cache where fresh."""
-    urls = scheduler.backends() if urls is None else urls
+    urls = rotation.backends() if urls is None else urls
     if not urls:
         return {}
     client = redis_clients.redis_client()

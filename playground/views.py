@@ -13,7 +13,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_GET, require_POST
 
-from playground import api, exports, presenters, scheduler, services
+from playground import api, exports, presenters, rotation, services, slots
 from playground.realtime import redis_clients
 from playground.services import PlaygroundError
 from playground.visitors import client_ip, session_key
@@ -244,8 +244,8 @@ def readyz(request: HttpRequest) -> HttpResponse:
         redis_clients.redis_client().ping()
         checks["redis"] = "ok"
         # Readiness is about health; a backend an operator disabled is still a healthy one.
-        healthy = scheduler.healthy_backends(include_disabled=True)
-        checks["backends"] = f"{len(healthy)}/{len(scheduler.backends())} healthy"
+        healthy = slots.healthy_backends(include_disabled=True)
+        checks["backends"] = f"{len(healthy)}/{len(rotation.backends())} healthy"
         if not healthy:
             checks["backends"] = "error: " + checks["backends"]
     except Exception as exc:

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from playground import scheduler
+from playground import slots
 from playground.models import Message
 
 
@@ -48,4 +48,4 @@ def finish(
         **changes,
     }
     Message.objects.filter(pk=message_id).update(**values)
-    scheduler.release_slot(Message.objects.get(pk=message_id).backend, message_id)
+    slots.release_slot(Message.objects.get(pk=message_id).backend, message_id)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from playground import scheduler, services
+from playground import services, slots
 from playground.models import SamplePrompt
 from playground.realtime import redis_clients
 
@@ -34,8 +34,8 @@ def clean_redis() -> Iterator[None]:
     """Each test starts with an empty Redis database (the session's own, never a shared one)
     and no queue snapshot remembered from another test's line."""
     redis_clients.redis_client().flushdb()
-    # The leases of an empty database are all there: none (see scheduler.LEASES_INTACT_KEY).
-    scheduler.restore_leases([])
+    # The leases of an empty database are all there: none (see slots.LEASES_INTACT_KEY).
+    slots.restore_leases([])
     services.forget_queue_snapshot()
     yield
     redis_clients.redis_client().flushdb()

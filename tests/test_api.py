@@ -17,6 +17,7 @@ from django.http import HttpResponse
 from django.test import Client
 from django.utils import timezone
 
+from playground import rotation
 from playground.env import Rate
 from playground.models import Conversation, Message, SamplePrompt
 from playground.realtime import delta_log, redis_clients
@@ -180,11 +181,9 @@ def test_status_is_not_accepting_when_the_line_is_full(
 def test_status_capacity_leaves_out_a_backend_marked_down(
     visitor: Client, backend: str, settings: Any
 ) -> None:
-    from playground import scheduler
-
     settings.TGI_URLS = [backend, "http://other.test:8080"]
     assert visitor.get("/api/v1/status").json()["queue"]["capacity"] == 4
-    scheduler.mark_down("http://other.test:8080", "test")
+    rotation.mark_down("http://other.test:8080", "test")
     assert visitor.get("/api/v1/status").json()["queue"]["capacity"] == 2
 
 

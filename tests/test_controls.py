@@ -15,7 +15,7 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from django.utils import timezone
 
-from playground import controls, metrics, scheduler, services
+from playground import controls, metrics, services, slots
 from playground.models import AuditLog, Block, Message
 from playground.realtime import presence
 from tests.simulator import running_simulator
@@ -73,7 +73,7 @@ def test_queued_work_still_starts_while_intake_is_paused(backend: str, enqueued:
     assert enqueued == [first.pk, second.pk], "two slots on the backend"
     controls.set_paused("Paused for a moment.")
 
-    scheduler.release_slot(backend, first.pk)  # the first answer ends
+    slots.release_slot(backend, first.pk)  # the first answer ends
     started = services.dispatch()
 
     assert started == 1
@@ -150,8 +150,8 @@ def test_a_concurrency_override_changes_the_slots_of_that_backend(
     messages = [submit(f"s{i}", f"10.0.0.{i}") for i in range(4)]
 
     assert enqueued == [m.pk for m in messages[:3]]
-    assert scheduler.capacity() == 3
-    assert scheduler.slots_in_use(backend) == 3
+    assert slots.capacity() == 3
+    assert slots.slots_in_use(backend) == 3
 
 
 def test_lowering_concurrency_lets_running_work_finish_and_starts_nothing_new(
@@ -161,20 +161,20 @@ def test_lowering_concurrency_lets_running_work_finish_and_starts_nothing_new(
     controls.set_concurrency(backend, 1)
     third = submit("c", "10.0.0.3")
 
-    scheduler.release_slot(backend, first.pk)
+    slots.release_slot(backend, first.pk)
     assert services.dispatch() == 0, "one slot still held against a limit of one"
-    scheduler.release_slot(backend, second.pk)
+    slots.release_slot(backend, second.pk)
     assert services.dispatch() == 1
     assert enqueued[-1] == third.pk
 
 
 def test_resetting_the_override_goes_back_to_the_setting(backend: str) -> None:
     controls.set_concurrency(backend, 7)
-    assert scheduler.concurrency_limit(backend) == 7
+    assert slots.concurrency_limit(backend) == 7
 
     controls.set_concurrency(backend, None)
 
-    assert scheduler.concurrency_limit(backend) == 2
+    assert slots.concurrency_limit(backend) == 2
 
 
 # --- disabled backends ----------------------------------------------------------------------
@@ -189,9 +189,9 @@ def test_a_disabled_backend_is_never_chosen(settings: Any, enqueued: list[str]) 
     messages = [submit(f"s{i}", f"10.0.0.{i}") for i in range(3)]
 
     assert {m.backend for m in messages} == {second}
-    assert scheduler.healthy_backends() == [second]
-    assert scheduler.capacity() == 4
-    assert scheduler.healthy_backends(include_disabled=True) == [first, second]
+    assert slots.healthy_backends() == [second]
+    assert slots.capacity() == 4
+    assert slots.healthy_backends(include_disabled=True) == [first, second]
 
 
 def test_an_enabled_backend_comes_back_into_rotation(settings: Any, enqueued: list[str]) -> None:
@@ -372,7 +372,7 @@ def test_controls_set_in_another_process_take_effect_here(
 
     assert refused("s1").code == "paused"
     assert services.dispatch() == 0
-    assert scheduler.concurrency_limit(backend) == 5
+    assert slots.concurrency_limit(backend) == 5
     assert controls.disabled_backends() == {"http://other.test:80"}
 
 
@@ -386,12 +386,12 @@ def test_controls_set_here_take_effect_in_another_process(backend: str) -> None:
         in_other_process(
             "import json\n"
             "from django.conf import settings\n"
-            "from playground import controls, scheduler\n"
+            "from playground import controls, slots\n"
             f"settings.TGI_URLS = [{backend!r}]\n"
             "print(json.dumps({'banner': controls.pause_banner(),\n"
             "    'draining': controls.draining(),\n"
-            f"    'limit': scheduler.concurrency_limit({backend!r}),\n"
-            "    'healthy': scheduler.healthy_backends()}))\n"
+            f"    'limit': slots.concurrency_limit({backend!r}),\n"
+            "    'healthy': slots.healthy_backends()}))\n"
         )
     )
 

@@ -28,7 +28,7 @@ from django.utils import timezone
 from django.utils.html import escape
 
 from inference.prompt import DEFAULT_SYSTEM_PROMPT, Turn, build_prompt, estimate_tokens
-from playground import scheduler, services
+from playground import rotation, services, slots
 from playground.consumers import MessageStreamConsumer
 from playground.models import Conversation, Message, SamplePrompt
 from playground.realtime import cancel_flags, channel_groups, delta_log, redis_clients
@@ -253,9 +253,9 @@ def test_a_real_generation_with_a_tiny_context_drops_history_and_says_so(
     assert CONTEXT_NOTE not in page(visitor, f"/c/{created['id']}/")
 
     answer = follow_up(visitor, created["id"], "Why?")
-    real_info = scheduler.backend_info
+    real_info = rotation.backend_info
     monkeypatch.setattr(
-        scheduler, "backend_info", lambda url: {**real_info(url), "max_input_tokens": 120}
+        rotation, "backend_info", lambda url: {**real_info(url), "max_input_tokens": 120}
     )
     services.run_generation(answer["id"])
 
@@ -1090,7 +1090,7 @@ def test_cancelling_a_dispatched_answer_hands_its_slot_to_the_next_in_line(
     services.run_generation(first["message"]["id"])  # the task arrives after the cancel
 
     assert waiting["message"]["id"] in enqueued
-    assert scheduler.slots_in_use(backend) == 2
+    assert slots.slots_in_use(backend) == 2
 
 
 def test_deleting_a_dispatched_answer_hands_its_slot_to_the_next_in_line(
@@ -1106,7 +1106,7 @@ def test_deleting_a_dispatched_answer_hands_its_slot_to_the_next_in_line(
     services.run_generation(first["message"]["id"])  # the task arrives after the delete
 
     assert waiting["message"]["id"] in enqueued
-    assert scheduler.slots_in_use(backend) == 2
+    assert slots.slots_in_use(backend) == 2
 
 
 @pytest.mark.django_db(transaction=True)
@@ -1126,11 +1126,11 @@ def test_deleting_during_a_real_generation_stops_it_and_frees_the_slot(
 
         response = visitor.delete(f"/api/v1/conversations/{created['id']}")
         worker.join(5)
-        slots = scheduler.slots_in_use(url)
+        in_use = slots.slots_in_use(url)
 
     assert response.status_code == 200
     assert not worker.is_alive()
-    assert slots == 0
+    assert in_use == 0
     assert not Conversation.objects.filter(pk=created["id"]).exists()
     assert not Message.objects.filter(pk=message_id).exists()
     assert ask(visitor, "Next question")["message"]["status"] == "queued"

@@ -18,7 +18,7 @@ from django.test import Client
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from playground import controls, metrics, monitoring, scheduler
+from playground import controls, metrics, monitoring, rotation, slots
 from playground.env import env_networks
 from playground.models import Conversation, Message
 from playground.realtime import redis_clients
@@ -227,7 +227,7 @@ def test_gauges_show_the_line_the_backends_and_the_controls(client: Client, back
     answer("w1", Message.Status.QUEUED)
     answer("w2", Message.Status.QUEUED)
     running = answer("r1", Message.Status.RUNNING, dispatched_at=timezone.now(), backend=backend)
-    scheduler.renew_slot(backend, running.pk)
+    slots.renew_slot(backend, running.pk)
     controls.set_paused("Paused.")
     controls.set_concurrency(backend, 5)
 
@@ -246,7 +246,7 @@ def test_gauges_show_the_line_the_backends_and_the_controls(client: Client, back
 
 
 def test_a_backend_that_is_down_or_disabled_says_so(client: Client, backend: str) -> None:
-    scheduler.mark_down(backend, "test")
+    rotation.mark_down(backend, "test")
     controls.set_backend_enabled(backend, False)
 
     samples = scrape(client)

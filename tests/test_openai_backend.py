@@ -1,5 +1,5 @@
 """`openai+` backends over real HTTP: the simulator's chat route, the OpenAI client against it,
-generations through services, health probes and /v1/models for the scheduler, the operators'
+generations through services, health probes and /v1/models for the rotation, the operators'
 backend panel, the TGI_URL syntax and the dev stack's options.
 """
 
@@ -38,7 +38,7 @@ from inference.client import (
 from inference.openai_client import OpenAIClient
 from inference.parser import parse
 from inference.samples import get_sample
-from playground import monitoring, scheduler, services
+from playground import monitoring, rotation, services, slots
 from playground.env import env_backend_urls
 from playground.models import Message
 from playground.realtime import redis_clients
@@ -226,7 +226,7 @@ def test_a_generation_through_an_openai_backend_streams_the_sections(
     assert message.model_id == MODEL
     assert message.model_info["max_total_tokens"] == 8192
     assert message.sampling["max_new_tokens"] <= 8192
-    assert scheduler.slots_in_use(openai_sim) == 0
+    assert slots.slots_in_use(openai_sim) == 0
     provenance = services.message_provenance(message)
     assert provenance is not None
     assert provenance["backend"] == "backend-1" and provenance["simulated"] is True
@@ -244,7 +244,7 @@ def test_a_follow_up_sends_the_earlier_turn_as_messages(
         prompt="And in 'raspberry'?",
         conversation=first.conversation,
     )
-    info = scheduler.backend_info(openai_sim)
+    info = rotation.backend_info(openai_sim)
 
     prompt, dropped = services.build_model_prompt(follow_up, info, protocol="openai")
     services.run_generation(follow_up.pk)
@@ -275,11 +275,11 @@ def test_build_model_prompt_gives_messages_for_openai_and_the_llama_string_for_t
     assert native == str(prompt) and not isinstance(native, ChatPrompt)
 
 
-def test_the_scheduler_probes_and_reads_info_from_an_openai_backend(openai_sim: str) -> None:
-    scheduler.mark_down(openai_sim, "test")
-    assert scheduler.probe(openai_sim) is True
-    assert scheduler.healthy_backends() == [openai_sim]
-    info = scheduler.backend_info(openai_sim)
+def test_the_rotation_probes_and_reads_info_from_an_openai_backend(openai_sim: str) -> None:
+    rotation.mark_down(openai_sim, "test")
+    assert rotation.probe(openai_sim) is True
+    assert slots.healthy_backends() == [openai_sim]
+    info = rotation.backend_info(openai_sim)
     assert info["model_id"] == MODEL and info["protocol"] == "openai"
     assert (
         json.loads(redis_clients.redis_client().get(f"pg:backend:info:{openai_sim}"))["model_id"]
@@ -308,9 +308,9 @@ def test_a_server_without_health_or_metrics_is_healthy_and_shows_its_model(
     with llama_cpp_like_server() as backend:
         settings.TGI_URLS = [backend]
         settings.GPU_METRICS_URLS = []
-        scheduler.mark_down(backend, "test")
-        assert scheduler.probe(backend) is True
-        info = scheduler.backend_info(backend)
+        rotation.mark_down(backend, "test")
+        assert rotation.probe(backend) is True
+        info = rotation.backend_info(backend)
         scraped = monitoring.scrape_backends([backend])[backend]
     assert info["model_id"] == "SmolLM2-135M-Instruct"
     assert info["max_input_tokens"] == 2048

@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from devtools.stack import free_port
 from inference.sim import TGI_VERSION
-from playground import controls, metrics, monitoring, ops, scheduler, services
+from playground import controls, metrics, monitoring, ops, services, slots
 from playground.models import AuditLog, Block, Message
 from playground.realtime import redis_clients
 from tests.simulator import running_simulator
@@ -374,7 +374,7 @@ def test_setting_and_resetting_a_backends_concurrency(
     dead_backend: str, operator: Client, enqueued: list[str]
 ) -> None:
     post(operator, "/ops/backends/concurrency", {"backend": dead_backend, "concurrency": "12"})
-    assert scheduler.concurrency_limit(dead_backend) == 12
+    assert slots.concurrency_limit(dead_backend) == 12
     entry = last_audit()
     assert (entry.action, entry.target, entry.detail) == (
         "concurrency",
@@ -384,18 +384,18 @@ def test_setting_and_resetting_a_backends_concurrency(
 
     post(operator, "/ops/backends/concurrency", {"backend": dead_backend, "reset": "1"})
 
-    assert scheduler.concurrency_limit(dead_backend) == 2
+    assert slots.concurrency_limit(dead_backend) == 2
     assert last_audit().action == "concurrency_reset"
 
 
 def test_disabling_and_enabling_a_backend(dead_backend: str, operator: Client) -> None:
     post(operator, "/ops/backends/state", {"backend": dead_backend, "action": "disable"})
-    assert scheduler.healthy_backends() == [] and last_audit().action == "disable_backend"
+    assert slots.healthy_backends() == [] and last_audit().action == "disable_backend"
     assert '<td data-b="state">disabled</td>' in operator.get("/ops/").content.decode()
 
     post(operator, "/ops/backends/state", {"backend": dead_backend, "action": "enable"})
 
-    assert scheduler.healthy_backends() == [dead_backend]
+    assert slots.healthy_backends() == [dead_backend]
     assert last_audit().action == "enable_backend"
 
 

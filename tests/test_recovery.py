@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from playground import scheduler, services
+from playground import services, slots
 from playground.models import Message
 from playground.realtime import channel_groups, delta_log, presence, redis_clients
 from playground.services import generation
@@ -102,8 +102,8 @@ def test_the_concurrency_cap_holds_when_redis_restarts_empty(
     third.refresh_from_db()
     assert third.dispatched_at is None, "the slots of the two answers were not handed out again"
     assert services.position_of(third) == 1
-    assert scheduler.slots_in_use(backend) == 2
-    assert scheduler.leases_intact()
+    assert slots.slots_in_use(backend) == 2
+    assert slots.leases_intact()
 
 
 def test_a_visitor_waiting_when_redis_restarts_empty_is_not_taken_for_gone(
@@ -139,16 +139,16 @@ def test_the_reconciler_restores_leases_before_it_looks_for_lost_workers(
     message.refresh_from_db()
     assert message.status == Message.Status.RUNNING, "its worker is alive: it renews the lease"
     assert result == {"requeued": 0, "failed": 0, "dispatched": 0}
-    assert scheduler.holds_slot(backend, message.pk)
+    assert slots.holds_slot(backend, message.pk)
 
 
 def running_whose_worker_vanished(backend: str, session: str = "s-one") -> Message:
     message = submit(session)
     assert message.mark_running()
     Message.objects.filter(pk=message.pk).update(
-        dispatched_at=timezone.now() - timedelta(seconds=scheduler.lease_seconds() + 5)
+        dispatched_at=timezone.now() - timedelta(seconds=slots.lease_seconds() + 5)
     )
-    redis_clients.redis_client().delete(scheduler.slot_key(backend))
+    redis_clients.redis_client().delete(slots.slot_key(backend))
     return message
 
 
@@ -164,7 +164,7 @@ def test_a_lease_found_missing_is_given_a_renewal_period_before_its_worker_count
     message.refresh_from_db()
     assert message.status == Message.Status.RUNNING
 
-    time.sleep(scheduler.lease_seconds() / 3)
+    time.sleep(slots.lease_seconds() / 3)
     assert services.reconcile()["requeued"] == 1
     message.refresh_from_db()
     assert message.status == Message.Status.QUEUED
@@ -176,7 +176,7 @@ def test_an_answer_that_had_started_is_written_again_as_the_next_attempt(
     settings.SLOT_LEASE_SECONDS = 3
     message = running_whose_worker_vanished(backend)
     services.reconcile()
-    time.sleep(scheduler.lease_seconds() / 3)
+    time.sleep(slots.lease_seconds() / 3)
 
     services.reconcile()
 
@@ -223,7 +223,7 @@ def test_a_worker_shutting_down_puts_the_answer_it_writes_back_in_line(
     assert message.deltas == [], "nothing of the interrupted attempt is kept as its answer"
     assert delta_log.read_delta_log(message.pk) == [], "nor shown to a viewer who connects now"
     assert announced == [(message.pk, {"type": "restarted", "attempt": 2})]
-    assert scheduler.slots_in_use(slow_sim) == 0
+    assert slots.slots_in_use(slow_sim) == 0
 
 
 def test_a_worker_shutting_down_starts_nothing_it_still_receives(
@@ -238,7 +238,7 @@ def test_a_worker_shutting_down_starts_nothing_it_still_receives(
     message.refresh_from_db()
     assert message.status == Message.Status.QUEUED and message.dispatched_at is None
     assert message.attempts == 0
-    assert scheduler.slots_in_use(slow_sim) == 0
+    assert slots.slots_in_use(slow_sim) == 0
     assert enqueued == [message.pk], "and it does not hand the line to itself"
 
 

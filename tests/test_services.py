@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from inference.parser import parse
 from inference.samples import get_sample
-from playground import scheduler, services
+from playground import eta, rotation, services, slots
 from playground.models import Message
 from playground.realtime import delta_log, presence, redis_clients, shared_loop
 from playground.services import line, questions, streaming
@@ -73,7 +73,7 @@ def test_it_streams_a_sample_answer_into_the_message(
     assert message.sampling["temperature"] == 0.7 and message.sampling["top_p"] == 0.95
     stats = services.message_stats(message)
     assert stats is not None and stats["tokens"] > 50 and stats["ttft_seconds"] >= 0
-    assert scheduler.slots_in_use(sim) == 0
+    assert slots.slots_in_use(sim) == 0
 
 
 def test_a_redelivered_task_is_a_no_op(sim: str, samples: Any, enqueued: list[str]) -> None:
@@ -95,7 +95,7 @@ def test_it_never_dispatches_beyond_the_concurrency_limit_and_serves_in_order(
 
     assert enqueued == [messages[0].pk, messages[1].pk]
     assert [services.position_of(m) for m in messages] == [0, 0, 1, 2, 3]
-    assert scheduler.slots_in_use(sim) == 2
+    assert slots.slots_in_use(sim) == 2
 
     services.run_generation(messages[0].pk)
 
@@ -103,7 +103,7 @@ def test_it_never_dispatches_beyond_the_concurrency_limit_and_serves_in_order(
     for message in messages:
         message.refresh_from_db()
     assert [services.position_of(m) for m in messages[2:]] == [0, 1, 2]
-    assert scheduler.slots_in_use(sim) == 2
+    assert slots.slots_in_use(sim) == 2
 
 
 def test_an_error_mid_stream_ends_the_message_with_that_error_and_keeps_the_text(
@@ -122,7 +122,7 @@ def test_an_error_mid_stream_ends_the_message_with_that_error_and_keeps_the_text
     assert "simulated fault" not in message.error_message
     assert "simulated fault injected by the simulator after 8 tokens" in caplog.text
     assert message.deltas, "the text written before the failure is kept"
-    assert scheduler.slots_in_use(url) == 0
+    assert slots.slots_in_use(url) == 0
 
 
 def test_a_dropped_backend_connection_is_an_incomplete_stream_error(
@@ -150,8 +150,8 @@ def test_an_unreachable_backend_puts_the_message_back_in_line(
     message.refresh_from_db()
     assert message.status == Message.Status.QUEUED
     assert message.dispatched_at is None
-    assert scheduler.healthy_backends() == []
-    assert scheduler.slots_in_use(dead) == 0
+    assert slots.healthy_backends() == []
+    assert slots.slots_in_use(dead) == 0
 
 
 def test_an_outage_longer_than_the_patience_fails_queued_work_plainly(
@@ -231,7 +231,7 @@ def test_cancel_closes_the_backend_stream_within_a_second_and_keeps_the_text(
         services.cancel(Message.objects.get(pk=message.pk))
         # The cancel returns once the worker has closed the stream and stored the text, and
         # the worker frees the slot before storing: so it is free by now, whatever the timing.
-        assert scheduler.slots_in_use(url) == 0
+        assert slots.slots_in_use(url) == 0
         worker.join(10)
         assert wait_until(lambda: sim_stats(url)["dropped"] == 1, 5)
 
@@ -239,7 +239,7 @@ def test_cancel_closes_the_backend_stream_within_a_second_and_keeps_the_text(
     message.refresh_from_db()
     assert message.status == Message.Status.CANCELLED
     assert message.deltas and message.sections["thinking"]
-    assert scheduler.slots_in_use(url) == 0
+    assert slots.slots_in_use(url) == 0
 
 
 def test_a_finished_generation_leaves_no_watcher_behind_to_renew_its_slot(
@@ -248,7 +248,7 @@ def test_a_finished_generation_leaves_no_watcher_behind_to_renew_its_slot(
     # Every generation of a worker process shares one event loop, so a watcher that outlived
     # its answer would go on renewing the lease and hold the GPU slot. The renewal here
     # swallows a cancellation that lands during it, as a Redis client can.
-    renew_slot = scheduler.arenew_slot
+    renew_slot = slots.arenew_slot
 
     async def slow_renewal(backend: str, message_id: str) -> None:
         with contextlib.suppress(asyncio.CancelledError):
@@ -258,7 +258,7 @@ def test_a_finished_generation_leaves_no_watcher_behind_to_renew_its_slot(
     async def tasks_on_the_shared_loop() -> int:
         return len(asyncio.all_tasks()) - 1
 
-    monkeypatch.setattr(scheduler, "arenew_slot", slow_renewal)
+    monkeypatch.setattr(slots, "arenew_slot", slow_renewal)
     monkeypatch.setattr(streaming, "CANCEL_POLL_SECONDS", 0.001)
     settings.SLOT_LEASE_SECONDS = 2  # renewed every 0.67 s while the answer runs
     with running_simulator(tokens_per_second=200) as url:
@@ -272,7 +272,7 @@ def test_a_finished_generation_leaves_no_watcher_behind_to_renew_its_slot(
         time.sleep(1.5)  # two renewal periods
 
         assert Message.objects.get(pk=message.pk).status == Message.Status.DONE
-        assert scheduler.slots_in_use(url) == 0
+        assert slots.slots_in_use(url) == 0
         assert shared_loop.run(tasks_on_the_shared_loop()) == before
 
 
@@ -330,16 +330,16 @@ def running_without_a_worker(backend: str) -> Message:
     """A running answer dispatched longer than a lease ago, whose slot lease has lapsed."""
     message = submit()
     assert message.mark_running()
-    long_ago = timezone.now() - timedelta(seconds=scheduler.lease_seconds() + 5)
+    long_ago = timezone.now() - timedelta(seconds=slots.lease_seconds() + 5)
     Message.objects.filter(pk=message.pk).update(dispatched_at=long_ago)
-    redis_clients.redis_client().delete(scheduler.slot_key(backend))
+    redis_clients.redis_client().delete(slots.slot_key(backend))
     lease_noted_missing_long_ago(message)
     return message
 
 
 def lease_noted_missing_long_ago(message: Message) -> None:
     """An earlier reconciler pass found the lease missing, longer ago than a renewal period."""
-    noted = time.time() - scheduler.lease_seconds()
+    noted = time.time() - slots.lease_seconds()
     redis_clients.redis_client().set(services.lease_missing_key(message.pk), f"{noted:.3f}")
 
 
@@ -376,13 +376,13 @@ def test_the_reconciler_fails_a_half_written_answer_whose_worker_died(
 ) -> None:
     message = submit()
     assert message.mark_running()
-    long_ago = timezone.now() - timedelta(seconds=scheduler.lease_seconds() + 5)
+    long_ago = timezone.now() - timedelta(seconds=slots.lease_seconds() + 5)
     Message.objects.filter(pk=message.pk).update(dispatched_at=long_ago)
     redis_clients.redis_client().rpush(
         delta_log.delta_log_key(message.pk),
         '{"type": "delta", "seq": 1, "section": "thinking", "text": "Let me"}',
     )
-    redis_clients.redis_client().delete(scheduler.slot_key(sim))
+    redis_clients.redis_client().delete(slots.slot_key(sim))
     lease_noted_missing_long_ago(message)
 
     result = services.reconcile()
@@ -402,7 +402,7 @@ def test_the_reconciler_leaves_live_generations_alone(
     Message.objects.filter(pk=message.pk).update(
         dispatched_at=timezone.now() - timedelta(minutes=5)
     )
-    scheduler.renew_slot(sim, message.pk)
+    slots.renew_slot(sim, message.pk)
 
     assert services.reconcile()["requeued"] == 0
     message.refresh_from_db()
@@ -410,23 +410,23 @@ def test_the_reconciler_leaves_live_generations_alone(
 
 
 def test_wait_estimates_follow_the_slots_as_they_free_up() -> None:
-    snapshot = scheduler.QueueSnapshot(running_elapsed=[5.0, 25.0], capacity=2, mean_service=30.0)
+    snapshot = eta.QueueSnapshot(running_elapsed=[5.0, 25.0], capacity=2, mean_service=30.0)
 
-    estimates = scheduler.wait_estimates(snapshot, 4)
+    estimates = eta.wait_estimates(snapshot, 4)
 
     assert estimates == [5.0, 25.0, 35.0, 55.0]
 
 
 def test_wait_estimates_start_at_once_on_idle_slots() -> None:
-    snapshot = scheduler.QueueSnapshot(running_elapsed=[], capacity=3, mean_service=10.0)
+    snapshot = eta.QueueSnapshot(running_elapsed=[], capacity=3, mean_service=10.0)
 
-    assert scheduler.wait_estimates(snapshot, 4) == [0.0, 0.0, 0.0, 10.0]
+    assert eta.wait_estimates(snapshot, 4) == [0.0, 0.0, 0.0, 10.0]
 
 
 def test_overdue_generations_are_expected_to_end_soon_not_in_the_past() -> None:
-    snapshot = scheduler.QueueSnapshot(running_elapsed=[90.0], capacity=1, mean_service=30.0)
+    snapshot = eta.QueueSnapshot(running_elapsed=[90.0], capacity=1, mean_service=30.0)
 
-    assert scheduler.wait_estimates(snapshot, 1) == [3.0]
+    assert eta.wait_estimates(snapshot, 1) == [3.0]
 
 
 def test_a_visitor_who_left_before_their_turn_does_not_take_a_slot(
@@ -466,7 +466,7 @@ def test_work_spreads_over_backends_and_avoids_one_that_went_down(
         services.run_generation(c.pk)
 
         c.refresh_from_db()
-        assert scheduler.healthy_backends() == [revived]
+        assert slots.healthy_backends() == [revived]
         assert c.backend == revived, "put back in line and sent to the healthy backend"
         assert enqueued.count(c.pk) == 2
         services.run_generation(c.pk)
@@ -475,12 +475,12 @@ def test_work_spreads_over_backends_and_avoids_one_that_went_down(
 
 
 def test_a_backend_that_answers_health_checks_again_comes_back_into_rotation(sim: str) -> None:
-    scheduler.mark_down(sim, "test")
-    assert scheduler.healthy_backends() == []
+    rotation.mark_down(sim, "test")
+    assert slots.healthy_backends() == []
 
-    assert scheduler.probe(sim) is True
+    assert rotation.probe(sim) is True
 
-    assert scheduler.healthy_backends() == [sim]
+    assert slots.healthy_backends() == [sim]
 
 
 @pytest.mark.skipif(
@@ -532,14 +532,14 @@ def test_a_question_on_an_idle_site_gets_its_slot_in_the_transaction_that_queues
     backend: str, samples: Any, enqueued: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     leased_inside: list[bool] = []
-    acquire = scheduler.acquire_slot
+    acquire = slots.acquire_slot
 
     def recording_acquire(message_id: str) -> str | None:
         leased_inside.append(connections["default"].in_atomic_block)
         return acquire(message_id)
 
     passes: list[int] = []
-    monkeypatch.setattr(scheduler, "acquire_slot", recording_acquire)
+    monkeypatch.setattr(slots, "acquire_slot", recording_acquire)
     monkeypatch.setattr(questions, "dispatch", lambda: passes.append(1) or 0)
 
     message = submit()
@@ -549,7 +549,7 @@ def test_a_question_on_an_idle_site_gets_its_slot_in_the_transaction_that_queues
     assert message.dispatched_at is not None and message.backend == backend
     assert services.position_of(message) == 0
     assert enqueued == [message.pk]
-    assert scheduler.slots_in_use(backend) == 1
+    assert slots.slots_in_use(backend) == 1
 
 
 def test_a_question_never_takes_a_free_slot_from_someone_already_waiting(
@@ -588,7 +588,7 @@ def test_a_draining_site_keeps_an_idle_sites_question_in_line(
 
     assert services.position_of(message) == 1
     assert enqueued == []
-    assert scheduler.slots_in_use(backend) == 0
+    assert slots.slots_in_use(backend) == 0
 
 
 def test_a_slot_leased_for_a_question_that_never_commits_is_given_back(
@@ -604,7 +604,7 @@ def test_a_slot_leased_for_a_question_that_never_commits_is_given_back(
     with pytest.raises(DatabaseError):
         submit()
 
-    assert scheduler.slots_in_use(backend) == 0
+    assert slots.slots_in_use(backend) == 0
     assert not Message.objects.exists(), "the question and its answer were rolled back"
     assert enqueued == []
 
@@ -626,7 +626,7 @@ def test_a_slot_leased_in_a_transaction_whose_commit_fails_is_given_back(
         submit()
 
     monkeypatch.undo()
-    assert scheduler.slots_in_use(backend) == 0
+    assert slots.slots_in_use(backend) == 0
     assert enqueued == []
 
 

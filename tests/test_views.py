@@ -11,7 +11,7 @@ from django.test import Client
 from django.utils import timezone
 from django.utils.html import escape
 
-from playground import scheduler
+from playground import rotation
 from playground.models import Conversation, Message, SamplePrompt
 
 XSS_PROMPT = "<script>alert(1)</script> and <img src=x onerror=alert(1)>"
@@ -457,7 +457,7 @@ def test_readyz_is_not_ready_without_a_backend(db: None, settings: Any) -> None:
 
 
 def test_readyz_is_not_ready_when_every_backend_is_down(db: None, backend: str) -> None:
-    scheduler.mark_down(backend, "test")
+    rotation.mark_down(backend, "test")
     response = Client().get("/readyz")
     assert response.status_code == 503
     assert response.json()["checks"]["backends"] == "error: 0/1 healthy"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from playground import scheduler
+from playground import slots
 from playground.models import Conversation, Message, new_share_token
 from playground.realtime import cancel_flags, channel_groups
 from playground.services.dispatching import (
@@ -51,7 +51,7 @@ def delete_conversation(conversation: Conversation) -> None:
             if holds_unused_slot:
                 # Its worker has not started and will find no row: hand the slot on now.
                 # (A running answer's worker releases its own slot when it stops.)
-                scheduler.release_slot(message.backend, message.pk)
+                slots.release_slot(message.backend, message.pk)
     conversation.delete()
     dispatch()
     publish_queue_positions()

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 
-from playground import controls, scheduler
+from playground import controls, slots
 from playground.celery import app as celery_app
 from playground.models import Message
 from playground.realtime import presence, redis_clients
@@ -53,7 +53,7 @@ def dispatch() -> int:
     if controls.draining():
         # An operator drains: what runs finishes, nothing new starts, the line keeps its order.
         return 0
-    if not with_leases(scheduler.any_free_slot):
+    if not with_leases(slots.any_free_slot):
         # Whoever frees a slot dispatches next, and this message was committed before the
         # look: either the look sees the freed slot or the freeing side sees this message.
         return 0
@@ -88,11 +88,11 @@ def _dispatch_pass() -> int:
         if is_abandoned(message):
             message.abandon()
             continue
-        backend = with_leases(scheduler.acquire_slot, message.pk)
+        backend = with_leases(slots.acquire_slot, message.pk)
         if backend is None:
             break
         if not message.mark_dispatched(backend):
-            scheduler.release_slot(backend, message.pk)
+            slots.release_slot(backend, message.pk)
             continue
         enqueue(message.pk)
         started += 1
@@ -117,10 +117,10 @@ T = TypeVar("T")
 
 def with_leases(look: Callable[..., T], *args: Any) -> T:
     """`look` at (or take) the slot leases, first restoring what Redis lost if it restarted
-    empty (`scheduler.LeasesLost`)."""
+    empty (`slots.LeasesLost`)."""
     try:
         return look(*args)
-    except scheduler.LeasesLost:
+    except slots.LeasesLost:
         restore_redis_state()
         return look(*args)
 
@@ -140,7 +140,7 @@ def restore_redis_state() -> None:
         ).values_list("pk", "backend")
     )
     presence.touch_many(waiting_line())
-    scheduler.restore_leases(holders)
+    slots.restore_leases(holders)
     log.log(
         logging.WARNING if holders else logging.INFO,
         "Redis started empty: %d slot leases restored from the database",
@@ -150,5 +150,5 @@ def restore_redis_state() -> None:
 
 def hand_on(backend: str, message_id: str) -> None:
     """Release a slot that will not be used and give it to the next in line."""
-    quietly(lambda: scheduler.release_slot(backend, message_id), "release a slot")
+    quietly(lambda: slots.release_slot(backend, message_id), "release a slot")
     quietly(dispatch, "dispatch the line")

@@ -21,7 +21,7 @@ from inference.client import (
     SamplingParams,
 )
 from inference.prompt import DEFAULT_SYSTEM_PROMPT, Turn, build_prompt, fit_history
-from playground import scheduler
+from playground import rotation, slots
 from playground.models import Message
 from playground.realtime import cancel_flags, channel_groups, delta_log, redis_clients, shared_loop
 from playground.services.dispatching import (
@@ -136,11 +136,11 @@ def run_generation(message_id: str) -> None:
         # Received while this worker shuts down: the slot goes, and the answer waits in its
         # place in line for a worker that stays.
         back_in_line(message)
-        quietly(lambda: scheduler.release_slot(backend, message.pk), "release a slot")
+        quietly(lambda: slots.release_slot(backend, message.pk), "release a slot")
         return
     # Everything the generation needs is read first, so that claiming the message and
     # recording its provenance is a single write on the way to the first token.
-    info = scheduler.backend_info(backend)
+    info = rotation.backend_info(backend)
     protocol = protocol_of(backend)
     prompt, dropped = build_model_prompt(message, info, protocol=protocol)
     params = sampling_params()
@@ -167,7 +167,7 @@ def run_generation(message_id: str) -> None:
     finally:
         close_old_connections()
     if outcome is None or not outcome.handed_on:
-        quietly(lambda: scheduler.release_slot(backend, message.pk), "release a slot")
+        quietly(lambda: slots.release_slot(backend, message.pk), "release a slot")
         if outcome is not None and outcome.requeue:
             quietly(publish_queue_positions, "publish the line")
         if not _stopping.is_set():
@@ -209,7 +209,7 @@ async def _generate(message: Message, prompt: str, params: SamplingParams, info:
     await publisher.start(
         {
             "type": "started",
-            "backend": scheduler.public_name(backend),
+            "backend": rotation.public_name(backend),
             "model": info.get("model_id", ""),
             "attempt": message.attempts,
         }
@@ -224,7 +224,7 @@ async def _generate(message: Message, prompt: str, params: SamplingParams, info:
         # The backend stream is closed, so its GPU slot is free now: the next in line
         # starts while this answer's bookkeeping is still being written.
         try:
-            await scheduler.arelease_slot(backend, message_id)
+            await slots.arelease_slot(backend, message_id)
         except redis_clients.REDIS_DOWN as exc:
             log.warning("could not release the slot of %s: %r", message_id, exc)
         handoff = asyncio.create_task(asyncio.to_thread(_dispatch_from_thread))

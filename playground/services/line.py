@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import connections, transaction
 from django.utils import timezone
 
-from playground import controls, scheduler
+from playground import controls, eta, rotation, slots
 from playground.models import Message
 from playground.realtime import channel_groups, redis_clients
 from playground.services.errors import (
@@ -53,7 +53,7 @@ def record_service_time(message: Message) -> None:
         seconds = (message.finished_at - message.started_at).total_seconds()
         pipe = redis_clients.redis_client().pipeline(transaction=False)
         pipe.lpush(SERVICE_TIMES_KEY, f"{seconds:.3f}")
-        pipe.ltrim(SERVICE_TIMES_KEY, 0, scheduler.SERVICE_SAMPLES - 1)
+        pipe.ltrim(SERVICE_TIMES_KEY, 0, eta.SERVICE_SAMPLES - 1)
         quietly(pipe.execute, "record a service time")
 
 
@@ -61,18 +61,18 @@ def _mean_service_seconds() -> float:
     samples = [
         float(value) for value in redis_clients.redis_client().lrange(SERVICE_TIMES_KEY, 0, -1)
     ]
-    return sum(samples) / len(samples) if samples else scheduler.DEFAULT_SERVICE_SECONDS
+    return sum(samples) / len(samples) if samples else eta.DEFAULT_SERVICE_SECONDS
 
 
-def queue_snapshot() -> scheduler.QueueSnapshot:
+def queue_snapshot() -> eta.QueueSnapshot:
     now = timezone.now()
     in_flight = Message.objects.filter(
         role=Message.Role.ASSISTANT, status__in=Message.ACTIVE, dispatched_at__isnull=False
     ).values_list("started_at", flat=True)
     elapsed = [(now - started).total_seconds() if started else 0.0 for started in in_flight]
-    return scheduler.QueueSnapshot(
+    return eta.QueueSnapshot(
         running_elapsed=elapsed,
-        capacity=scheduler.capacity(),
+        capacity=slots.capacity(),
         mean_service=_mean_service_seconds(),
     )
 
@@ -85,10 +85,10 @@ def queue_snapshot() -> scheduler.QueueSnapshot:
 SNAPSHOT_REUSE_SECONDS = 0.25
 
 
-_recent_snapshot: tuple[float, scheduler.QueueSnapshot] | None = None
+_recent_snapshot: tuple[float, eta.QueueSnapshot] | None = None
 
 
-def recent_queue_snapshot() -> scheduler.QueueSnapshot:
+def recent_queue_snapshot() -> eta.QueueSnapshot:
     global _recent_snapshot
     now = time.monotonic()
     recent = _recent_snapshot
@@ -131,11 +131,11 @@ def position_of(message: Message) -> int | None:
     return ahead + 1
 
 
-def eta_for_position(position: int, snapshot: scheduler.QueueSnapshot | None = None) -> float:
+def eta_for_position(position: int, snapshot: eta.QueueSnapshot | None = None) -> float:
     if position <= 0:
         return 0.0
     snapshot = snapshot or queue_snapshot()
-    estimates = scheduler.wait_estimates(snapshot, position)
+    estimates = eta.wait_estimates(snapshot, position)
     return round(estimates[-1], 1) if estimates else 0.0
 
 
@@ -147,7 +147,7 @@ def queue_status() -> dict[str, Any]:
     waiting = waiting_count()
     snapshot = queue_snapshot()
     return {
-        "accepting": bool(scheduler.backends())
+        "accepting": bool(rotation.backends())
         and waiting < settings.QUEUE_MAX_WAITING
         and controls.pause_banner() is None,
         "queue": {
@@ -173,7 +173,7 @@ def publish_queue_positions() -> None:
     if not line:
         return
     snapshot = queue_snapshot()
-    estimates = scheduler.wait_estimates(snapshot, len(line))
+    estimates = eta.wait_estimates(snapshot, len(line))
     channel_groups.publish_many(
         [
             (message_id, queued_event(place, eta, as_of))

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from inference.parser import Delta, Sections
-from playground import answer_checks, scheduler
+from playground import answer_checks, eta, rotation
 from playground.models import Conversation, Message
 from playground.realtime import delta_log
 from playground.services.line import (
@@ -46,7 +46,7 @@ def message_provenance(message: Message) -> dict[str, Any] | None:
     model_id = str(info.get("model_id") or message.model_id or "")
     sampling = message.sampling or {}
     return {
-        "backend": scheduler.public_name(message.backend),
+        "backend": rotation.public_name(message.backend),
         "model_id": model_id or None,
         "model_sha": info.get("model_sha"),
         "version": info.get("version"),
@@ -139,7 +139,7 @@ def message_payload(
     message: Message,
     *,
     share_token: str | None = None,
-    snapshot: scheduler.QueueSnapshot | None = None,
+    snapshot: eta.QueueSnapshot | None = None,
     events: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """`events`: the delta log already read by the caller, so that the sections, the seq and
@@ -176,7 +176,7 @@ def message_payload(
         "sample": message.sample_slug or None,
         "reply_to": message.reply_to_id,
         "history_turns_dropped": (message.sampling or {}).get("history_turns_dropped", 0),
-        "backend": scheduler.public_name(message.backend),
+        "backend": rotation.public_name(message.backend),
         "model": message.model_id or None,
         "created": message.created.isoformat(),
         "provenance": message_provenance(message),
@@ -238,7 +238,7 @@ def attempt_shown(message: Message) -> int:
 def started_event(message: Message) -> dict[str, Any]:
     return {
         "type": "started",
-        "backend": scheduler.public_name(message.backend),
+        "backend": rotation.public_name(message.backend),
         "model": message.model_id,
         "attempt": message.attempts,
     }

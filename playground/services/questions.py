@@ -15,7 +15,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from playground import controls, limits, metrics, scheduler
+from playground import controls, limits, metrics, rotation, slots
 from playground.models import Conversation, Message, SamplePrompt
 from playground.services.dispatching import (
     dispatch,
@@ -96,7 +96,7 @@ def check_admission(session_key: str, client_ip: str | None) -> int:
     refusal = controls.refusal(session_key, client_ip)
     if refusal is not None:
         raise PlaygroundError(refusal.code, refusal.message, status=refusal.status)
-    if not scheduler.backends():
+    if not rotation.backends():
         raise PlaygroundError("no_backend", ERROR_MESSAGES["no_backend"], status=503)
     wait = limits.take(limit_key(client_ip))
     if wait:
@@ -232,7 +232,7 @@ def _create_and_dispatch(create: Any, *, line_was_empty: bool) -> Message:
         except BaseException:
             # The commit failed after the lease: nobody will run this answer.
             if leased_on is not None:
-                scheduler.release_slot(leased_on, answer.pk)
+                slots.release_slot(leased_on, answer.pk)
             raise
     except IntegrityError:
         # The partial unique index on active answers per session lost a race to a double submit.
@@ -266,13 +266,13 @@ def _slot_for_the_head_of_the_line(answer: Message) -> str | None:
     """
     if waiting().exclude(pk=answer.pk).exists() or controls.draining():
         return None
-    backend = with_leases(scheduler.acquire_slot, answer.pk)
+    backend = with_leases(slots.acquire_slot, answer.pk)
     if backend is None:
         return None
     try:
         answer.mark_dispatched(backend)
     except BaseException:
-        scheduler.release_slot(backend, answer.pk)
+        slots.release_slot(backend, answer.pk)
         raise
     return backend
 

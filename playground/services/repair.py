@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.utils import timezone
 
-from playground import scheduler
+from playground import rotation, slots
 from playground.models import Conversation, Message
 from playground.realtime import channel_groups, delta_log, redis_clients
 from playground.services.conversations import (
@@ -65,12 +65,12 @@ def reconcile() -> dict[str, int]:
     - backends are probed, so one that left rotation comes back when healthy;
     - the line is dispatched and everyone waiting hears their place (at least every few s).
     """
-    if not scheduler.leases_intact():
+    if not slots.leases_intact():
         restore_redis_state()
-    for backend in scheduler.backends():
-        scheduler.probe(backend)
+    for backend in rotation.backends():
+        rotation.probe(backend)
     requeued = failed = 0
-    grace = timezone.now() - timedelta(seconds=scheduler.lease_seconds())
+    grace = timezone.now() - timedelta(seconds=slots.lease_seconds())
     stale = Message.objects.filter(
         role=Message.Role.ASSISTANT,
         status__in=Message.ACTIVE,
@@ -78,7 +78,7 @@ def reconcile() -> dict[str, int]:
         dispatched_at__lt=grace,
     )
     for message in stale:
-        if scheduler.holds_slot(message.backend, message.pk):
+        if slots.holds_slot(message.backend, message.pk):
             redis_clients.redis_client().delete(
                 lease_missing_key(message.pk)
             )  # a false alarm, if any
@@ -104,7 +104,7 @@ def reconcile() -> dict[str, int]:
                     # Its text, if any was shown, is lost with the log: it starts afresh.
                     channel_groups.publish(message.pk, restarted_event(message))
     # An outage, not an operator disabling backends, is what fails long-waiting work.
-    if not scheduler.healthy_backends(include_disabled=True):
+    if not slots.healthy_backends(include_disabled=True):
         failed += _fail_outage_victims()
     started = dispatch()
     publish_queue_positions()
@@ -123,7 +123,7 @@ def _gone_for_good(message: Message) -> bool:
     workers that are alive. So a missing lease is first only noted, and acted on when it is
     still missing a renewal period later."""
     key = lease_missing_key(message.pk)
-    renewal = scheduler.lease_seconds() / 3
+    renewal = slots.lease_seconds() / 3
     client = redis_clients.redis_client()
     client.set(key, f"{time.time():.3f}", nx=True, ex=LEASE_MISSING_MEMORY_SECONDS)
     noted = client.get(key)

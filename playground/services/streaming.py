@@ -23,7 +23,7 @@ from inference.client import (
     SamplingParams,
 )
 from inference.parser import Delta, TagParser, merge_deltas
-from playground import scheduler
+from playground import rotation, slots
 from playground.models import Message
 from playground.realtime import cancel_flags, delta_log, redis_clients
 from playground.services.errors import (
@@ -193,7 +193,7 @@ class AnswerStream:
     async def _watch(self) -> None:
         # Cooperative stop (the loop's cancel watch wakes it) and lease renewal.
         message_id, loop = self.publisher.message_id, self.loop
-        renew_every = scheduler.lease_seconds() / 3
+        renew_every = slots.lease_seconds() / 3
         renewed = loop.time()
         while True:
             with contextlib.suppress(TimeoutError):
@@ -211,7 +211,7 @@ class AnswerStream:
                 return
             if loop.time() - renewed >= renew_every:
                 try:
-                    await scheduler.arenew_slot(self.backend, message_id)
+                    await slots.arenew_slot(self.backend, message_id)
                     renewed = loop.time()
                 except redis_clients.REDIS_DOWN as exc:
                     # Again in a second: the lease must be back soon after Redis is.
@@ -224,7 +224,7 @@ def _record_backend_error(outcome: Outcome, backend: str, exc: BackendError) -> 
     # backend's error body can hold anything: internal addresses, stack traces, model paths.
     log.warning("backend %s failed an answer (%s): %s", backend, exc.code, exc)
     if isinstance(exc, BackendUnavailableError | BackendTimeoutError):
-        quietly(lambda: scheduler.mark_down(backend, str(exc)), "take a backend out of rotation")
+        quietly(lambda: rotation.mark_down(backend, str(exc)), "take a backend out of rotation")
         if outcome.tokens == 0:
             # The answer never started: put it back in line (same place) for another backend
             # or for this one when it comes back, instead of failing the visitor at once.

@@ -1,4 +1,4 @@
-"""Admission to the GPU backends: slot leases, backend choice and the ETA model.
+"""Slot leases: the GPU throttle.
 
 The database holds the line of queued messages; Redis holds, per backend, a sorted set of slot
 leases (member = message id, score = expiry time). A message is *dispatched* when a lease is
@@ -10,28 +10,14 @@ simply expires and the slot comes back.
 
 from __future__ import annotations
 
-import heapq
-import json
-import logging
 import time
 from dataclasses import dataclass
 
-import httpx
 from django.conf import settings
 
-from inference.backends import health_paths, http_url, info_from_payload, info_path
-from inference.client import BackendError, shared_ssl_context
 from playground import controls
 from playground.realtime import redis_clients
-
-log = logging.getLogger(__name__)
-
-INFO_CACHE_SECONDS = 60
-# A backend marked down stays out until a probe (every reconcile) finds it healthy again; the
-# expiry only guards against a flag outliving every reconciler.
-DOWN_SECONDS = 300
-DEFAULT_SERVICE_SECONDS = 30.0
-SERVICE_SAMPLES = 50
+from playground.rotation import backends, health_key
 
 _ACQUIRE = """
 -- KEYS[1]: the mark of intact leases; KEYS[2..]: slot sets, one per candidate backend.
@@ -54,6 +40,7 @@ redis.call('ZADD', KEYS[best], ARGV[2], ARGV[3])
 return best - 1
 """
 
+
 # Set once the leases in Redis are known to be complete. A Redis that restarted without its
 # data has lost every lease of the answers being written, and would hand their slots out
 # again: twice the configured concurrency on the GPUs. Until this mark is back, nobody is
@@ -73,27 +60,6 @@ def slot_key(backend: str) -> str:
     return f"pg:slots:{backend}"
 
 
-def _info_key(backend: str) -> str:
-    return f"pg:backend:info:{backend}"
-
-
-def _health_key(backend: str) -> str:
-    return f"pg:backend:down:{backend}"
-
-
-def backends() -> list[str]:
-    return list(settings.TGI_URLS)
-
-
-def public_name(backend: str) -> str | None:
-    """How visitors and share viewers see a backend: its place in TGI_URL. Its address is
-    for operators (the dashboard), never for the public."""
-    if not backend:
-        return None
-    urls = backends()
-    return f"backend-{urls.index(backend) + 1}" if backend in urls else "backend"
-
-
 def concurrency_limit(backend: str) -> int:
     return _limit_with(controls.concurrency_override(backend))
 
@@ -105,12 +71,6 @@ def _limit_with(override: int | None) -> int:
 
 def capacity() -> int:
     return sum(slots.limit for slots in in_rotation())
-
-
-def mark_down(backend: str, reason: str) -> None:
-    """Take a backend out of rotation until a later probe finds it healthy again."""
-    log.warning("backend %s leaves rotation: %s", backend, reason)
-    redis_clients.redis_client().set(_health_key(backend), reason, ex=DOWN_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -131,7 +91,7 @@ def in_rotation(
     if not urls:
         return []
     pipe = redis_clients.redis_client().pipeline(transaction=False)
-    pipe.mget([_health_key(url) for url in urls])
+    pipe.mget([health_key(url) for url in urls])
     pipe.smembers(controls.DISABLED_KEY)
     pipe.hmget(controls.CONCURRENCY_KEY, urls)
     if count_leases:
@@ -158,67 +118,6 @@ def in_rotation(
 def healthy_backends(*, include_disabled: bool = False) -> list[str]:
     """Backends in rotation: answering health checks and not disabled by an operator."""
     return [slots.url for slots in in_rotation(include_disabled=include_disabled)]
-
-
-# A server that answered /health with 404 is up; its model list only confirms it, and
-# llama-cpp-python answers every route after the running generation: do not wait long.
-BUSY_MODEL_LIST_SECONDS = 2.0
-
-
-def _backend_get(backend: str, path: str, timeout: float | None = None) -> httpx.Response:
-    headers = {"Authorization": f"Bearer {settings.TGI_API_KEY}"} if settings.TGI_API_KEY else {}
-    return httpx.get(
-        http_url(backend) + path,
-        headers=headers,
-        timeout=settings.TGI_CONNECT_TIMEOUT if timeout is None else timeout,
-        verify=shared_ssl_context(),
-    )
-
-
-def probe(backend: str) -> bool:
-    """Health-check a backend: GET /health. An OpenAI-compatible server without /health (404,
-    as llama-cpp-python's) is checked by its model list instead; when that is slow to answer,
-    the server is busy generating (llama-cpp-python serves one request at a time), not down."""
-    try:
-        response = _backend_get(backend, "/health")
-        if response.status_code in (404, 405) and len(health_paths(backend)) > 1:
-            try:
-                response = _backend_get(
-                    backend,
-                    health_paths(backend)[1],
-                    timeout=min(settings.TGI_CONNECT_TIMEOUT, BUSY_MODEL_LIST_SECONDS),
-                )
-            except httpx.TimeoutException:
-                response = httpx.Response(200)  # it answered /health: up, and busy
-    except httpx.HTTPError as exc:
-        mark_down(backend, f"health check failed: {exc.__class__.__name__}")
-        return False
-    if response.status_code != 200:
-        mark_down(backend, f"health check answered {response.status_code}")
-        return False
-    redis_clients.redis_client().delete(_health_key(backend))
-    return True
-
-
-def backend_info(backend: str) -> dict:
-    """A backend's model and limits in TGI's /info keys (an OpenAI-compatible server's
-    /v1/models, mapped), cached in Redis so each generation need not ask."""
-    client = redis_clients.redis_client()
-    cached = client.get(_info_key(backend))
-    if cached:
-        return json.loads(cached)
-    path = info_path(backend)
-    try:
-        response = _backend_get(backend, path)
-        response.raise_for_status()
-        info = info_from_payload(backend, response.json())
-    except (httpx.HTTPError, ValueError, BackendError) as exc:
-        log.warning("could not read %s%s: %s", backend, path, exc)
-        return {}
-    if not info:
-        return {}
-    client.set(_info_key(backend), json.dumps(info), ex=INFO_CACHE_SECONDS)
-    return info
 
 
 def acquire_slot(message_id: str) -> str | None:
@@ -296,36 +195,3 @@ def slots_in_use(backend: str) -> int:
     key = slot_key(backend)
     client.zremrangebyscore(key, "-inf", time.time())
     return int(client.zcard(key))
-
-
-# --- the wait estimate ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class QueueSnapshot:
-    running_elapsed: list[float]  # seconds each in-flight generation has been running
-    capacity: int
-    mean_service: float  # recent mean seconds a generation holds a slot
-
-
-def wait_estimates(snapshot: QueueSnapshot, positions: int) -> list[float]:
-    """Seconds until each of the first `positions` in line would start.
-
-    Each slot frees when its generation is expected to end (mean service time, never less than
-    a little from now for the ones already overdue); then the line advances one by one onto the
-    earliest free slot. This is the M/G/c picture without the statistics: honest enough while
-    answers are of similar length, and it reacts at once to what is actually running.
-    """
-    if snapshot.capacity <= 0:
-        return []
-    mean = max(snapshot.mean_service, 0.1)
-    free_at = [max(mean - elapsed, mean * 0.1) for elapsed in snapshot.running_elapsed]
-    free_at = sorted(free_at)[: snapshot.capacity]
-    free_at += [0.0] * (snapshot.capacity - len(free_at))
-    heapq.heapify(free_at)
-    estimates = []
-    for _ in range(positions):
-        start = heapq.heappop(free_at)
-        estimates.append(start)
-        heapq.heappush(free_at, start + mean)
-    return estimates
