@@ -28,7 +28,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -544,15 +543,6 @@ class Stack:
         if self.redis:
             self.redis.stop()
             self.redis = None
-
-
-@contextlib.contextmanager
-def running_stack(**kwargs: object) -> Iterator[Stack]:
-    stack = Stack(**kwargs)  # type: ignore[arg-type]
-    try:
-        yield stack.start()
-    finally:
-        stack.stop()
 
 
 def main(argv: list[str] | None = None) -> None:

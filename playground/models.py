@@ -286,18 +286,6 @@ class SamplePrompt(models.Model):
         return self.title
 
 
-def active_for_session(session_key: str) -> models.QuerySet[Message]:
-    return Message.objects.filter(
-        role=Message.Role.ASSISTANT, session_key=session_key, status__in=Message.ACTIVE
-    )
-
-
-def active_for_ip(ip: str) -> models.QuerySet[Message]:
-    return Message.objects.filter(
-        Q(role=Message.Role.ASSISTANT) & Q(client_ip=ip) & Q(status__in=Message.ACTIVE)
-    )
-
-
 # --- operators --------------------------------------------------------------------------------
 
 

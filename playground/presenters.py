@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from playground import services
+from playground.durations import format_measured
 from playground.models import Conversation, Message
 
 PHASES = (
@@ -41,35 +42,21 @@ SAMPLING_LABELS = (
 )
 
 
-def format_seconds(seconds: float | None) -> str:
-    """0.31 s, 4.2 s, 12 s, 1 min 05 s (stream.js formats the same way)."""
-    if seconds is None:
-        return "–"
-    if seconds < 1:
-        return f"{seconds:.2f} s"
-    if seconds < 10:
-        return f"{seconds:.1f} s"
-    if seconds < 60:
-        return f"{round(seconds)} s"
-    minutes, rest = divmod(round(seconds), 60)
-    return f"{minutes} min {rest:02d} s"
-
-
 def stat_parts(stats: dict[str, Any] | None) -> list[str]:
     """The stats line under an answer, piece by piece."""
     if not stats:
         return []
     parts = []
     if stats.get("queue_seconds") is not None:
-        parts.append(f"Queue {format_seconds(stats['queue_seconds'])}")
+        parts.append(f"Queue {format_measured(stats['queue_seconds'])}")
     if stats.get("ttft_seconds") is not None:
-        parts.append(f"First token {format_seconds(stats['ttft_seconds'])}")
+        parts.append(f"First token {format_measured(stats['ttft_seconds'])}")
     if stats.get("tokens") is not None:
         parts.append(f"{stats['tokens']} tokens")
     if stats.get("tokens_per_second"):
         parts.append(f"{stats['tokens_per_second']} tokens/s")
     if stats.get("duration_seconds") is not None:
-        parts.append(f"{format_seconds(stats['duration_seconds'])} in all")
+        parts.append(f"{format_measured(stats['duration_seconds'])} in all")
     reason = stats.get("finish_reason")
     if reason:
         parts.append(FINISH_REASONS.get(reason, f"finished: {reason}"))
@@ -155,7 +142,7 @@ class Answer:
                 "name": name,
                 "label": label,
                 "state": "past" if i < current else "current" if i == current else "future",
-                "time": format_seconds(seconds[name]) if name in seconds else "",
+                "time": format_measured(seconds[name]) if name in seconds else "",
             }
             for i, (name, label) in enumerate(PHASES)
         ]

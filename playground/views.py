@@ -14,6 +14,7 @@ from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_GET, require_POST
 
 from playground import api, exports, presenters, rotation, services, slots
+from playground.durations import format_wait
 from playground.realtime import redis_clients
 from playground.services import PlaygroundError
 from playground.visitors import client_ip, session_key
@@ -21,7 +22,7 @@ from playground.visitors import client_ip, session_key
 
 def _status_context() -> dict[str, Any]:
     status = services.queue_status()
-    return {"status": status, "wait_text": services.format_duration(status["queue"]["eta_seconds"])}
+    return {"status": status, "wait_text": format_wait(status["queue"]["eta_seconds"])}
 
 
 def _home_context(request: HttpRequest, **extra: Any) -> dict[str, Any]:

@@ -8,9 +8,10 @@ from datetime import datetime
 
 import pytest
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
-from playground.models import Conversation, Message, active_for_ip, active_for_session
+from playground.models import Conversation, Message
 
 BACKEND = "http://backend.test:8080"
 MessageFactory = Callable[..., Message]
@@ -335,24 +336,28 @@ def test_reactivating_a_second_answer_violates_the_constraint(
         Message.objects.filter(pk=finished.pk).update(status=Message.Status.QUEUED)
 
 
+def active_answers(**where: str) -> QuerySet[Message]:
+    return Message.objects.filter(role=Message.Role.ASSISTANT, status__in=Message.ACTIVE, **where)
+
+
 def test_final_answers_and_other_sessions_do_not_collide(make_answer: MessageFactory) -> None:
     for status in (Message.Status.DONE, Message.Status.ERROR, Message.Status.CANCELLED):
         make_answer(status, session_key="same-visitor")
     make_answer(session_key="same-visitor")
     make_answer(session_key="other-visitor")
-    assert active_for_session("same-visitor").count() == 1
-    assert active_for_session("other-visitor").count() == 1
+    assert active_answers(session_key="same-visitor").count() == 1
+    assert active_answers(session_key="other-visitor").count() == 1
 
 
-def test_active_for_ip_counts_only_active_answers_from_that_address(
+def test_only_active_answers_from_an_address_count_as_active_there(
     make_answer: MessageFactory,
 ) -> None:
     make_answer(client_ip="198.51.100.1")
     make_answer(Message.Status.RUNNING, client_ip="198.51.100.1")
     make_answer(Message.Status.DONE, client_ip="198.51.100.1")
     make_answer(client_ip="198.51.100.2")
-    assert active_for_ip("198.51.100.1").count() == 2
-    assert active_for_ip("198.51.100.2").count() == 1
+    assert active_answers(client_ip="198.51.100.1").count() == 2
+    assert active_answers(client_ip="198.51.100.2").count() == 1
 
 
 def test_new_ids_are_long_url_safe_and_unique(make_answer: MessageFactory) -> None:

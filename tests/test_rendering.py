@@ -13,7 +13,7 @@ from django.test import Client
 from django.utils import timezone
 
 from inference.samples import get_sample
-from playground import presenters, services
+from playground import durations, presenters, services
 from playground.models import Conversation, Message, SamplePrompt
 from tests.test_answer_checks import parse
 from tests.test_views import answer_of, page_text, start_conversation
@@ -249,7 +249,7 @@ def test_the_phase_of_a_running_answer_follows_its_last_section(
     [(None, "–"), (0.314, "0.31 s"), (4.24, "4.2 s"), (12.4, "12 s"), (65, "1 min 05 s")],
 )
 def test_seconds_are_formatted_like_the_page_script_does(seconds: float | None, text: str) -> None:
-    assert presenters.format_seconds(seconds) == text
+    assert durations.format_measured(seconds) == text
     script = (ROOT / "static/js/stream.js").read_text()
     assert "function formatSeconds(seconds)" in script
 

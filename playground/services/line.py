@@ -180,13 +180,3 @@ def publish_queue_positions() -> None:
             for place, (message_id, eta) in enumerate(zip(line, estimates, strict=False), start=1)
         ]
     )
-
-
-def format_duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes, rest = divmod(seconds, 60)
-    return (
-        f"{minutes} min {rest:02d} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"
-    )

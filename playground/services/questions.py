@@ -16,6 +16,7 @@ from django.db.models import Count, Q
 from django.utils import timezone
 
 from playground import controls, limits, metrics, rotation, slots
+from playground.durations import format_wait
 from playground.models import Conversation, Message, SamplePrompt
 from playground.services.dispatching import (
     dispatch,
@@ -31,7 +32,6 @@ from playground.services.errors import (
 )
 from playground.services.line import (
     estimate_wait_for_new_arrival,
-    format_duration,
     take_a_place_in_line,
     waiting,
 )
@@ -103,7 +103,7 @@ def check_admission(session_key: str, client_ip: str | None) -> int:
         raise PlaygroundError(
             "rate_limited",
             f"Too many questions from your network in a short time. Please try again in "
-            f"{format_duration(wait)}.",
+            f"{format_wait(wait)}.",
             status=429,
             retry_after=wait,
         )
@@ -130,7 +130,7 @@ def check_admission(session_key: str, client_ip: str | None) -> int:
         raise PlaygroundError(
             "queue_full",
             f"The line is full right now ({waiting} people waiting, about "
-            f"{format_duration(wait)} to get through). Please try again in a little while.",
+            f"{format_wait(wait)} to get through). Please try again in a little while.",
             status=429,
             retry_after=wait,
         )
