@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import stats
-from devtools.stack import redis_server_binary
+from devtools.processes import redis_server_binary
 
 # redis-cli prints non-printable bytes as \xNN; the stamp brackets ⟦ ⟧ are U+27E6 and U+27E7.
 _STAMP = re.compile(rb"\\xe2\\x9f\\xa6([0-9]+\.[0-9]+)\\xe2\\x9f\\xa7")

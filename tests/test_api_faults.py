@@ -13,7 +13,7 @@ import pytest
 import redis
 from django.test import Client
 
-from devtools.stack import free_port
+from devtools.processes import free_port
 from playground import services
 from playground.env import Rate
 from playground.models import Conversation, Message

@@ -18,7 +18,7 @@ from django.test import Client
 from django.urls import URLPattern
 from django.utils import timezone
 
-from devtools.stack import free_port
+from devtools.processes import free_port
 from inference.sim import TGI_VERSION
 from playground import controls, metrics, monitoring, ops, services, slots
 from playground.models import AuditLog, Block, Message

@@ -15,7 +15,7 @@ import redis
 import redis.asyncio as aredis
 from channels.layers import get_channel_layer
 
-from devtools.stack import EmbeddedRedis
+from devtools.processes import EmbeddedRedis
 from inference.parser import Delta
 from playground.realtime import channel_groups, delta_log
 
