@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import shutil
 import signal
 import subprocess
@@ -18,7 +17,9 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench import floor, procs, report, stats
+from bench import floor, procs, provenance, report, stats
+from bench.diagnostics import count, print_diagnostics
+from bench.footprint import memory_figures
 from bench.monitor import RedisMonitor
 from bench.monitor import analyze as analyze_trace
 from bench.monitor import timelines as trace_timelines
@@ -170,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     simulator = Simulator(config.sim_args, log_dir / "simulator.log")
     stack: Stack | None = None
     scratch = ScratchDatabase(config.database_url) if config.database_url else None
-    source = source_state()
+    source = provenance.source_state()
     try:
         sim_url = simulator.start()
         say(f"simulator at {sim_url} (log {simulator.log_path})")
@@ -321,10 +322,10 @@ async def measure(
     say(report.verdict(figures))
     for warning in warnings:
         say(f"warning: {warning}")
-    _print_diagnostics(diagnostics)
+    print_diagnostics(diagnostics, say)
     return {
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "environment": environment(config, stack, source),
+        "environment": provenance.environment(config.sim_args, stack, source),
         "config": {
             "visitors": config.visitors,
             "slots": config.slots,
@@ -336,7 +337,7 @@ async def measure(
             "prime": config.prime,
             "quick": config.quick,
             "visitor_timeout_s": timeout,
-            "sample_mix": _count(mix),
+            "sample_mix": count(mix),
             "idle_sample": idle_slug,
         },
         "figures": [figure.as_dict() for figure in figures],
@@ -434,206 +435,3 @@ def _line_order(rush: StackRun) -> list[StackVisit]:
         rush.visits,
         key=lambda v: (v.created_at is None, v.created_at or 0.0, v.index),
     )
-
-
-def memory_figures(
-    roots: dict[str, list[int]],
-    before: dict[str, int | None],
-    sampler: procs.MemorySampler,
-    rush: StackRun,
-    stack: Stack,
-) -> dict[str, Any]:
-    combined: list[tuple[float, int]] = []
-    for instant, values in sampler.samples:
-        present = [v for v in values.values() if v is not None]
-        if len(present) == len(values):
-            combined.append((instant, sum(present)))
-    peak_at, peak_kib = max(combined, key=lambda item: item[1]) if combined else (None, None)
-    before_kib = sum(v for v in before.values() if v is not None) if before else None
-    waiting = [interval for v in rush.visits if (interval := waiting_interval(v)) is not None]
-    peak_waiting = stats.peak_concurrent(waiting)
-    per_waiting = None
-    if peak_kib is not None and before_kib is not None and peak_waiting:
-        per_waiting = (peak_kib - before_kib) / peak_waiting
-    redis_pid = stack.redis.process.pid if stack.redis and stack.redis.process else None
-    return {
-        "available": procs.available(),
-        "peak_hwm_kib": {name: procs.peak_rss_kib(pid) for name, pid in roots.items()},
-        "redis_peak_hwm_kib": procs.peak_rss_kib(redis_pid) if redis_pid else None,
-        "before_rush_kib": before,
-        "before_rush_total_kib": before_kib,
-        "rush_peak_kib": peak_kib,
-        "rush_peak_by_tree_kib": {name: sampler.peak(name)[0] for name in roots},
-        "rush_peak_waiting_at_that_moment": (
-            stats.open_at(waiting, peak_at) if peak_at is not None else None
-        ),
-        "peak_waiting": peak_waiting,
-        "per_waiting_kib": per_waiting,
-        # The web process alone: it holds the waiting visitors' sockets and sessions, while
-        # the worker's growth comes from the generations running, not from the line.
-        "web_per_waiting_kib": _growth_per(sampler.peak("web")[0], before.get("web"), peak_waiting),
-        "samples": len(sampler.samples),
-        "processes": {name: len(procs.process_tree(pid)) for name, pid in roots.items()},
-    }
-
-
-def _growth_per(peak: int | None, before: int | None, count: int) -> float | None:
-    if peak is None or before is None or not count:
-        return None
-    return (peak - before) / count
-
-
-def waiting_interval(visit: StackVisit) -> tuple[float, float | None] | None:
-    """When a visitor was in line without a slot: the server's own times where it has them.
-
-    The visitor's submit-to-first-event span would also count the first wave, who never
-    waited in line but did wait for the web process to answer their POST.
-    """
-    server = visit.server_stats or {}
-    if visit.created_at is not None and server.get("queue_seconds") is not None:
-        return visit.created_at, visit.created_at + server["queue_seconds"]
-    if visit.submit_at is None:
-        return None
-    return visit.submit_at, visit.answer_started_at
-
-
-def source_state() -> dict[str, Any]:
-    """The commit, and the files that differed from it, when the stack's processes start.
-
-    Taken before the run, because others may commit or edit while it goes on: the processes
-    run the files as they were when they started.
-    """
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=False,
-        ).stdout.split("\n")
-    except OSError:
-        commit, dirty = "", []
-    return {
-        "git_commit": commit,
-        "git_modified_files": [line[3:] for line in dirty if line.strip()],
-        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-
-
-def environment(config: Config, stack: Stack, source: dict[str, Any]) -> dict[str, Any]:
-    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-    return {
-        "cpu_count": os.cpu_count(),
-        "cpus_usable": affinity,
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        **source,
-        "simulator_args": config.sim_args,
-        "stack_env": {
-            key: stack.env.get(key)
-            for key in (
-                "GENERATION_CONCURRENCY",
-                "QUEUE_MAX_WAITING",
-                "IP_MAX_ACTIVE",
-                "IP_RATE_LIMIT",
-                "STREAM_FLUSH_INTERVAL",
-                "MAX_NEW_TOKENS",
-            )
-        },
-        "worker_concurrency": stack.worker_concurrency or stack.default_worker_concurrency(),
-    }
-
-
-def _count(items: list[str]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for item in items:
-        counts[item] = counts.get(item, 0) + 1
-    return counts
-
-
-def _print_diagnostics(diagnostics: dict[str, Any]) -> None:
-    rush, idle = diagnostics["rush"], diagnostics["idle"]
-
-    def fmt(summary: dict[str, Any], unit: str) -> str:
-        parts = []
-        for key in ("p50", "p90", "p99", "max"):
-            value = summary.get(key)
-            parts.append(f"{key} {'—' if value is None else f'{value:.1f}'}")
-        return ", ".join(parts) + f" {unit} (n={summary.get('n')})"
-
-    say("diagnostics")
-    say(f"  stack delay, all deltas:            {fmt(rush['stack_delay_ms'], 'ms')}")
-    say(f"  stack delay, emitted after WS open: {fmt(rush['stack_delay_live_only_ms'], 'ms')}")
-    say(f"  floor delay:                        {fmt(rush['floor_delay_ms'], 'ms')}")
-    say(f"  stack slot hand-off gap:            {fmt(rush['stack_handoff_gap_ms'], 'ms')}")
-    say(f"  floor slot hand-off gap:            {fmt(rush['floor_handoff_gap_ms'], 'ms')}")
-    say(f"  POST /api/v1/conversations:         {fmt(rush['stack_post_seconds'], 's')}")
-    say(
-        f"  slot utilisation: stack {rush['stack_slot_utilisation']:.3f}, "
-        f"floor {rush['floor_slot_utilisation']:.3f}"
-    )
-    signed = rush["eta_signed_error_median"]
-    say(
-        f"  ETA judged on {rush['eta_judged_visitors']} visitors; median signed error "
-        f"{'—' if signed is None else f'{signed * 100:+.1f}%'} (+ = over-estimate)"
-    )
-    say(f"  finals: {rush['final_types']}; reconnects {rush['reconnects']}")
-    phases = rush["stack_delay_phases"]
-    say(
-        f"  stack delay while POSTs were still being answered (first "
-        f"{phases['submissions_answered_after_s']:.1f} s): "
-        f"{fmt(phases['during_submissions_ms'], 'ms')}"
-    )
-    say(f"  stack delay after that:             {fmt(phases['after_submissions_ms'], 'ms')}")
-    lags = ", ".join(
-        f"{wave['wave']}: {_num(None if wave['p50_s'] is None else wave['p50_s'] * 1000)}"
-        for wave in rush["start_lag_vs_floor_by_wave"]
-    )
-    say(f"  generation start later than on the floor, by wave of the line (p50 ms): {lags}")
-    for name, used in diagnostics["cpu_cores_used"].items():
-        cores = ", ".join(
-            f"{key} {value:.2f}"
-            for key, value in used.items()
-            if key not in ("cpus", "machine_busy", "others")
-        )
-        say(
-            f"  CPU cores used, {name}: {cores}; other processes {used.get('others', 0):.2f}; "
-            f"machine {used.get('machine_busy', 0) * 100:.0f}% busy of "
-            f"{used.get('cpus', 0):.0f} CPUs"
-        )
-    traced = diagnostics.get("redis_monitor")
-    if traced:
-        lock = traced["dispatch_lock"]
-        say(
-            "  redis monitor: emission → PUBLISH "
-            f"{fmt(traced['emission_to_publish_ms'], 'ms')}; dispatch lock "
-            f"{lock['acquisitions']} acquisitions, {lock['failed_attempts']} failed polls, "
-            f"hold {fmt(lock['hold_ms'], 'ms')}"
-        )
-        steps = ", ".join(
-            f"{name} {_num(value)}" for name, value in traced.get("idle_steps_ms", {}).items()
-        )
-        say(f"  idle visitor, ms after submit (median): {steps}")
-    breakdown = ", ".join(
-        f"{key.removesuffix('_ms')} {'—' if value is None else f'{value:.1f}'}"
-        for key, value in idle["stack_breakdown"].items()
-    )
-    say(f"  idle stack breakdown (median ms): {breakdown}")
-    say(
-        "  idle, submit → backend emits the first delta's token: "
-        f"stack {_num(idle['stack_submit_to_emission_ms'])} ms, "
-        f"floor {_num(idle['floor_start_to_emission_ms'])} ms; "
-        f"emission → receipt of that delta: stack {_num(idle['stack_first_delta_delivery_ms'])}"
-        f" ms, floor {_num(idle['floor_first_delta_delivery_ms'])} ms"
-    )
-
-
-def _num(value: float | None) -> str:
-    return "—" if value is None else f"{value:.1f}"
