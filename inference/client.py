@@ -19,6 +19,10 @@ Rules the rest of the project relies on:
   drops other special tokens (see `visible_text`), and holds nothing a database cannot store
   (`storable_text`). An event whose `index` is not past the last one is a replay and skipped. The
   final event's `generated_text` has every special token stripped, so it is never used.
+
+The module is long because these rules are one contract: the errors and their codes, the event
+stream that enforces the timeouts, replays and drain, and the pooled client it runs on are read
+together, and the OpenAI-compatible client (openai_client.py) builds on all of them.
 """
 
 from __future__ import annotations
@@ -133,7 +137,7 @@ def _error_from_payload(payload: dict[str, Any], status_code: int | None = None)
     return cls(message, error_type=error_type, status_code=status_code)
 
 
-def _request_error(exc: httpx.HTTPError, *, mid_stream: bool) -> BackendError:
+def request_error(exc: httpx.HTTPError, *, mid_stream: bool) -> BackendError:
     """Map an httpx exception; `mid_stream` once response headers have arrived."""
     detail = str(exc) or type(exc).__name__
     if isinstance(exc, httpx.TimeoutException):
@@ -392,7 +396,7 @@ class EventStream(AsyncIterator[StreamEvent]):
         except TimeoutError:
             self._fail(BackendTimeoutError(f"The backend sent no event for {timeout:g} s"))
         except httpx.HTTPError as exc:
-            self._fail(_request_error(exc, mid_stream=True), exc)
+            self._fail(request_error(exc, mid_stream=True), exc)
         events = self._decode(chunk)
         self._waited = 0.0 if events else self._waited + loop.time() - started
         self._pending.extend(events)
@@ -460,7 +464,7 @@ class _GenerateStream(AbstractAsyncContextManager[EventStream]):
         self._body = body
         self._path = path
         self._stream_class = stream_class or EventStream
-        self._status_error = status_error or _error_for_status
+        self._status_error = status_error or tgi_error_for_status
         self._stream: EventStream | None = None
 
     async def __aenter__(self) -> EventStream:
@@ -475,7 +479,7 @@ class _GenerateStream(AbstractAsyncContextManager[EventStream]):
         try:
             response = await self._client.send(request, stream=True)
         except httpx.HTTPError as exc:
-            raise _request_error(exc, mid_stream=False) from exc
+            raise request_error(exc, mid_stream=False) from exc
         try:
             await _check_stream_response(response, self._status_error)
         except BaseException:
@@ -507,7 +511,7 @@ async def _read_limited(response: httpx.Response, limit: int = 2048) -> str:
     return body[:limit].decode("utf-8", errors="replace")
 
 
-def _error_for_status(response: httpx.Response, body: str) -> BackendError:
+def tgi_error_for_status(response: httpx.Response, body: str) -> BackendError:
     status = response.status_code
     try:
         payload = json.loads(body)
@@ -532,7 +536,7 @@ def _error_for_status(response: httpx.Response, body: str) -> BackendError:
 
 
 async def _check_stream_response(
-    response: httpx.Response, status_error: StatusErrorMapper = _error_for_status
+    response: httpx.Response, status_error: StatusErrorMapper = tgi_error_for_status
 ) -> None:
     if response.status_code != 200:
         raise status_error(response, await _read_limited(response))
@@ -616,24 +620,6 @@ class HTTPBackendClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def _get(self, path: str) -> httpx.Response:
-        try:
-            response = await self._http.get(path)
-        except httpx.HTTPError as exc:
-            raise _request_error(exc, mid_stream=False) from exc
-        if response.status_code != 200:
-            raise self._status_error(response, response.text[:2048])
-        return response
-
-    def _status_error(self, response: httpx.Response, body: str) -> BackendError:
-        """The BackendError for a non-200 answer; each protocol has its own error bodies."""
-        return _error_for_status(response, body)
-
-    async def metrics_text(self) -> str:
-        """GET /metrics: the server's Prometheus exposition text."""
-        response = await self._get("/metrics")
-        return response.text
-
 
 class TGIClient(HTTPBackendClient):
     """One pooled HTTP client for one TGI backend. Safe to share between concurrent tasks."""
@@ -648,22 +634,3 @@ class TGIClient(HTTPBackendClient):
         """
         body = {"inputs": prompt, "parameters": params.to_parameters()}
         return _GenerateStream(self._http, body)
-
-    async def info(self) -> dict[str, Any]:
-        """GET /info: model id, limits (max_input_tokens, max_total_tokens…), version."""
-        response = await self._get("/info")
-        try:
-            payload = response.json()
-        except ValueError as exc:
-            raise BackendProtocolError("Backend /info is not JSON") from exc
-        if not isinstance(payload, dict):
-            raise BackendProtocolError("Backend /info is not a JSON object")
-        return payload
-
-    async def health(self) -> bool:
-        """GET /health: True only on HTTP 200; never raises for backend problems."""
-        try:
-            response = await self._http.get("/health")
-        except httpx.HTTPError:
-            return False
-        return response.status_code == 200

@@ -345,9 +345,6 @@ class OpenAIClient(HTTPBackendClient):
         super().__init__(strip_openai_prefix(base_url), **kwargs)
         self.model = model
 
-    def _status_error(self, response: httpx.Response, body: str) -> BackendError:
-        return openai_error_for_status(response, body)
-
     def request_body(
         self,
         prompt: str | Sequence[Mapping[str, str]],
@@ -401,32 +398,3 @@ class OpenAIClient(HTTPBackendClient):
             stream_class=ChatEventStream,
             status_error=openai_error_for_status,
         )
-
-    async def info(self) -> dict[str, Any]:
-        """GET /v1/models, mapped to TGI's /info keys (`info_from_models`)."""
-        response = await self._get(MODELS_PATH)
-        try:
-            payload = response.json()
-        except ValueError as exc:
-            raise BackendProtocolError("Backend /v1/models is not JSON") from exc
-        return info_from_models(payload)
-
-    async def health(self, busy_timeout: float = 2.0) -> bool:
-        """GET /health, or GET /v1/models where there is no /health; never raises.
-
-        llama-cpp-python's server has no /health and answers /v1/models only after the running
-        generation: a server that answered /health (404) but not its model list within
-        `busy_timeout` seconds is busy, and counts as healthy.
-        """
-        try:
-            response = await self._http.get("/health")
-        except httpx.HTTPError:
-            return False
-        if response.status_code in (404, 405):
-            try:
-                response = await self._http.get(MODELS_PATH, timeout=busy_timeout)
-            except httpx.TimeoutException:
-                return True
-            except httpx.HTTPError:
-                return False
-        return response.status_code == 200

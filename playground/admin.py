@@ -8,8 +8,9 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from playground import controls, services
+from playground import controls
 from playground.models import AuditLog, Block, Conversation, Message, SamplePrompt
+from playground.ops import actions, audit
 
 
 @admin.register(SamplePrompt)
@@ -48,8 +49,7 @@ class MessageAdmin(admin.ModelAdmin):
         active = queryset.filter(role=Message.Role.ASSISTANT, status__in=Message.ACTIVE)
         cancelled = 0
         for message in active:
-            result = services.cancel(message)
-            controls.audit(request.user, "cancel", message.pk, status=result.status, via="admin")
+            result = actions.cancel(request.user, message, via="admin")
             cancelled += result.status == Message.Status.CANCELLED
         self.message_user(request, f"{cancelled} answer(s) cancelled.", messages.SUCCESS)
 
@@ -68,10 +68,10 @@ class BlockForm(forms.ModelForm):
         kind, value = cleaned.get("kind"), (cleaned.get("value") or "").strip()
         try:
             if kind == Block.Kind.IP:
-                cleaned["value"] = controls.clean_ip(value)
+                cleaned["value"] = actions.clean_ip(value)
             elif kind == Block.Kind.SESSION and not re.fullmatch(r"[0-9a-f]{64}", value):
                 cleaned["value"] = controls.session_fingerprint(value)
-        except controls.ControlError as exc:
+        except actions.ControlError as exc:
             self.add_error("value", exc.message)
         return cleaned
 
@@ -92,7 +92,7 @@ class BlockAdmin(admin.ModelAdmin):
         if not change:
             obj.created_by = request.user  # type: ignore[assignment]
         super().save_model(request, obj, form, change)
-        controls.audit(
+        audit.record(
             request.user,
             "block_changed" if change else "block",
             obj.label or obj.kind,

@@ -19,14 +19,14 @@ class PlaygroundConfig(AppConfig):
 
         from playground import (
             checks,  # noqa: F401  (registers the system checks)
-            metrics,
             models,
             sqlite,
         )
+        from playground.ops import metrics
 
         connection_created.connect(sqlite.keep_log_open, dispatch_uid="playground.sqlite")
         models.message_finished.connect(
-            metrics.count_finished_message, dispatch_uid="playground.metrics"
+            metrics.count_finished_message, dispatch_uid="playground.ops.metrics"
         )
 
         # A web or worker process relays deltas on its event-loop thread while other threads

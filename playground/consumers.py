@@ -20,7 +20,8 @@ from channels.db import DatabaseSyncToAsync
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
-from playground import metrics, services, viewers
+from playground import services, viewers
+from playground.ops import metrics
 from playground.realtime import channel_groups, delta_log, redis_clients
 from playground.visitors import limit_key, socket_client_ip, stored_session_key
 

@@ -1,60 +1,40 @@
-"""The operators' runtime controls: pause intake, drain, per-backend concurrency, disabled
-backends and blocked visitors.
+"""The operators' runtime controls as admission and dispatch read them: pause intake, drain,
+per-backend concurrency, disabled backends and blocked visitors.
 
 Pause, drain, concurrency and disabled backends live in Redis, which every web and worker
 process already reads for each admission and dispatch, so a control takes effect everywhere on
 the next request (well within the 2 s the dashboard promises) with no cache to invalidate.
 Blocks live in the database: they must outlast a Redis restart, and an operator can edit or
-lift one in the admin. Each change an operator makes is recorded in the AuditLog.
+lift one in the admin.
 
-The low-level setters below touch only Redis so that any process (a shell, a script, a test in
-another process) can use them; the views in ops.py validate input, call them and audit.
+The setters below touch only Redis (or store a block) so that any process (a shell, a script, a
+test in another process) can use them; an operator's actions (playground/ops/actions.py) check
+their input, call them and record each change in the audit log.
 """
 
 from __future__ import annotations
 
 import hashlib
-import ipaddress
-import logging
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, timedelta
 from typing import TYPE_CHECKING, Any
 
 import redis
-from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from playground.models import AuditLog, Block
+from playground.models import Block
 from playground.realtime import redis_clients
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+    from django.contrib.auth.models import AbstractBaseUser
     from django.http import HttpRequest
-
-log = logging.getLogger(__name__)
 
 PAUSE_KEY = "pg:ctl:paused"
 DRAIN_KEY = "pg:ctl:draining"
 CONCURRENCY_KEY = "pg:ctl:concurrency"
 DISABLED_KEY = "pg:ctl:disabled"
-
-BANNER_MAX_CHARS = 300
-CONCURRENCY_MIN = 1
-CONCURRENCY_MAX = 1024  # the same bounds as GENERATION_CONCURRENCY
-BLOCK_MIN = timedelta(minutes=1)
-BLOCK_MAX = timedelta(days=30)
-_DURATION_UNITS = {"m": 60, "h": 3600, "d": 86400}
-
-
-class ControlError(ValueError):
-    """Input an operator can correct; the message says how."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
 
 
 # --- reading the state ----------------------------------------------------------------------
@@ -88,7 +68,7 @@ def state() -> ControlState:
         banner=_text(banner),
         draining=bool(draining),
         concurrency={_text(k) or "": int(v) for k, v in overrides.items()},
-        disabled=frozenset(_text(member) or "" for member in disabled),
+        disabled=frozenset(disabled_from(disabled)),
     )
 
 
@@ -107,10 +87,6 @@ def concurrency_override(backend: str) -> int | None:
 def override_from(value: bytes | str | None) -> int | None:
     """A concurrency override as Redis returned it (None: the setting applies)."""
     return int(value) if value is not None else None
-
-
-def disabled_backends() -> set[str]:
-    return disabled_from(redis_clients.redis_client().smembers(DISABLED_KEY))
 
 
 def disabled_from(members: Iterable[bytes | str]) -> set[str]:
@@ -149,62 +125,6 @@ def set_backend_enabled(backend: str, enabled: bool) -> None:
         redis_clients.redis_client().srem(DISABLED_KEY, backend)
     else:
         redis_clients.redis_client().sadd(DISABLED_KEY, backend)
-
-
-# --- validating what an operator typed ------------------------------------------------------
-
-
-def clean_banner(value: Any) -> str:
-    text = " ".join(str(value or "").split())
-    if not text:
-        raise ControlError("Write the banner visitors will see while intake is paused.")
-    if len(text) > BANNER_MAX_CHARS:
-        raise ControlError(f"The banner is limited to {BANNER_MAX_CHARS} characters.")
-    return text
-
-
-def clean_concurrency(value: Any) -> int:
-    text = str(value if value is not None else "").strip()
-    if not re.fullmatch(r"[0-9]{1,5}", text):
-        raise ControlError("Concurrency must be a whole number of generations.")
-    limit = int(text)
-    if not CONCURRENCY_MIN <= limit <= CONCURRENCY_MAX:
-        raise ControlError(
-            f"Concurrency must be between {CONCURRENCY_MIN} and {CONCURRENCY_MAX}; "
-            "to stop a backend, disable it."
-        )
-    return limit
-
-
-def clean_backend(value: Any) -> str:
-    backend = str(value or "").strip()
-    if backend not in settings.TGI_URLS:
-        raise ControlError("No such backend (it must be one of TGI_URL).")
-    return backend
-
-
-def clean_duration(value: Any) -> timedelta:
-    """``90`` (minutes), ``30m``, ``12h`` or ``7d``; between one minute and thirty days."""
-    match = re.fullmatch(r"\s*([0-9]{1,6})\s*([mhd]?)\s*", str(value or "").lower())
-    if not match:
-        raise ControlError("Give the duration as minutes (90) or with a unit: 30m, 12h, 7d.")
-    seconds = int(match.group(1)) * _DURATION_UNITS[match.group(2) or "m"]
-    duration = timedelta(seconds=seconds)
-    if not BLOCK_MIN <= duration <= BLOCK_MAX:
-        raise ControlError("A block lasts between one minute and 30 days.")
-    return duration
-
-
-def clean_ip(value: Any) -> str:
-    try:
-        # The same normal form visitors.client_ip stores, so the block matches.
-        return str(ipaddress.ip_address(str(value or "").strip()))
-    except ValueError:
-        raise ControlError("That is not an IP address.") from None
-
-
-def clean_reason(value: Any) -> str:
-    return " ".join(str(value or "").split())[:300]
 
 
 # --- blocks ---------------------------------------------------------------------------------
@@ -266,23 +186,6 @@ def refusal(session_key: str | None, client_ip: str | None) -> Refusal | None:
     if banner is not None:
         return Refusal("paused", banner, status=503)
     return None
-
-
-# --- the audit log --------------------------------------------------------------------------
-
-
-def audit(
-    actor: AbstractBaseUser | AnonymousUser | None,
-    action: str,
-    target: str = "",
-    **detail: Any,
-) -> AuditLog:
-    user = actor if actor is not None and actor.is_authenticated else None
-    name = user.get_username() if user is not None else "system"
-    log.info("operator %s: %s %s %s", name, action, target, detail or "")
-    return AuditLog.objects.create(
-        actor=user, actor_name=name, action=action, target=target[:300], detail=detail
-    )
 
 
 # --- templates ------------------------------------------------------------------------------

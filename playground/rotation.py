@@ -10,8 +10,8 @@ import logging
 import httpx
 from django.conf import settings
 
-from inference.backends import health_paths, http_url, info_from_payload, info_path
-from inference.client import BackendError, shared_ssl_context
+from inference.backends import check_health, fetch_info, http_client
+from inference.client import BackendError
 from playground.realtime import redis_clients
 
 log = logging.getLogger(__name__)
@@ -52,60 +52,35 @@ def mark_down(backend: str, reason: str) -> None:
     redis_clients.redis_client().set(health_key(backend), reason, ex=DOWN_SECONDS)
 
 
-# A server that answered /health with 404 is up; its model list only confirms it, and
-# llama-cpp-python answers every route after the running generation: do not wait long.
-BUSY_MODEL_LIST_SECONDS = 2.0
-
-
-def _backend_get(backend: str, path: str, timeout: float | None = None) -> httpx.Response:
-    headers = {"Authorization": f"Bearer {settings.TGI_API_KEY}"} if settings.TGI_API_KEY else {}
-    return httpx.get(
-        http_url(backend) + path,
-        headers=headers,
-        timeout=settings.TGI_CONNECT_TIMEOUT if timeout is None else timeout,
-        verify=shared_ssl_context(),
-    )
+def _http_client() -> httpx.Client:
+    return http_client(timeout=settings.TGI_CONNECT_TIMEOUT, api_key=settings.TGI_API_KEY)
 
 
 def probe(backend: str) -> bool:
-    """Health-check a backend: GET /health. An OpenAI-compatible server without /health (404,
-    as llama-cpp-python's) is checked by its model list instead; when that is slow to answer,
-    the server is busy generating (llama-cpp-python serves one request at a time), not down."""
-    try:
-        response = _backend_get(backend, "/health")
-        if response.status_code in (404, 405) and len(health_paths(backend)) > 1:
-            try:
-                response = _backend_get(
-                    backend,
-                    health_paths(backend)[1],
-                    timeout=min(settings.TGI_CONNECT_TIMEOUT, BUSY_MODEL_LIST_SECONDS),
-                )
-            except httpx.TimeoutException:
-                response = httpx.Response(200)  # it answered /health: up, and busy
-    except httpx.HTTPError as exc:
-        mark_down(backend, f"health check failed: {exc.__class__.__name__}")
-        return False
-    if response.status_code != 200:
-        mark_down(backend, f"health check answered {response.status_code}")
+    """Health-check a backend (`inference.backends.check_health`): back into rotation when it
+    is healthy, out of it when not."""
+    with _http_client() as client:
+        health = check_health(backend, client)
+    if not health.ok:
+        because = f" ({health.error})" if health.error else ""
+        mark_down(backend, f"health check: {health.detail}{because}")
         return False
     redis_clients.redis_client().delete(health_key(backend))
     return True
 
 
 def backend_info(backend: str) -> dict:
-    """A backend's model and limits in TGI's /info keys (an OpenAI-compatible server's
-    /v1/models, mapped), cached in Redis so each generation need not ask."""
+    """A backend's model and limits in TGI's /info keys (`inference.backends.fetch_info`),
+    cached in Redis so each generation need not ask; {} when it cannot be read."""
     client = redis_clients.redis_client()
     cached = client.get(_info_key(backend))
     if cached:
         return json.loads(cached)
-    path = info_path(backend)
     try:
-        response = _backend_get(backend, path)
-        response.raise_for_status()
-        info = info_from_payload(backend, response.json())
-    except (httpx.HTTPError, ValueError, BackendError) as exc:
-        log.warning("could not read %s%s: %s", backend, path, exc)
+        with _http_client() as http:
+            info = fetch_info(backend, http)
+    except BackendError as exc:
+        log.warning("could not read the model info of %s: %s", backend, exc)
         return {}
     if not info:
         return {}

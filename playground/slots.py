@@ -60,10 +60,6 @@ def slot_key(backend: str) -> str:
     return f"pg:slots:{backend}"
 
 
-def concurrency_limit(backend: str) -> int:
-    return _limit_with(controls.concurrency_override(backend))
-
-
 def _limit_with(override: int | None) -> int:
     # An operator's override (set on /ops/) wins over the setting, in every process at once.
     return override if override is not None else settings.GENERATION_CONCURRENCY
@@ -163,14 +159,8 @@ def any_free_slot() -> bool:
     return any((slots.in_use or 0) < slots.limit for slots in in_rotation(count_leases=True))
 
 
-def renew_slot(backend: str, message_id: str) -> None:
-    # Re-adding also restores a lease lost with a Redis restart: the worker is alive and owns it.
-    redis_clients.redis_client().zadd(
-        slot_key(backend), {message_id: time.time() + lease_seconds()}
-    )
-
-
 async def arenew_slot(backend: str, message_id: str) -> None:
+    # Re-adding also restores a lease lost with a Redis restart: the worker is alive and owns it.
     await redis_clients.async_redis_client().zadd(
         slot_key(backend), {message_id: time.time() + lease_seconds()}
     )

@@ -7,7 +7,8 @@ from typing import Any
 from celery import shared_task
 from celery.signals import worker_shutting_down
 
-from playground import monitoring, services
+from playground import services
+from playground.ops import dashboard
 
 
 @shared_task(name="playground.tasks.generate", ignore_result=True)
@@ -29,7 +30,7 @@ def purge_expired() -> int:
 # One point of the dashboard's last-hour charts; an old beat is worthless, so it expires.
 @shared_task(name="playground.tasks.sample_metrics", ignore_result=True, expires=5)
 def sample_metrics() -> dict | None:
-    return monitoring.sample()
+    return dashboard.sample()
 
 
 @worker_shutting_down.connect

@@ -3,7 +3,8 @@ from __future__ import annotations
 from django.contrib import admin
 from django.urls import include, path, re_path
 
-from playground import api, ops, views
+from playground import api, views
+from playground.ops import views as ops_views
 
 ID = r"(?P<{}>[A-Za-z0-9_-]{{1,48}})"
 
@@ -51,8 +52,8 @@ page_patterns = [
     re_path(rf"^s/{ID.format('token')}/$", views.shared, name="shared"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
-    path("metrics", ops.prometheus, name="metrics"),
-    path("ops/", include(ops)),
+    path("metrics", ops_views.prometheus_metrics, name="metrics"),
+    path("ops/", include("playground.ops.urls")),
     path("admin/", admin.site.urls),
 ]
 

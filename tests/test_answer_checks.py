@@ -14,6 +14,7 @@ from inference.samples import SAMPLES, get_sample
 from playground import answer_checks
 from playground.answer_checks import CORRECT, INCORRECT, checker_for, judge
 from playground.models import Conversation, Message, SamplePrompt, new_id
+from playground.ops import accuracy
 
 
 def parse(answer: str) -> tuple[Sections, list[dict[str, Any]]]:
@@ -306,7 +307,7 @@ def test_accuracy_per_sample_over_the_last_hour_day_and_all_time(
     answered("strawberry", right, status="cancelled", finished=at(30))
     answered("", right, finished=at(30))
 
-    table = rows(answer_checks.accuracy(now))
+    table = rows(accuracy.summary(now))
     strawberry = table["strawberry"]
     assert strawberry["title"] == "Count the r's in strawberry"
     assert strawberry["expected"] == "3"
@@ -317,10 +318,10 @@ def test_accuracy_per_sample_over_the_last_hour_day_and_all_time(
 
     # Whole hours are counted once and kept: a later refresh reads them from Redis.
     answered("strawberry", right, finished=at(7 * 3600))
-    assert rows(answer_checks.accuracy(now))["strawberry"]["all_time"]["total"] == 4
+    assert rows(accuracy.summary(now))["strawberry"]["all_time"]["total"] == 4
     # The current hour is recounted on every refresh.
     answered("strawberry", right, finished=at(10))
-    assert rows(answer_checks.accuracy(now))["strawberry"]["last_hour"]["total"] == 3
+    assert rows(accuracy.summary(now))["strawberry"]["last_hour"]["total"] == 3
 
 
 def test_accuracy_is_recounted_when_an_expected_answer_changes(
@@ -332,13 +333,13 @@ def test_accuracy_is_recounted_when_an_expected_answer_changes(
         "<output>9 sheep are left.</output>",
         finished=datetime.fromtimestamp(now - 5 * 3600, UTC),
     )
-    assert rows(answer_checks.accuracy(now))["sheep"]["all_time"]["correct"] == 1
+    assert rows(accuracy.summary(now))["sheep"]["all_time"]["correct"] == 1
     SamplePrompt.objects.filter(slug="sheep").update(expected_answer="8")
-    after = rows(answer_checks.accuracy(now))["sheep"]
+    after = rows(accuracy.summary(now))["sheep"]
     assert (after["expected"], after["all_time"]["correct"]) == ("8", 0)
 
 
 def test_accuracy_without_answers_lists_every_sample(samples: list[SamplePrompt]) -> None:
-    table = rows(answer_checks.accuracy())
+    table = rows(accuracy.summary())
     assert list(table) == [sample.slug for sample in samples]
     assert all(row["all_time"]["total"] == 0 for row in table.values())

@@ -656,7 +656,7 @@ def test_the_dashboard_shows_accuracy_and_never_runs_a_hostile_prompt(
         ops.goto(stack.base_url + "/ops/")
         shown = hostile[:120]  # the dashboard shows the start of a prompt
         assert shown in ops.inner_text("#active td.prompt")
-        ops.wait_for_timeout(2_000)  # at least one live refresh by ops.js
+        ops.wait_for_timeout(2_000)  # at least one live refresh by ops/dashboard.js
         assert shown in ops.inner_text("#active td.prompt")
         assert_nothing_ran(ops, dialogs)
         row = ops.locator('#accuracy tr[data-sample="alice-siblings"]')

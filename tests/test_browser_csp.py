@@ -142,7 +142,7 @@ def test_pages_streamed_answers_math_and_the_dashboard_run_under_the_policy_unto
     page.click("input[type=submit]")
     page.wait_for_url(f"{stack.base_url}/ops/")
     page.wait_for_selector(".uplot", timeout=10_000)
-    page.wait_for_timeout(2_000)  # a live refresh by ops.js
+    page.wait_for_timeout(2_000)  # a live refresh by ops/dashboard.js
     violations += watch.violations(page)
 
     assert violations == [], violations

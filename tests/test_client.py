@@ -22,6 +22,7 @@ import pytest
 from aiohttp import web
 
 from inference import client as client_module
+from inference.backends import check_health, fetch_info, fetch_metrics, http_client
 from inference.client import (
     DRAIN_MAX_BYTES,
     DRAIN_SECONDS,
@@ -776,7 +777,9 @@ def test_error_codes() -> None:
 
 
 # --------------------------------------------------------------------------- info, health, metrics
+# Asked through inference.backends (the rotation and the dashboard do), of a TGI backend.
 
+TGI_URL = "http://tgi.test"
 INFO = {
     "model_id": "mattshumer/Reflection-Llama-3.1-70B",
     "model_sha": None,
@@ -796,6 +799,10 @@ INFO = {
 METRICS = "# TYPE tgi_queue_size gauge\ntgi_queue_size 3\n"
 
 
+def asking(handler: Callable[[httpx.Request], httpx.Response]) -> httpx.Client:
+    return http_client(timeout=5, transport=httpx.MockTransport(handler))
+
+
 def _routes(request: httpx.Request) -> httpx.Response:
     if request.url.path == "/info":
         return httpx.Response(200, json=INFO)
@@ -806,12 +813,30 @@ def _routes(request: httpx.Request) -> httpx.Response:
     return httpx.Response(404)
 
 
-def test_info_health_metrics() -> None:
-    async def scenario() -> tuple[dict[str, Any], bool, str]:
-        async with make_client(_routes) as client:
-            return await client.info(), await client.health(), await client.metrics_text()
+def test_a_tgi_backend_answers_info_health_and_metrics() -> None:
+    with asking(_routes) as client:
+        answers = (
+            fetch_info(TGI_URL, client),
+            check_health(TGI_URL, client).ok,
+            fetch_metrics(TGI_URL, client),
+        )
 
-    assert asyncio.run(scenario()) == (INFO, True, METRICS)
+    assert answers == (INFO, True, METRICS)
+
+
+def test_the_bearer_token_goes_with_every_question() -> None:
+    seen: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("Authorization"))
+        return _routes(request)
+
+    with http_client(timeout=5, api_key="s3cret", transport=httpx.MockTransport(handler)) as client:
+        check_health(TGI_URL, client)
+        fetch_info(TGI_URL, client)
+        fetch_metrics(TGI_URL, client)
+
+    assert seen == ["Bearer s3cret"] * 3
 
 
 @pytest.mark.parametrize(
@@ -820,25 +845,27 @@ def test_info_health_metrics() -> None:
         httpx.Response(503, json={"error": "unhealthy", "error_type": "healthcheck"}),
         httpx.Response(500),
         httpx.Response(204),
+        httpx.Response(404),  # a TGI server has /health: no model list to fall back on
     ],
 )
 def test_health_false_on_non_200(response: httpx.Response) -> None:
-    async def scenario() -> bool:
-        async with make_client(lambda request: response) as client:
-            return await client.health()
+    with asking(lambda request: response) as client:
+        health = check_health(TGI_URL, client)
 
-    assert asyncio.run(scenario()) is False
+    assert health.ok is False
+    assert health.reachable and health.detail == f"HTTP {response.status_code}"
 
 
 def test_health_false_on_connection_error() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("refused")
 
-    async def scenario() -> bool:
-        async with make_client(handler) as client:
-            return await client.health()
+    with asking(handler) as client:
+        health = check_health(TGI_URL, client)
 
-    assert asyncio.run(scenario()) is False
+    assert health.ok is False
+    assert not health.reachable and health.detail == "unreachable"
+    assert health.error == "ConnectError"
 
 
 @pytest.mark.parametrize(
@@ -850,26 +877,20 @@ def test_health_false_on_connection_error() -> None:
         (httpx.Response(502, text="Bad Gateway"), BackendUnavailableError),
     ],
 )
-def test_info_failures(response: httpx.Response, error_class: type[BackendError]) -> None:
-    async def scenario() -> None:
-        async with make_client(lambda request: response) as client:
-            await client.info()
-
-    with pytest.raises(error_class):
-        asyncio.run(scenario())
+def test_info_that_cannot_be_read_is_a_backend_error(
+    response: httpx.Response, error_class: type[BackendError]
+) -> None:
+    with asking(lambda request: response) as client, pytest.raises(error_class):
+        fetch_info(TGI_URL, client)
 
 
 def test_info_and_metrics_connection_errors() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("refused")
 
-    async def scenario(call: str) -> None:
-        async with make_client(handler) as client:
-            await getattr(client, call)()
-
-    for call in ("info", "metrics_text"):
-        with pytest.raises(BackendUnavailableError):
-            asyncio.run(scenario(call))
+    for call in (fetch_info, fetch_metrics):
+        with asking(handler) as client, pytest.raises(BackendUnavailableError):
+            call(TGI_URL, client)
 
 
 # --------------------------------------------------------------------------- real sockets
@@ -1021,7 +1042,8 @@ def test_real_connection_refused() -> None:
             with pytest.raises(BackendUnavailableError):
                 async with client.generate_stream("Hi"):
                     pass
-            assert await client.health() is False
+        with http_client(timeout=2) as asking_client:
+            assert check_health(f"http://127.0.0.1:{port}", asking_client).ok is False
 
     asyncio.run(scenario())
 

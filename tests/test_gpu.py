@@ -13,8 +13,8 @@ import httpx
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
-from playground import gpu
 from playground.env import env_urls_per_backend
+from playground.ops import gpu
 from tests.simulator import running_simulator
 
 # What dcgm-exporter 3.x serves for two H100s (abridged to the fields the panel reads, plus one

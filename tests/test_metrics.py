@@ -18,9 +18,10 @@ from django.test import Client
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
-from playground import controls, metrics, monitoring, rotation, slots
+from playground import controls, rotation, slots
 from playground.env import env_networks
 from playground.models import Conversation, Message
+from playground.ops import dashboard, metrics
 from playground.realtime import redis_clients
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -227,7 +228,7 @@ def test_gauges_show_the_line_the_backends_and_the_controls(client: Client, back
     answer("w1", Message.Status.QUEUED)
     answer("w2", Message.Status.QUEUED)
     running = answer("r1", Message.Status.RUNNING, dispatched_at=timezone.now(), backend=backend)
-    slots.renew_slot(backend, running.pk)
+    slots.restore_leases([(running.pk, backend)])
     controls.set_paused("Paused.")
     controls.set_concurrency(backend, 5)
 
@@ -261,7 +262,7 @@ def test_events_recorded_by_other_processes_add_up(client: Client, backend: str)
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "playground.settings"}
     program = (
         "import django; django.setup()\n"
-        "from playground import metrics\n"
+        "from playground.ops import metrics\n"
         "metrics.record_admitted(); metrics.record_admitted()\n"
         "metrics.record_rejected('rate_limited')\n"
     )
@@ -353,8 +354,8 @@ def test_the_sampler_keeps_one_point_per_interval_for_the_last_hour(
     answer("w1", Message.Status.QUEUED)
     monkeypatch.setattr(metrics, "clock", lambda: 1_000_000_000.0)
 
-    point = monitoring.sample()
-    again = monitoring.sample()
+    point = dashboard.sample()
+    again = dashboard.sample()
 
     assert point is not None and point["waiting"] == 1
     assert again is None, "another sampler just took this interval"

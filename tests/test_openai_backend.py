@@ -24,6 +24,7 @@ from django.test import Client
 
 from devtools import stack
 from devtools.stack import Stack
+from inference.backends import check_health, fetch_info, http_client
 from inference.chat import ChatPrompt
 from inference.client import (
     BackendError,
@@ -38,9 +39,10 @@ from inference.client import (
 from inference.openai_client import OpenAIClient
 from inference.parser import parse
 from inference.samples import get_sample
-from playground import monitoring, rotation, services, slots
+from playground import rotation, services, slots
 from playground.env import env_backend_urls
 from playground.models import Message
+from playground.ops import scrape
 from playground.realtime import redis_clients
 from tests.simulator import running_simulator, serving, sim_stats
 
@@ -126,12 +128,15 @@ def test_the_simulator_answers_a_non_streamed_chat_completion() -> None:
 
 
 def test_the_model_list_reports_the_context_like_vllm() -> None:
-    with running_simulator(max_total_tokens=4096, max_input_tokens=4000) as url:
-        info = asyncio.run(OpenAIClient(f"openai+{url}").info())
-        healthy = asyncio.run(OpenAIClient(f"openai+{url}").health())
+    with (
+        running_simulator(max_total_tokens=4096, max_input_tokens=4000) as url,
+        http_client(timeout=5) as client,
+    ):
+        info = fetch_info(f"openai+{url}", client)
+        health = check_health(f"openai+{url}", client)
     assert info["model_id"] == MODEL
     assert (info["max_input_tokens"], info["max_total_tokens"]) == (4095, 4096)
-    assert healthy
+    assert health.ok
 
 
 def test_stop_sequences_and_max_tokens_set_the_finish_reason() -> None:
@@ -311,12 +316,28 @@ def test_a_server_without_health_or_metrics_is_healthy_and_shows_its_model(
         rotation.mark_down(backend, "test")
         assert rotation.probe(backend) is True
         info = rotation.backend_info(backend)
-        scraped = monitoring.scrape_backends([backend])[backend]
+        scraped = scrape.scrape_backends([backend])[backend]
     assert info["model_id"] == "SmolLM2-135M-Instruct"
     assert info["max_input_tokens"] == 2048
     assert scraped["health"] == "ok" and scraped["protocol"] == "openai"
     assert scraped["info"]["model_id"] == "SmolLM2-135M-Instruct"
     assert scraped["tgi"] is None, "no /metrics: nothing to show, and no crash"
+
+
+def test_a_server_without_health_whose_model_list_is_slow_is_busy_not_down() -> None:
+    async def generating_first(request: web.Request) -> web.Response:
+        await asyncio.sleep(1.0)  # llama-cpp-python answers after the running generation
+        return web.json_response({"object": "list", "data": [{"id": "SmolLM2-135M-Instruct"}]})
+
+    app = web.Application()
+    app.router.add_get("/v1/models", generating_first)
+    with serving(app, name="busy llama-cpp-like server") as url, http_client(timeout=5) as client:
+        started = time.monotonic()
+        health = check_health(f"openai+{url}", client, busy_seconds=0.2)
+        waited = time.monotonic() - started
+
+    assert health.ok and health.reachable and health.detail == "ok"
+    assert waited < 0.9, "the model list of a busy server is not waited for"
 
 
 def staff_client() -> Client:
@@ -356,9 +377,9 @@ def test_vllm_and_llama_cpp_metrics_fill_the_queue_and_batch_figures() -> None:
         "# TYPE llamacpp:requests_processing gauge\nllamacpp:requests_processing 1\n"
         "# TYPE llamacpp:requests_deferred gauge\nllamacpp:requests_deferred 2\n"
     )
-    parsed = monitoring.parse_tgi_metrics(vllm)
+    parsed = scrape.parse_tgi_metrics(vllm)
     assert (parsed["batch_current_size"], parsed["queue_size"]) == (3.0, 5.0)
-    parsed = monitoring.parse_tgi_metrics(llama)
+    parsed = scrape.parse_tgi_metrics(llama)
     assert (parsed["batch_current_size"], parsed["queue_size"]) == (1.0, 2.0)
 
 

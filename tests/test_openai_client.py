@@ -17,7 +17,16 @@ import httpx
 import pytest
 
 from inference import openai_client
-from inference.backends import http_url, is_backend_url, open_client, protocol_of
+from inference.backends import (
+    check_health,
+    fetch_info,
+    fetch_metrics,
+    http_client,
+    http_url,
+    is_backend_url,
+    open_client,
+    protocol_of,
+)
 from inference.chat import ChatPrompt, chat_messages, fit_answer, fit_chat
 from inference.client import (
     BackendError,
@@ -546,6 +555,17 @@ def test_leaving_the_block_early_closes_the_response() -> None:
 # --------------------------------------------------------------------------- models and health
 
 
+def asking(handler: Callable[[httpx.Request], httpx.Response]) -> httpx.Client:
+    return http_client(timeout=5, transport=httpx.MockTransport(handler))
+
+
+def answering_json(status: int, body: Any, content_type: str = "application/json") -> httpx.Client:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return asking(
+        lambda request: httpx.Response(status, headers={"content-type": content_type}, content=raw)
+    )
+
+
 def test_info_from_vllms_model_list_reads_the_context_length() -> None:
     payload = {
         "object": "list",
@@ -553,10 +573,24 @@ def test_info_from_vllms_model_list_reads_the_context_length() -> None:
             {"id": "Reflection-70B", "object": "model", "owned_by": "vllm", "max_model_len": 8192}
         ],
     }
-    info = asyncio.run(serve_json(200, payload).info())
+    with answering_json(200, payload) as client:
+        info = fetch_info(URL, client)
     assert info["model_id"] == "Reflection-70B"
     assert (info["max_input_tokens"], info["max_total_tokens"]) == (8191, 8192)
     assert info["protocol"] == "openai" and info["owned_by"] == "vllm"
+
+
+def test_info_asks_the_model_list_without_the_openai_prefix() -> None:
+    asked: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        asked.append(str(request.url))
+        return httpx.Response(200, json={"data": [{"id": "m"}]})
+
+    with asking(handler) as client:
+        fetch_info(URL, client)
+
+    assert asked == ["http://vllm.test:8000/v1/models"]
 
 
 def test_info_without_a_context_length_uses_a_conservative_budget() -> None:
@@ -573,10 +607,17 @@ def test_a_model_list_without_a_model_is_a_protocol_error(payload: Any) -> None:
 
 
 def test_info_errors_are_backend_errors() -> None:
-    with pytest.raises(BackendProtocolError, match="API key"):
-        asyncio.run(serve_json(401, {"detail": "Invalid API key"}).info())
-    with pytest.raises(BackendProtocolError, match="not JSON"):
-        asyncio.run(serve_json(200, b"<html>", "text/html").info())
+    with (
+        answering_json(401, {"detail": "Invalid API key"}) as client,
+        pytest.raises(BackendProtocolError, match="API key"),
+    ):
+        fetch_info(URL, client)
+    with (
+        answering_json(200, b"<html>", "text/html") as client,
+        pytest.raises(BackendProtocolError, match="not JSON") as caught,
+    ):
+        fetch_info(URL, client)
+    assert caught.value.status_code is None, "an answer, but not model info"
 
 
 @pytest.mark.parametrize(
@@ -584,20 +625,49 @@ def test_info_errors_are_backend_errors() -> None:
     [
         ({"/health": 200}, True),
         ({"/health": 404, "/v1/models": 200}, True),  # llama-cpp-python has no /health
+        ({"/health": 405, "/v1/models": 200}, True),
         ({"/health": 503, "/v1/models": 200}, False),  # llama.cpp while loading its model
         ({"/health": 404, "/v1/models": 401}, False),
     ],
 )
 def test_health_uses_health_or_the_model_list(routes: dict[str, int], healthy: bool) -> None:
-    client = make_client(lambda request: httpx.Response(routes.get(request.url.path, 404)))
-    assert asyncio.run(client.health()) is healthy
+    with asking(lambda request: httpx.Response(routes.get(request.url.path, 404))) as client:
+        assert check_health(URL, client).ok is healthy
+
+
+@pytest.mark.parametrize(
+    ("failure", "healthy"),
+    [
+        (httpx.ReadTimeout, True),  # busy generating (one request at a time), not down
+        (httpx.ConnectError, False),
+    ],
+)
+def test_a_model_list_that_times_out_after_a_missing_health_means_busy(
+    failure: type[httpx.TransportError], healthy: bool
+) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/v1/models":
+            raise failure("no answer", request=request)
+        return httpx.Response(404)
+
+    with asking(handler) as client:
+        health = check_health(URL, client)
+
+    assert health.ok is healthy
+    assert health.error == (None if healthy else failure.__name__)
 
 
 def test_health_is_false_when_the_server_is_unreachable() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("refused")
 
-    assert asyncio.run(make_client(handler).health()) is False
+    with asking(handler) as client:
+        assert check_health(URL, client).ok is False
+
+
+def test_metrics_of_a_server_without_them_are_a_backend_error() -> None:
+    with asking(lambda request: httpx.Response(404)) as client, pytest.raises(BackendError):
+        fetch_metrics(URL, client)
 
 
 # --------------------------------------------------------------------------- backends, prompts

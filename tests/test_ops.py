@@ -20,10 +20,13 @@ from django.utils import timezone
 
 from devtools.processes import free_port
 from inference.sim import TGI_VERSION
-from playground import controls, metrics, monitoring, ops, services, slots
+from playground import controls, services, slots
 from playground.models import AuditLog, Block, Message
+from playground.ops import actions, audit, dashboard, metrics, scrape
+from playground.ops import urls as ops_urls
 from playground.realtime import redis_clients
 from tests.simulator import running_simulator
+from tests.test_controls import concurrency_limit
 from tests.test_metrics import answer, finished
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -86,7 +89,7 @@ def last_audit() -> AuditLog:
 
 
 def test_every_ops_url_is_covered_by_the_access_tests() -> None:
-    routes = {f"/ops/{p.pattern}" for p in ops.urlpatterns if isinstance(p, URLPattern)}
+    routes = {f"/ops/{p.pattern}" for p in ops_urls.urlpatterns if isinstance(p, URLPattern)}
     tested = {re.sub(r"/1/", "/<int:block_id>/", url) for url in GET_URLS + POST_URLS}
 
     assert routes == tested
@@ -206,11 +209,11 @@ def test_the_chart_series_comes_from_the_sampler(
 ) -> None:
     answer("w1", Message.Status.QUEUED)
     monkeypatch.setattr(metrics, "clock", lambda: NOW)
-    monitoring.sample()
+    dashboard.sample()
     monkeypatch.setattr(metrics, "clock", lambda: NOW + 5)
     answer("w2", Message.Status.QUEUED)
     redis_clients.redis_client().delete(metrics.SAMPLE_LOCK_KEY)  # the next interval has come
-    monitoring.sample()
+    dashboard.sample()
     client = logged_in(staff=True)
 
     everything = client.get("/ops/data").json()["series"]
@@ -318,7 +321,7 @@ def test_a_hanging_backend_is_cut_off_by_the_scrape_timeout_and_scraped_once_per
 ) -> None:
     settings.OPS_SCRAPE_TIMEOUT = 0.2
     settings.GPU_METRICS_URLS = []
-    monkeypatch.setattr(monitoring, "SCRAPE_CACHE_SECONDS", 60)
+    monkeypatch.setattr(scrape, "SCRAPE_CACHE_SECONDS", 60)
     client = logged_in(staff=True)
     with silent_server() as (url, connections):
         settings.TGI_URLS = [url]
@@ -374,7 +377,7 @@ def test_setting_and_resetting_a_backends_concurrency(
     dead_backend: str, operator: Client, enqueued: list[str]
 ) -> None:
     post(operator, "/ops/backends/concurrency", {"backend": dead_backend, "concurrency": "12"})
-    assert slots.concurrency_limit(dead_backend) == 12
+    assert concurrency_limit(dead_backend) == 12
     entry = last_audit()
     assert (entry.action, entry.target, entry.detail) == (
         "concurrency",
@@ -384,7 +387,7 @@ def test_setting_and_resetting_a_backends_concurrency(
 
     post(operator, "/ops/backends/concurrency", {"backend": dead_backend, "reset": "1"})
 
-    assert slots.concurrency_limit(dead_backend) == 2
+    assert concurrency_limit(dead_backend) == 2
     assert last_audit().action == "concurrency_reset"
 
 
@@ -535,9 +538,84 @@ def test_the_dashboard_uses_its_own_vendored_chart_library(dead_backend: str) ->
 
     sources = re.findall(r'(?:src|href)="([^"]+)"', page)
     assert "/static/vendor/uplot/uPlot.iife.min.js" in sources
-    assert "/static/js/ops.js" in sources
+    assert "/static/ops/dashboard.js" in sources
     assert not [s for s in sources if s.startswith(("http:", "https:", "//"))], "no CDN"
     assert Client().get("/static/vendor/uplot/uPlot.iife.min.js").status_code == 200
+
+
+# --- validating what an operator typed ------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "1025", "abc", "2.5", "", None, "99999999"])
+def test_concurrency_outside_1_to_1024_is_refused(value: Any) -> None:
+    with pytest.raises(actions.ControlError):
+        actions.clean_concurrency(value)
+
+
+@pytest.mark.parametrize(("value", "expected"), [("1", 1), (" 64 ", 64), ("1024", 1024)])
+def test_concurrency_within_bounds_is_accepted(value: str, expected: int) -> None:
+    assert actions.clean_concurrency(value) == expected
+
+
+@pytest.mark.parametrize("value", ["", "   ", None, "x" * 301])
+def test_an_empty_or_overlong_banner_is_refused(value: Any) -> None:
+    with pytest.raises(actions.ControlError):
+        actions.clean_banner(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("90", timedelta(minutes=90)), ("1m", timedelta(minutes=1)), ("12h", timedelta(hours=12))]
+    + [("30d", timedelta(days=30))],
+)
+def test_block_durations_from_a_minute_to_thirty_days(value: str, expected: timedelta) -> None:
+    assert actions.clean_duration(value) == expected
+
+
+@pytest.mark.parametrize("value", ["0", "0m", "31d", "-5m", "5w", "", "1.5h", "9999999"])
+def test_block_durations_outside_the_range_are_refused(value: str) -> None:
+    with pytest.raises(actions.ControlError):
+        actions.clean_duration(value)
+
+
+@pytest.mark.parametrize("value", ["999.1.1.1", "10.0.0.0/8", "example.com", ""])
+def test_an_ip_that_does_not_parse_is_refused(value: str) -> None:
+    with pytest.raises(actions.ControlError):
+        actions.clean_ip(value)
+
+
+def test_ips_are_stored_in_the_form_visitors_are_recognised_by() -> None:
+    assert actions.clean_ip(" 2001:DB8:0:0::1 ") == "2001:db8::1"
+
+
+def test_a_backend_must_be_one_of_the_configured_ones(backend: str) -> None:
+    assert actions.clean_backend(backend) == backend
+    with pytest.raises(actions.ControlError):
+        actions.clean_backend("http://elsewhere:80")
+
+
+# --- the audit log --------------------------------------------------------------------------
+
+
+def test_an_audit_entry_names_the_operator_and_keeps_the_values(db: None) -> None:
+    operator = get_user_model().objects.create_user("olga", password="x", is_staff=True)
+
+    entry = audit.record(operator, "concurrency", "http://gpu1:80", before=None, after=8)
+
+    stored = AuditLog.objects.get(pk=entry.pk)
+    assert stored.actor == operator and stored.actor_name == "olga"
+    assert stored.action == "concurrency" and stored.target == "http://gpu1:80"
+    assert stored.detail == {"before": None, "after": 8}
+
+
+def test_the_audit_entry_outlives_the_operators_account(db: None) -> None:
+    operator = get_user_model().objects.create_user("gone", password="x", is_staff=True)
+    audit.record(operator, "drain")
+
+    operator.delete()
+
+    entry = AuditLog.objects.get()
+    assert entry.actor is None and entry.actor_name == "gone"
 
 
 # --- the admin ------------------------------------------------------------------------------
@@ -555,7 +633,7 @@ def test_the_admin_lists_blocks_and_the_audit_log_but_never_edits_the_log(
     superuser: Client,
 ) -> None:
     controls.add_block(kind=Block.Kind.IP, value="10.0.0.9", duration=timedelta(hours=1))
-    entry = controls.audit(None, "drain")
+    entry = audit.record(None, "drain")
 
     assert superuser.get("/admin/playground/block/").status_code == 200
     assert superuser.get("/admin/playground/auditlog/").status_code == 200

@@ -402,7 +402,7 @@ def test_the_reconciler_leaves_live_generations_alone(
     Message.objects.filter(pk=message.pk).update(
         dispatched_at=timezone.now() - timedelta(minutes=5)
     )
-    slots.renew_slot(sim, message.pk)
+    slots.restore_leases([(message.pk, sim)])
 
     assert services.reconcile()["requeued"] == 0
     message.refresh_from_db()

@@ -15,9 +15,10 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from playground import controls, limits, metrics, rotation, slots
+from playground import controls, limits, rotation, slots
 from playground.durations import format_wait
 from playground.models import Conversation, Message, SamplePrompt
+from playground.ops import metrics
 from playground.services.dispatching import (
     dispatch,
     enqueue,

@@ -12,8 +12,13 @@ into:
   only ever go up;
 - per-process WebSocket counts with a heartbeat, so a process that dies stops counting.
 
-A sampler (Celery beat, `playground.tasks.sample_metrics`) appends gauges to a one-hour series
-for the dashboard's charts. Recording never raises: the numbers must not break the product.
+A sampler (Celery beat, `playground.tasks.sample_metrics`, see ops/dashboard.py) appends
+gauges to a one-hour series for the dashboard's charts. Recording never raises: the numbers must
+not break the product. This module imports no part of the playground that records into it
+(services, the consumer), so that they may import it.
+
+The dashboard reads the windows, percentiles and series here; /metrics reads the totals
+(ops/prometheus.py).
 """
 
 from __future__ import annotations
@@ -30,25 +35,14 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import redis
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
-from prometheus_client.registry import Collector
-from prometheus_client.utils import floatToGoString
 
 from playground.realtime import redis_clients
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
     from playground.models import Message
 
 log = logging.getLogger(__name__)
@@ -334,157 +328,3 @@ def series(since: float | None = None, now: float | None = None) -> list[dict[st
     bound: float | str = low if since is None or since < low else f"({since}"
     raw = redis_clients.redis_client().zrangebyscore(SERIES_KEY, bound, "+inf")
     return [json.loads(item) for item in raw]
-
-
-# --- Prometheus -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BackendGauges:
-    url: str
-    healthy: bool  # answering health checks (not marked down)
-    disabled: bool  # taken out of rotation by an operator
-    slots_in_use: int
-    limit: int
-
-
-@dataclass(frozen=True)
-class Gauges:
-    """What is true right now, gathered by the caller from the database and Redis."""
-
-    waiting: int
-    running: int
-    capacity: int
-    paused: bool
-    draining: bool
-    websockets: int
-    backends: list[BackendGauges] = field(default_factory=list)
-
-
-class _PlaygroundCollector(Collector):
-    def __init__(self, gauges: Gauges, totals: dict[str, float]) -> None:
-        self.gauges = gauges
-        self.totals = totals
-
-    def collect(self) -> Iterator[Metric]:
-        g, totals = self.gauges, self.totals
-        yield GaugeMetricFamily(
-            "playground_queue_waiting", "Questions waiting for a GPU slot.", value=g.waiting
-        )
-        yield GaugeMetricFamily(
-            "playground_generations_running", "Answers being written now.", value=g.running
-        )
-        yield GaugeMetricFamily(
-            "playground_capacity",
-            "Generation slots on backends in rotation.",
-            value=g.capacity,
-        )
-        yield GaugeMetricFamily(
-            "playground_intake_paused", "1 while an operator pauses intake.", value=int(g.paused)
-        )
-        yield GaugeMetricFamily(
-            "playground_dispatch_draining",
-            "1 while an operator drains (no new generations start).",
-            value=int(g.draining),
-        )
-        yield GaugeMetricFamily(
-            "playground_websocket_connections",
-            "Open WebSocket streams across web processes.",
-            value=g.websockets,
-        )
-        yield from self._backends()
-        yield CounterMetricFamily(
-            "playground_admitted",
-            "Questions admitted to the line.",
-            value=totals.get("admitted", 0),
-        )
-        rejected = CounterMetricFamily(
-            "playground_rejected", "Questions refused at admission, by reason.", labels=["reason"]
-        )
-        for reason, count in _labelled(totals, "rejected"):
-            rejected.add_metric([reason], count)
-        yield rejected
-        finished = CounterMetricFamily(
-            "playground_generations_finished",
-            "Answers that ended, by final status and error code.",
-            labels=["status", "code"],
-        )
-        for rest, count in _labelled(totals, "finished"):
-            status, _, code = rest.partition(":")
-            finished.add_metric([status, code], count)
-        yield finished
-        yield CounterMetricFamily(
-            "playground_tokens_generated",
-            "Tokens written into answers (counted when each answer ends).",
-            value=totals.get("tokens", 0),
-        )
-        yield CounterMetricFamily(
-            "playground_websocket_connections_opened",
-            "WebSocket streams opened.",
-            value=totals.get("ws_opened", 0),
-        )
-        for kind, name, help_text in (
-            ("wait", "playground_queue_wait_seconds", "Seconds from question to generation start."),
-            ("ttft", "playground_time_to_first_token_seconds", "Seconds from start to 1st token."),
-            ("duration", "playground_generation_duration_seconds", "Seconds a generation ran."),
-        ):
-            yield _histogram(name, help_text, kind, totals)
-
-    def _backends(self) -> Iterator[Metric]:
-        families = {
-            "up": GaugeMetricFamily(
-                "playground_backend_up",
-                "1 when the backend answers health checks.",
-                labels=["backend"],
-            ),
-            "disabled": GaugeMetricFamily(
-                "playground_backend_disabled", "1 when an operator disabled it.", labels=["backend"]
-            ),
-            "slots": GaugeMetricFamily(
-                "playground_backend_slots_in_use",
-                "Slots leased on the backend.",
-                labels=["backend"],
-            ),
-            "limit": GaugeMetricFamily(
-                "playground_backend_concurrency_limit",
-                "In-flight generations allowed on the backend.",
-                labels=["backend"],
-            ),
-        }
-        for backend in self.gauges.backends:
-            families["up"].add_metric([backend.url], int(backend.healthy))
-            families["disabled"].add_metric([backend.url], int(backend.disabled))
-            families["slots"].add_metric([backend.url], backend.slots_in_use)
-            families["limit"].add_metric([backend.url], backend.limit)
-        yield from families.values()
-
-
-def _labelled(totals: dict[str, float], prefix: str) -> list[tuple[str, float]]:
-    return sorted(
-        (name[len(prefix) + 1 :], value)
-        for name, value in totals.items()
-        if name.startswith(prefix + ":")
-    )
-
-
-def _histogram(name: str, help_text: str, kind: str, totals: dict[str, float]) -> Metric:
-    bounds = HISTOGRAMS[kind]
-    cumulative = 0.0
-    buckets: list[tuple[str, float]] = []
-    for i, bound in enumerate(bounds):
-        cumulative += totals.get(f"hist:{kind}:{i}", 0)
-        buckets.append((floatToGoString(bound), cumulative))
-    cumulative += totals.get(f"hist:{kind}:{len(bounds)}", 0)
-    buckets.append(("+Inf", cumulative))
-    return HistogramMetricFamily(
-        name, help_text, buckets=buckets, sum_value=totals.get(f"hist:{kind}:sum", 0.0)
-    )
-
-
-def render_prometheus(gauges: Gauges, totals_now: dict[str, float] | None = None) -> bytes:
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(_PlaygroundCollector(gauges, totals() if totals_now is None else totals_now))
-    return generate_latest(registry)
-
-
-PROMETHEUS_CONTENT_TYPE = CONTENT_TYPE_LATEST
