@@ -11,10 +11,13 @@ class StaticFilesStorage(CompressedManifestStaticFilesStorage):
     The vendored marked and DOMPurify builds end with a `//# sourceMappingURL=` comment, but
     their source maps are not vendored; Django would stop collectstatic on the missing file.
     A browser only asks for a map when its developer tools are open (a 404 then, nothing
-    else). Our own scripts import nothing, so the JS patterns have nothing else to rewrite;
-    CSS url() references (KaTeX's fonts) are still hashed and checked.
+    else). Our own page scripts are ES modules that import each other: those imports are
+    rewritten to the hashed names, so a changed module changes the name of every module that
+    imports it and nothing stale is served from a year-long cache. CSS url() references
+    (KaTeX's fonts) are still hashed and checked.
     """
 
+    support_js_module_import_aggregation = True
     patterns = tuple(
         (extension, rules)
         for extension, rules in CompressedManifestStaticFilesStorage.patterns

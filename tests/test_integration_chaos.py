@@ -1,7 +1,8 @@
 """Faults injected into real processes: Redis stopped and started empty mid-answer, workers
 shut down and killed mid-answer, a share link turned off under its viewers, a backend that
 counts a stream until its response ends. Each stack runs its own embedded redis-server, so
-stopping it touches nothing else; pages are followed the way stream.js follows them."""
+stopping it touches nothing else; pages are followed the way the page's script follows them
+(static/js/stream/answer-stream.js)."""
 
 from __future__ import annotations
 

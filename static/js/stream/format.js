@@ -18,11 +18,14 @@ export function formatSeconds(seconds) {
   return `${Math.floor(total / 60)} min ${String(total % 60).padStart(2, "0")} s`;
 }
 
+// Mirrors playground/durations.py format_wait.
 export function formatEta(seconds) {
   if (seconds == null) return "";
-  if (seconds < 60) return `${Math.round(seconds)} s`;
-  const minutes = Math.floor(seconds / 60);
-  return `${minutes} min ${String(Math.round(seconds % 60)).padStart(2, "0")} s`;
+  const whole = Math.round(seconds);
+  if (whole < 60) return `${whole} s`;
+  const minutes = Math.floor(whole / 60);
+  if (minutes < 60) return `${minutes} min ${String(whole % 60).padStart(2, "0")} s`;
+  return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
 }
 
 // Mirrors playground/presenters.py stat_parts.
