@@ -190,7 +190,8 @@ def thinking_segments(events: list[dict[str, Any]]) -> list[Segment]:
         else:
             segments.append(Segment(event["section"], event["text"], index))
     for segment in segments:
-        # Each piece opens with the newline after a tag (static/js/stream/dom.js drops it the same way).
+        # Each piece opens with the newline after a tag (static/js/stream/dom.js drops it the
+        # same way).
         segment.text = segment.text.lstrip()
     return [segment for segment in segments if segment.text]
 

@@ -11,13 +11,13 @@ class StaticFilesStorage(CompressedManifestStaticFilesStorage):
     The vendored marked and DOMPurify builds end with a `//# sourceMappingURL=` comment, but
     their source maps are not vendored; Django would stop collectstatic on the missing file.
     A browser only asks for a map when its developer tools are open (a 404 then, nothing
-    else). Our own page scripts are ES modules that import each other: those imports are
-    rewritten to the hashed names, so a changed module changes the name of every module that
-    imports it and nothing stale is served from a year-long cache. CSS url() references
+    else). Our own page scripts are ES modules that import each other by their plain names
+    (js/stream/): those are served under the plain name, with WhiteNoise's short cache, so a
+    deploy is seen within a minute. (Django can rewrite module imports to hashed names, but
+    its rewriting fails on django-htmx's own extension scripts.) CSS url() references
     (KaTeX's fonts) are still hashed and checked.
     """
 
-    support_js_module_import_aggregation = True
     patterns = tuple(
         (extension, rules)
         for extension, rules in CompressedManifestStaticFilesStorage.patterns
