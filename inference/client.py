@@ -61,6 +61,10 @@ class BackendError(Exception):
 
     code = "backend_error"
 
+    def __init_subclass__(cls, *, code: str, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.code = code
+
     def __init__(
         self, message: str, *, error_type: str | None = None, status_code: int | None = None
     ) -> None:
@@ -70,46 +74,32 @@ class BackendError(Exception):
         self.status_code = status_code  # the HTTP status, when one was the cause
 
 
-class OverloadedError(BackendError):
+class OverloadedError(BackendError, code="overloaded"):
     """TGI is at max_concurrent_requests; it never queues past that."""
 
-    code = "overloaded"
 
-
-class BackendValidationError(BackendError):
+class BackendValidationError(BackendError, code="validation"):
     """TGI rejected the request (prompt too long, bad parameters)."""
 
-    code = "validation"
 
-
-class GenerationError(BackendError):
+class GenerationError(BackendError, code="generation"):
     """A shard failed during prefill or decode (TGI fails the whole batch)."""
 
-    code = "generation"
 
-
-class IncompleteStreamError(BackendError):
+class IncompleteStreamError(BackendError, code="incomplete_stream"):
     """The stream ended without a final event: TGI said so, or the connection dropped."""
 
-    code = "incomplete_stream"
 
-
-class BackendUnavailableError(BackendError):
+class BackendUnavailableError(BackendError, code="backend_unavailable"):
     """The backend could not be reached (refused, DNS, reset before a response)."""
 
-    code = "backend_unavailable"
 
-
-class BackendTimeoutError(BackendError):
+class BackendTimeoutError(BackendError, code="backend_timeout"):
     """Connecting, or waiting for the next bytes, took longer than the configured timeout."""
 
-    code = "backend_timeout"
 
-
-class BackendProtocolError(BackendError):
+class BackendProtocolError(BackendError, code="bad_stream"):
     """The backend answered something that is not TGI's protocol."""
-
-    code = "bad_stream"
 
 
 _ERROR_TYPES: dict[str, type[BackendError]] = {
@@ -343,21 +333,34 @@ class EventStream(AsyncIterator[StreamEvent]):
             raise RuntimeError("the stream was used after leaving its `async with` block")
         while not self._finished:
             if self._pending:
-                event = self._next_event(self._pending.popleft())
-                if event is not None:
-                    return event
+                event = self._take(self._pending.popleft())
             elif self._eof:
-                self._fail(IncompleteStreamError("The backend stream ended before the final event"))
+                event = self._at_end()
             else:
-                await self._read()
+                event = await self._read_more()
+            if event is not None:
+                return event
         raise StopAsyncIteration
 
-    def _next_event(self, data: str) -> StreamEvent | None:
+    def _at_end(self) -> StreamEvent | None:
+        """The body ended with every event read (a protocol may know its answer is whole)."""
+        self._fail(IncompleteStreamError("The backend stream ended before the final event"))
+
+    async def _read_more(self) -> StreamEvent | None:
+        """Read on; an event when the protocol can end the stream without more bytes."""
+        await self._read()
+        return None
+
+    def _take(self, data: str) -> StreamEvent | None:
         if data == "[DONE]":
-            # Not sent by /generate_stream, but an OpenAI-minded proxy might add it: end of stream.
+            # The OpenAI routes' end of stream; not sent by /generate_stream, but an
+            # OpenAI-minded proxy might add it there too.
             self._pending.clear()
             self._eof = True
             return None
+        return self._next_event(data)
+
+    def _next_event(self, data: str) -> StreamEvent | None:
         try:
             event, is_final = _parse_event(data)
         except BackendProtocolError as exc:
@@ -609,12 +612,7 @@ class HTTPBackendClient:
     async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
 
     async def aclose(self) -> None:

@@ -211,28 +211,21 @@ class ChatEventStream(EventStream):
         self._chunks_with_text = 0
         self._index = 0
 
-    async def __anext__(self) -> StreamEvent:
-        if self._closed:
-            raise RuntimeError("the stream was used after leaving its `async with` block")
-        while not self._finished:
-            if self._pending:
-                event = self._next_event(self._pending.popleft())
-                if event is not None:
-                    return event
-            elif self._eof:
-                if self._finish is not None:
-                    return self._final_event()
-                self._fail(IncompleteStreamError("The backend stream ended before a finish_reason"))
-            elif self._finish is not None:
-                try:
-                    async with asyncio.timeout(FINISH_GRACE_SECONDS):
-                        await self._read()
-                except (TimeoutError, BackendError):
-                    # The answer is complete; only the usage figures may be missing.
-                    return self._final_event()
-            else:
+    def _at_end(self) -> StreamEvent | None:
+        if self._finish is not None:
+            return self._final_event()
+        self._fail(IncompleteStreamError("The backend stream ended before a finish_reason"))
+
+    async def _read_more(self) -> StreamEvent | None:
+        if self._finish is None:
+            return await super()._read_more()
+        try:
+            async with asyncio.timeout(FINISH_GRACE_SECONDS):
                 await self._read()
-        raise StopAsyncIteration
+        except (TimeoutError, BackendError):
+            # The answer is complete; only the usage figures may be missing.
+            return self._final_event()
+        return None
 
     def _final_event(self) -> StreamEvent:
         self._finished = self._complete = True
@@ -249,10 +242,6 @@ class ChatEventStream(EventStream):
         )
 
     def _next_event(self, data: str) -> StreamEvent | None:
-        if data == "[DONE]":
-            self._pending.clear()
-            self._eof = True
-            return None
         try:
             obj = json.loads(data)
         except ValueError as exc:

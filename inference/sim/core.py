@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -18,6 +18,7 @@ from .engine import DROP, ERROR, KEEP_ALIVE, TOKEN, Engine, Job
 from .errors import ClientGone, InferError, SimulatedDrop, generation_error, overloaded_error
 from .generate_request import GenerateRequest, validate_request
 from .metrics import Metrics
+from .wire import abort
 
 
 @dataclass
@@ -100,6 +101,31 @@ class Simulator:
             for job in jobs:
                 self.engine.cancel(job)
 
+    @contextlib.contextmanager
+    def streaming_jobs(self) -> Iterator[list[Job]]:
+        """`request_jobs` for a streamed response: a write that finds the connection closed
+        (the client left, or never stayed) ends the handler and counts as a dropped request
+        unless its job had already settled."""
+        with self.request_jobs() as jobs:
+            try:
+                yield jobs
+            except ConnectionError:
+                if jobs and not jobs[0].settled:
+                    self.record_drop()
+
+    @staticmethod
+    def event_stream(headers: dict[str, str] | None = None) -> web.StreamResponse:
+        """A 200 event-stream response, with `headers` besides the event-stream ones."""
+        return web.StreamResponse(
+            status=200,
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+                **(headers or {}),
+                "X-Accel-Buffering": "no",
+            },
+        )
+
     def count_request(self) -> None:
         self.metrics.inc("tgi_request_count")
         self.stats.requests += 1
@@ -171,6 +197,33 @@ class Simulator:
             await _sleep_through_cancellation(self.config.stream_end_ms / 1000)
         with contextlib.suppress(ConnectionError):
             await response.write_eof()
+
+    async def streamed_tokens(
+        self, request: web.Request, response: web.StreamResponse, job: Job
+    ) -> AsyncIterator[tuple[SimToken, str, str | None]]:
+        """A streamed job's tokens as they come, each with its text and (on the last one) the
+        finish reason; keep-alives are written meanwhile, which is also how a client that left
+        during a long wait is noticed. A fault raises its error; a simulated drop cuts the
+        connection; shutting down just ends the stream (no final event)."""
+        while True:
+            item = await job.outbox.get()
+            kind = item[0]
+            if kind == KEEP_ALIVE:
+                await response.write(b":\n\n")
+                continue
+            if kind == TOKEN:
+                _, token, text, finish = item
+                yield token, text, finish
+                if finish is not None:
+                    return
+                continue
+            job.settled = True
+            if kind == ERROR:
+                raise self.fault_error(job, item[1])
+            if kind == DROP:
+                self.stats.faults += 1
+                abort(request)
+            return
 
     async def collect(self, request: web.Request, job: Job) -> list[tuple[SimToken, str]]:
         """Wait for a job that is not streamed; its tokens with their emitted texts."""

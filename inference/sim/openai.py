@@ -14,7 +14,7 @@ from aiohttp import web
 from .answers import EOT_ID, EOT_TEXT, SimToken, estimate_prompt_tokens
 from .config import SimConfig
 from .core import Simulator
-from .engine import DROP, ERROR, KEEP_ALIVE, TOKEN, Job
+from .engine import Job
 from .errors import ClientGone, InferError, Rejection, SimulatedDrop
 from .generate_request import GenerateRequest, is_int, is_number
 from .wire import abort, json_response, read_json, sse
@@ -247,15 +247,8 @@ class OpenAIRoutes:
     async def _chat_stream(self, request: web.Request, chat: ChatRequest) -> web.StreamResponse:
         started = asyncio.get_running_loop().time()
         self.sim.count_request()
-        response = web.StreamResponse(
-            status=200,
-            headers={
-                "Content-Type": "text/event-stream",
-                "Cache-Control": "no-cache",
-                "X-Accel-Buffering": "no",
-            },
-        )
-        with self.sim.request_jobs() as jobs:
+        response = self.sim.event_stream()
+        with self.sim.streaming_jobs() as jobs:
             try:
                 # Unlike TGI's native route, validation and overload answer before the stream.
                 with self.sim.permit(1):
@@ -269,9 +262,6 @@ class OpenAIRoutes:
                     return json_response(_chat_error(error), status=status)
                 with contextlib.suppress(ConnectionError):
                     await response.write(sse(_chat_error(error)) + b"data: [DONE]\n\n")
-            except ConnectionError:
-                if jobs and not jobs[0].settled:
-                    self.sim.record_drop()
         return response
 
     async def _stream_chat_job(
@@ -304,42 +294,27 @@ class OpenAIRoutes:
             )
 
         await response.write(chunk({"role": "assistant", "content": ""}))
-        while True:
-            item = await job.outbox.get()
-            kind = item[0]
-            if kind == KEEP_ALIVE:
-                await response.write(b":\n\n")
+        async for token, text, finish in self.sim.streamed_tokens(request, response, job):
+            content = self._chat_text(token, text, chat)
+            if finish is None:
+                if content:
+                    await response.write(chunk({"content": content}))
                 continue
-            if kind == TOKEN:
-                _, token, text, finish = item
-                content = self._chat_text(token, text, chat)
-                if finish is None:
-                    if content:
-                        await response.write(chunk({"content": content}))
-                    continue
-                self.sim.record_success(job, started)
-                reason, stop = self._chat_finish(job, finish)
-                tail = chunk({"content": content}, reason, stop)
-                if chat.include_usage:
-                    tail += sse(
-                        {
-                            "id": chunk_id,
-                            "object": "chat.completion.chunk",
-                            "created": created,
-                            "model": self.sim.config.model_id,
-                            "choices": [],
-                            "usage": self._usage(job),
-                        }
-                    )
-                await self.sim.end_stream(response, tail + b"data: [DONE]\n\n")
-                return
-            job.settled = True
-            if kind == ERROR:
-                raise self.sim.fault_error(job, item[1])
-            if kind == DROP:
-                self.sim.stats.faults += 1
-                abort(request)
-            return
+            self.sim.record_success(job, started)
+            reason, stop = self._chat_finish(job, finish)
+            tail = chunk({"content": content}, reason, stop)
+            if chat.include_usage:
+                tail += sse(
+                    {
+                        "id": chunk_id,
+                        "object": "chat.completion.chunk",
+                        "created": created,
+                        "model": self.sim.config.model_id,
+                        "choices": [],
+                        "usage": self._usage(job),
+                    }
+                )
+            await self.sim.end_stream(response, tail + b"data: [DONE]\n\n")
 
     async def _chat_json(self, request: web.Request, chat: ChatRequest) -> web.StreamResponse:
         started = asyncio.get_running_loop().time()

@@ -20,7 +20,7 @@ from .config import (
     VALIDATION_WORKERS,
 )
 from .core import Simulator, request_timing
-from .engine import DROP, ERROR, KEEP_ALIVE, TOKEN, Job
+from .engine import Job
 from .errors import ClientGone, InferError, Rejection, SimulatedDrop, validation_error
 from .generate_request import GenerateRequest, parse_generate_request
 from .wire import abort, json_response, read_json, sse
@@ -102,17 +102,10 @@ class TGIRoutes:
     ) -> web.StreamResponse:
         started = asyncio.get_running_loop().time()
         self.sim.count_request()
-        response = web.StreamResponse(
-            status=200,
-            headers={
-                "Content-Type": "text/event-stream",
-                "Cache-Control": "no-cache",
-                "x-compute-type": _compute_type(),
-                "x-compute-characters": str(len(req.inputs)),
-                "X-Accel-Buffering": "no",
-            },
+        response = self.sim.event_stream(
+            {"x-compute-type": _compute_type(), "x-compute-characters": str(len(req.inputs))}
         )
-        with self.sim.request_jobs() as jobs:
+        with self.sim.streaming_jobs() as jobs:
             try:
                 # Axum sends the headers before the stream yields anything, errors included.
                 await response.prepare(request)
@@ -129,10 +122,6 @@ class TGIRoutes:
                 self.sim.record_failure(error)
                 with contextlib.suppress(ConnectionError):
                     await response.write(sse(error.body()))
-            except ConnectionError:
-                # A write found the connection closed: the client left (or never stayed).
-                if jobs and not jobs[0].settled:
-                    self.sim.record_drop()
         return response
 
     async def _stream_job(
@@ -144,53 +133,37 @@ class TGIRoutes:
         started: float,
     ) -> None:
         index = 0
-        while True:
-            item = await job.outbox.get()
-            kind = item[0]
-            if kind == KEEP_ALIVE:
-                # Also how a client that left during a long wait is noticed.
-                await response.write(b":\n\n")
-                continue
-            if kind == TOKEN:
-                _, token, text, finish = item
-                index += 1
-                if finish is None:
-                    event = {
-                        "index": index,
-                        "token": _token_json(token, text),
-                        "generated_text": None,
-                        "details": None,
-                    }
-                    await response.write(sse(event))
-                    continue
-                # TGI records success before it yields the final event.
-                self.sim.record_success(job, started)
-                generated = "".join(job.generated)
-                if req.return_full_text:
-                    generated = req.inputs + generated
-                details = None
-                if req.details:
-                    details = {
-                        "finish_reason": finish,
-                        "generated_tokens": job.emitted,
-                        "seed": job.seed if req.sampling else None,
-                        "input_length": job.input_length,
-                    }
-                final = {
+        async for token, text, finish in self.sim.streamed_tokens(request, response, job):
+            index += 1
+            if finish is None:
+                event = {
                     "index": index,
                     "token": _token_json(token, text),
-                    "generated_text": generated,
-                    "details": details,
+                    "generated_text": None,
+                    "details": None,
                 }
-                await self.sim.end_stream(response, sse(final))
-                return
-            job.settled = True
-            if kind == ERROR:
-                raise self.sim.fault_error(job, item[1])
-            if kind == DROP:
-                self.sim.stats.faults += 1
-                abort(request)
-            return  # dropped on purpose, or shutting down: no final event
+                await response.write(sse(event))
+                continue
+            # TGI records success before it yields the final event.
+            self.sim.record_success(job, started)
+            generated = "".join(job.generated)
+            if req.return_full_text:
+                generated = req.inputs + generated
+            details = None
+            if req.details:
+                details = {
+                    "finish_reason": finish,
+                    "generated_tokens": job.emitted,
+                    "seed": job.seed if req.sampling else None,
+                    "input_length": job.input_length,
+                }
+            final = {
+                "index": index,
+                "token": _token_json(token, text),
+                "generated_text": generated,
+                "details": details,
+            }
+            await self.sim.end_stream(response, sse(final))
 
     async def _generate(
         self, request: web.Request, req: GenerateRequest, *, as_list: bool = False

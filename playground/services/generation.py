@@ -254,40 +254,24 @@ def _persist_outcome(message_id: str, outcome: Outcome) -> dict[str, Any] | None
                 return restarted_event(message)
             message.refresh_from_db()
             return final_event(message) if message.is_final else None
+        # What the visitor was shown, stored with whatever way the answer ended.
+        written = {
+            "sections": outcome.sections,
+            "deltas": outcome.events,
+            "tokens": tokens,
+            "first_token_at": outcome.first_token_at,
+        }
         if outcome.status == Message.Status.DONE:
-            if not message.finish(
-                sections=outcome.sections,
-                deltas=outcome.events,
-                tokens=tokens,
-                finish_reason=outcome.finish_reason,
-                first_token_at=outcome.first_token_at,
-            ):
+            if not message.finish(finish_reason=outcome.finish_reason, **written):
                 # Cancelled while the last tokens arrived: keep the text under the cancel.
-                message.store_partial(
-                    sections=outcome.sections,
-                    deltas=outcome.events,
-                    tokens=tokens,
-                    first_token_at=outcome.first_token_at,
-                )
+                message.store_partial(**written)
                 message.refresh_from_db()
                 return final_event(message)
             record_service_time(message)
         elif outcome.status == Message.Status.CANCELLED:
-            message.cancel(
-                sections=outcome.sections,
-                deltas=outcome.events,
-                tokens=tokens,
-                first_token_at=outcome.first_token_at,
-            )
+            message.cancel(**written)
         else:
-            message.fail(
-                outcome.error_code,
-                outcome.error_message,
-                sections=outcome.sections,
-                deltas=outcome.events,
-                tokens=tokens,
-                first_token_at=outcome.first_token_at,
-            )
+            message.fail(outcome.error_code, outcome.error_message, **written)
         message.refresh_from_db()
         return final_event(message)
     finally:
