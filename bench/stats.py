@@ -1,4 +1,4 @@
-"""Pure statistics helpers of the benchmark (no I/O, no clocks); see tests/test_bench.py."""
+"""Pure statistics helpers of the benchmark (no I/O, no clocks); see tests/deployment/test_bench.py."""
 
 from __future__ import annotations
 

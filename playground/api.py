@@ -11,7 +11,7 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import ensure_csrf_cookie
 
-from playground import exports, services
+from playground import exports, inputs, services
 from playground.services import PlaygroundError
 from playground.visitors import client_ip, session_key
 
@@ -92,15 +92,12 @@ def conversations(request: HttpRequest) -> HttpResponse:
 
 
 def create_conversation(request: HttpRequest) -> HttpResponse:
-    data = read_json(request)
-    prompt, sample = data.get("prompt"), data.get("sample")
-    if prompt not in (None, "") and sample not in (None, ""):
-        raise PlaygroundError("invalid_params", "Send either a prompt or a sample, not both.")
+    asked = inputs.question(read_json(request))
     message = services.submit(
         session_key=session_key(request),
         client_ip=client_ip(request),
-        prompt=prompt,
-        sample=sample,
+        prompt=asked.prompt,
+        sample=asked.sample,
     )
     conversation = message.conversation
     return JsonResponse(
@@ -120,7 +117,7 @@ def conversation(request: HttpRequest, conversation_id: str) -> HttpResponse:
         services.delete_conversation(found)
         return JsonResponse({"deleted": conversation_id})
     if request.method == "PATCH":
-        services.rename(found, read_json(request).get("title"))
+        services.rename(found, inputs.text(read_json(request), "title"))
         return JsonResponse(services.conversation_summary(found))
     services.note_presence(list(found.messages.all()))
     return JsonResponse(services.conversation_payload(found))
@@ -133,7 +130,7 @@ def edit_last_prompt(request: HttpRequest, conversation_id: str) -> HttpResponse
         found,
         session_key=session_key(request),
         client_ip=client_ip(request),
-        prompt=read_json(request).get("prompt"),
+        prompt=inputs.required_text(read_json(request), "prompt"),
     )
     return JsonResponse({"message": services.message_payload(message)}, status=201)
 
@@ -160,11 +157,10 @@ def export(request: HttpRequest, conversation_id: str) -> HttpResponse:
 @api_view("POST")
 def create_message(request: HttpRequest, conversation_id: str) -> HttpResponse:
     found = services.get_owned_conversation(conversation_id, session_key(request))
-    data = read_json(request)
     message = services.submit(
         session_key=session_key(request),
         client_ip=client_ip(request),
-        prompt=data.get("prompt"),
+        prompt=inputs.text(read_json(request), "prompt"),
         conversation=found,
     )
     return JsonResponse({"message": services.message_payload(message)}, status=201)

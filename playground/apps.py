@@ -33,6 +33,5 @@ class PlaygroundConfig(AppConfig):
         # (Django's view threads, Celery's pool) hold the interpreter lock for CPU work, and the
         # loop thread needs the lock back after every wait. Python makes a waiting thread wait
         # up to 5 ms by default; under a burst of submissions the web process's loop thread
-        # then fell behind by hundreds of ms. With 0.1 ms, `make bench` measured the rush's
-        # per-delta delay p50 4.7 → 4.0 ms and, while the burst was answered, p90 179 → 33 ms.
+        # then fell behind by hundreds of ms (bench/README.md has the figures).
         sys.setswitchinterval(THREAD_SWITCH_INTERVAL_SECONDS)

@@ -1,5 +1,5 @@
 """How the playground writes a length of time, in both of its forms (static/js/stream/format.js
-writes the same on the page, and tests/test_rendering.py holds the two to each other)."""
+writes the same on the page, and tests/playground/test_durations.py holds the two to each other)."""
 
 from __future__ import annotations
 

@@ -22,8 +22,8 @@ class PacedASGIHandler(ASGIHandler):
     Django gives every request a thread of its own for synchronous code, and all of them
     share one interpreter lock. When a rush posts a hundred questions at once, a hundred
     threads took turns on that lock (a turn is 0.1 ms, see apps.py) and on SQLite's write
-    lock, so every one of them, the first in line with the rest, finished seconds late: the
-    bench saw the first wave of answers start 1.5 s after their rows were written. Waiting
+    lock, so every one of them, the first in line with the rest, finished seconds late, and
+    the first wave of answers started late with them (bench/README.md). Waiting
     here costs nothing (no thread exists yet), the turns go in arrival order, and the few
     admitted run at full speed. Bodies are read and responses sent outside, so a slow client
     holds no turn.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
@@ -13,8 +14,9 @@ from django.shortcuts import redirect, render
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_GET, require_POST
 
-from playground import api, exports, presenters, rotation, services, slots
+from playground import api, exports, inputs, presenters, rotation, services, slots
 from playground.durations import format_wait
+from playground.models import Conversation, Message
 from playground.realtime import redis_clients
 from playground.services import PlaygroundError
 from playground.visitors import client_ip, session_key
@@ -49,17 +51,17 @@ def status_partial(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 def new_conversation(request: HttpRequest) -> HttpResponse:
-    prompt = request.POST.get("prompt")
-    sample = request.POST.get("sample")
+    typed = request.POST.get("prompt") or ""
     try:
+        asked = inputs.form_question(request.POST)
         message = services.submit(
             session_key=session_key(request),
             client_ip=client_ip(request),
-            prompt=prompt if not sample else None,
-            sample=sample or None,
+            prompt=asked.prompt,
+            sample=asked.sample,
         )
     except PlaygroundError as exc:
-        context = _home_context(request, error=exc, prompt=prompt or "")
+        context = _home_context(request, error=exc, prompt=typed)
         response = render(request, "playground/home.html", context, status=exc.status)
         if exc.retry_after is not None:
             response["Retry-After"] = str(exc.retry_after)
@@ -67,7 +69,9 @@ def new_conversation(request: HttpRequest) -> HttpResponse:
     return redirect("conversation", conversation_id=message.conversation_id)
 
 
-def _conversation_context(request: HttpRequest, conversation: Any, **extra: Any) -> dict[str, Any]:
+def _conversation_context(
+    request: HttpRequest, conversation: Conversation, **extra: Any
+) -> dict[str, Any]:
     return {
         "conversation": conversation,
         "turns": presenters.turns(conversation),
@@ -125,7 +129,10 @@ def shared(request: HttpRequest, token: str) -> HttpResponse:
     return render(request, "playground/conversation.html", context)
 
 
-def _owned(request: HttpRequest, conversation_id: str) -> Any:
+ConversationView = Callable[[HttpRequest, Conversation], HttpResponse]
+
+
+def _owned(request: HttpRequest, conversation_id: str) -> Conversation:
     return services.get_owned_conversation(conversation_id, session_key(request))
 
 
@@ -133,7 +140,7 @@ def _back(conversation_id: str) -> HttpResponse:
     return redirect("conversation", conversation_id=conversation_id)
 
 
-def _conversation_action(view: Any) -> Any:
+def _conversation_action(view: ConversationView) -> Callable[..., HttpResponse]:
     """POST-only actions on one's own conversation; someone else's is a 404 page."""
 
     @require_POST
@@ -153,36 +160,36 @@ def _conversation_action(view: Any) -> Any:
 
 
 @_conversation_action
-def rename(request: HttpRequest, conversation: Any) -> HttpResponse:
+def rename(request: HttpRequest, conversation: Conversation) -> HttpResponse:
     services.rename(conversation, request.POST.get("title"))
     return _back(conversation.pk)
 
 
 @_conversation_action
-def delete(request: HttpRequest, conversation: Any) -> HttpResponse:
+def delete(request: HttpRequest, conversation: Conversation) -> HttpResponse:
     services.delete_conversation(conversation)
     return redirect("home")
 
 
 @_conversation_action
-def new_share_link(request: HttpRequest, conversation: Any) -> HttpResponse:
+def new_share_link(request: HttpRequest, conversation: Conversation) -> HttpResponse:
     services.new_share_link(conversation)
     return _back(conversation.pk)
 
 
 @_conversation_action
-def revoke_share_link(request: HttpRequest, conversation: Any) -> HttpResponse:
+def revoke_share_link(request: HttpRequest, conversation: Conversation) -> HttpResponse:
     services.revoke_share_link(conversation)
     return _back(conversation.pk)
 
 
 @_conversation_action
-def edit_last_prompt(request: HttpRequest, conversation: Any) -> HttpResponse:
+def edit_last_prompt(request: HttpRequest, conversation: Conversation) -> HttpResponse:
     services.edit_last_prompt(
         conversation,
         session_key=session_key(request),
         client_ip=client_ip(request),
-        prompt=request.POST.get("prompt"),
+        prompt=inputs.required_text(request.POST, "prompt"),
     )
     return _back(conversation.pk)
 
@@ -196,7 +203,7 @@ def export(request: HttpRequest, conversation_id: str, kind: str) -> HttpRespons
     return exports.download(found, kind)
 
 
-def _message_action(view: Any) -> Any:
+def _message_action(view: Callable[[HttpRequest, Message], None]) -> Callable[..., HttpResponse]:
     @require_POST
     @wraps(view)
     def wrapper(request: HttpRequest, message_id: str) -> HttpResponse:
@@ -215,17 +222,17 @@ def _message_action(view: Any) -> Any:
 
 
 @_message_action
-def cancel_message(request: HttpRequest, message: Any) -> None:
+def cancel_message(request: HttpRequest, message: Message) -> None:
     services.cancel(message)
 
 
 @_message_action
-def regenerate(request: HttpRequest, message: Any) -> None:
+def regenerate(request: HttpRequest, message: Message) -> None:
     services.regenerate(message, session_key=session_key(request), client_ip=client_ip(request))
 
 
 @_message_action
-def select(request: HttpRequest, message: Any) -> None:
+def select(request: HttpRequest, message: Message) -> None:
     services.select_answer(message)
 
 

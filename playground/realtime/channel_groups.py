@@ -25,7 +25,7 @@ def group_name(message_id: str) -> str:
 
 def group_channel(message_id: str) -> str:
     """The Redis pub/sub channel behind a message's group: the name the channel layer
-    subscribes viewers to (tests/test_consumers.py holds the layer to it).
+    subscribes viewers to (tests/playground/test_consumers.py holds the layer to it).
 
     Events are published straight to it with the layer's own serializer, in pipelined round
     trips of the publisher's own: from synchronous code without borrowing the web process's
@@ -39,8 +39,8 @@ def group_channel(message_id: str) -> str:
 # The channel layer's reader (channels_redis's pub/sub layer) reads only while the process is
 # subscribed to something; subscribed to nothing, it looks again every 100 ms. On an idle site
 # every viewer's subscriptions end with their answer, so the next visitor's first events waited
-# for that look: up to 100 ms, a median 12 ms of `make bench`'s idle first delta. A channel of
-# the process's own, which nobody sends to, keeps the reader reading.
+# for that look, up to 100 ms. A channel of the process's own, which nobody sends to, keeps the
+# reader reading.
 _standing_channels: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, str] = (
     weakref.WeakKeyDictionary()
 )

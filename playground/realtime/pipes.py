@@ -73,8 +73,8 @@ class RedisPipe:
 
     A model server emits a token for every running stream at each decode step, so all of a
     worker's generations store and publish a delta at the same moment. redis-py's pooled
-    pipeline spent about 0.2 ms of CPU on each, under the process's one interpreter lock,
-    while every other generation of the process waited; this spends a quarter of that.
+    pipeline spent several times this one's CPU on each, under the process's one interpreter
+    lock, while every other generation of the process waited (bench/README.md).
 
     Connecting is retried with a short backoff (a Redis restart). Commands already written
     when the connection breaks fail rather than being sent twice: a delta appended twice

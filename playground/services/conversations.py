@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from playground import slots
 from playground.models import Conversation, Message, new_share_token
@@ -26,8 +25,8 @@ from playground.services.questions import (
 log = logging.getLogger(__name__)
 
 
-def rename(conversation: Conversation, title: Any) -> Conversation:
-    if not isinstance(title, str) or not storable(title):
+def rename(conversation: Conversation, title: str | None) -> Conversation:
+    if title is None or not storable(title):
         raise PlaygroundError("invalid_params", "The title must be text.")
     cleaned = " ".join(title.split())
     if not cleaned:

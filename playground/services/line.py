@@ -11,6 +11,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connections, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from playground import controls, eta, rotation, slots
@@ -28,7 +29,7 @@ SERVICE_TIMES_KEY = "pg:service-times"
 
 # The line is ordered by `created`, so rows must commit in the order of their `created`: a row
 # stamped earlier but committed later would slip in ahead of visitors already told their place
-# (the bench saw three places rise with two web processes on PostgreSQL). SQLite's IMMEDIATE
+# (bench/README.md, measurements behind the code). SQLite's IMMEDIATE
 # transactions admit one writer at a time anyway; on PostgreSQL the transactions that put a
 # question in line take turns on a lock that their commit releases.
 LINE_LOCK_KEY = 0x5047_4C4E  # any constant of this application's own
@@ -106,7 +107,7 @@ def forget_queue_snapshot() -> None:
     _recent_snapshot = None
 
 
-def waiting() -> Any:
+def waiting() -> QuerySet[Message]:
     return Message.objects.filter(
         role=Message.Role.ASSISTANT, status=Message.Status.QUEUED, dispatched_at__isnull=True
     )

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import logging
 import math
-import re
-from typing import Any
+from collections.abc import Callable
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -58,9 +57,10 @@ def storable(text: str) -> bool:
     return "\x00" not in text
 
 
-def clean_prompt(prompt: Any) -> str:
-    if not isinstance(prompt, str):
-        raise PlaygroundError("invalid_params", "The prompt must be a string.")
+def clean_prompt(prompt: str | None) -> str:
+    """The prompt as it is asked: text a database can store, trimmed, not empty, not too long."""
+    if prompt is None:
+        raise PlaygroundError("empty_prompt", "Write a prompt or pick a sample.")
     if not storable(prompt):
         raise PlaygroundError("invalid_params", "The prompt contains characters that are not text.")
     text = prompt.strip()
@@ -75,18 +75,13 @@ def clean_prompt(prompt: Any) -> str:
     return text
 
 
-def resolve_prompt(*, prompt: Any = None, sample: Any = None) -> tuple[str, str]:
+def resolve_prompt(*, prompt: str | None = None, sample: str | None = None) -> tuple[str, str]:
     """Return (prompt text, sample slug) from either a free prompt or a sample slug."""
-    if sample not in (None, ""):
-        if not isinstance(sample, str):
-            raise PlaygroundError("invalid_params", "The sample must be a slug string.")
-        valid = re.fullmatch(r"[-a-zA-Z0-9_]{1,64}", sample)
-        found = SamplePrompt.objects.filter(slug=sample, enabled=True).first() if valid else None
+    if sample:
+        found = SamplePrompt.objects.filter(slug=sample, enabled=True).first()
         if found is None:
             raise PlaygroundError("unknown_sample", "There is no such sample prompt.")
         return found.prompt, found.slug
-    if prompt is None:
-        raise PlaygroundError("empty_prompt", "Write a prompt or pick a sample.")
     return clean_prompt(prompt), ""
 
 
@@ -157,8 +152,8 @@ def submit(
     *,
     session_key: str,
     client_ip: str | None,
-    prompt: Any = None,
-    sample: Any = None,
+    prompt: str | None = None,
+    sample: str | None = None,
     conversation: Conversation | None = None,
 ) -> Message:
     """Queue a new question (a new conversation, or a follow-up turn) and return the answer row."""
@@ -219,7 +214,7 @@ def _queue_answer(
     )
 
 
-def _create_and_dispatch(create: Any, *, line_was_empty: bool) -> Message:
+def _create_and_dispatch(create: Callable[[], Message], *, line_was_empty: bool) -> Message:
     """`line_was_empty`: nobody waited when admission looked. Under a rush somebody does, and
     the question joins the line without looking for a slot of its own."""
     leased_on: str | None = None
@@ -302,7 +297,7 @@ def select_answer(answer: Message) -> None:
 
 
 def edit_last_prompt(
-    conversation: Conversation, *, session_key: str, client_ip: str | None, prompt: Any
+    conversation: Conversation, *, session_key: str, client_ip: str | None, prompt: str
 ) -> Message:
     """Replace the last question with an edited one and answer it afresh."""
     text = clean_prompt(prompt)
