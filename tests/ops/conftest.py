@@ -1,0 +1,14 @@
+"""The Django side's fixtures, from tests/support/django_fixtures.py: a clean Redis for every
+test here (autouse), and the fixtures these tests ask for by name."""
+
+from tests.support.django_fixtures import (
+    backend,
+    clean_redis,
+    enqueued,
+    pytest_configure,
+    samples,
+    visitor,
+)
+
+# Found by pytest under these names, here.
+__all__ = ["backend", "clean_redis", "enqueued", "pytest_configure", "samples", "visitor"]
