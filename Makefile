@@ -49,8 +49,9 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# `make bench PROFILE=launch` (or viral, quick); BENCH_ARGS passes anything else to `python -m bench`.
 bench: install
-	$(BIN)/python -m bench
+	$(BIN)/python -m bench $(if $(PROFILE),--profile $(PROFILE)) $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var staticfiles .pytest_cache .ruff_cache .hypothesis

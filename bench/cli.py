@@ -12,58 +12,23 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench import floor, procs, provenance, report, stats
-from bench.diagnostics import count, print_diagnostics
+from bench import floor, procs, provenance, report, stats, viral
+from bench.config import PROFILES, Config
+from bench.console import say
+from bench.diagnostics import print_diagnostics
 from bench.footprint import memory_figures
 from bench.monitor import RedisMonitor
 from bench.monitor import analyze as analyze_trace
 from bench.monitor import timelines as trace_timelines
 from bench.processes import ScratchDatabase, Simulator, make_stack
+from bench.procs import QUIET_CORES, wait_for_quiet
 from bench.visitors import StackRun, StackVisit, fetch_samples, idle_visits, run_visitors
 from devtools.stack import ROOT, Stack
 from inference.samples import get_sample
-
-# Generous upper bounds, only used to tell a stuck visitor from a slow one.
-LONGEST_ANSWER_TOKENS = 1000
-BATCH_SLOWDOWN = 0.03  # the simulator's default, which the benchmark does not change
-
-
-@dataclass(frozen=True)
-class Config:
-    visitors: int
-    slots: int
-    tokens_per_second: float
-    out: Path
-    idle_repeats: int
-    prime: bool
-    seed: int
-    quick: bool
-    keep_data: bool = False
-    worker_processes: int = 2
-    web_processes: int | None = None
-    database_url: str | None = None
-    redis_monitor: bool = False
-
-    @property
-    def sim_args(self) -> list[str]:
-        return [
-            "--port", "0",
-            "--stamp-emission-times",
-            "--tokens-per-second", f"{self.tokens_per_second:g}",
-            "--max-concurrent-requests", "128",
-            "--seed", str(self.seed),
-        ]  # fmt: skip
-
-    @property
-    def visitor_timeout(self) -> float:
-        step = (1 / self.tokens_per_second) * (1 + BATCH_SLOWDOWN * (self.slots - 1))
-        waves = -(-self.visitors // self.slots)
-        return 3 * waves * LONGEST_ANSWER_TOKENS * step + 60
 
 
 def parse_args(argv: list[str] | None) -> Config:
@@ -73,9 +38,26 @@ def parse_args(argv: list[str] | None) -> Config:
         "floor (the same visitors straight against the same simulator).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--visitors", type=int, default=None, help="visitors in the rush (96)")
-    parser.add_argument("--slots", type=int, default=None, help="GENERATION_CONCURRENCY (16)")
-    parser.add_argument("--tokens-per-second", type=float, default=40.0)
+    parser.add_argument(
+        "--profile",
+        choices=sorted(PROFILES),
+        default="default",
+        help="which rush (see bench/config.py): default (96 visitors, minute-long answers), "
+        "quick, launch (1,000 visitors at once, 20-token answers) or viral (1,000 viewers of "
+        "one live share link)",
+    )
+    parser.add_argument(
+        "--visitors",
+        type=int,
+        default=None,
+        help="visitors in the rush, or strangers on the share link (the profile's)",
+    )
+    parser.add_argument(
+        "--slots", type=int, default=None, help="GENERATION_CONCURRENCY (the profile's)"
+    )
+    parser.add_argument(
+        "--tokens-per-second", type=float, default=None, help="decode speed (the profile's)"
+    )
     parser.add_argument("--out", type=Path, default=Path("bench-results/bench.json"))
     parser.add_argument("--idle-repeats", type=int, default=7)
     parser.add_argument(
@@ -117,15 +99,17 @@ def parse_args(argv: list[str] | None) -> Config:
         help="keep the stack's database and VAR_DIR afterwards (for inspection)",
     )
     parser.add_argument(
-        "--quick", action="store_true", help="a small smoke run: 24 visitors on 4 slots"
+        "--quick", action="store_true", help="the quick profile: 24 visitors on 4 slots"
     )
     args = parser.parse_args(argv)
-    visitors = args.visitors or (24 if args.quick else 96)
-    slots = args.slots or (4 if args.quick else 16)
+    profile = PROFILES["quick" if args.quick else args.profile]
+    visitors = args.visitors or profile.visitors
+    slots = args.slots or profile.slots
+    tokens_per_second = args.tokens_per_second or profile.tokens_per_second
     if (
         visitors < 1
         or slots < 1
-        or args.tokens_per_second <= 0
+        or tokens_per_second <= 0
         or args.idle_repeats < 1
         or args.worker_processes < 1
         or (args.web_processes is not None and args.web_processes < 1)
@@ -134,24 +118,20 @@ def parse_args(argv: list[str] | None) -> Config:
             "visitors, slots, idle repeats, processes and tokens per second must be positive"
         )
     return Config(
+        profile=profile,
         visitors=visitors,
         slots=slots,
-        tokens_per_second=args.tokens_per_second,
+        tokens_per_second=tokens_per_second,
         out=args.out,
         idle_repeats=args.idle_repeats,
         prime=args.prime,
         seed=args.seed,
-        quick=args.quick,
         keep_data=args.keep_data,
         redis_monitor=args.redis_monitor,
         worker_processes=args.worker_processes,
         web_processes=args.web_processes,
         database_url=args.database_url,
     )
-
-
-def say(text: str) -> None:
-    print(f"[bench] {text}", flush=True)
 
 
 def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
@@ -181,13 +161,17 @@ def main(argv: list[str] | None = None) -> int:
         stack = make_stack(sim_url, config.slots, work_dir, log_dir, database_url)
         # The stack sizes each process's threads for its share of the slots, as `make run` does.
         stack.env["WORKER_PROCESSES"] = str(config.worker_processes)
+        stack.env["MAX_NEW_TOKENS"] = str(config.max_new_tokens)
         if config.web_processes is not None:
             stack.env["WEB_PROCESSES"] = str(config.web_processes)
         say("starting the stack (embedded redis, migrations, Celery workers, uvicorn)…")
         stack.start()
         stack.wait_for_worker()
         say(f"stack at {stack.base_url}; logs in {log_dir}")
-        document = asyncio.run(measure(config, simulator, stack, source))
+        if config.profile.share_link:
+            document = asyncio.run(viral.measure_viral(config, simulator, stack, source))
+        else:
+            document = asyncio.run(measure(config, simulator, stack, source))
     except KeyboardInterrupt:
         say("interrupted; stopping everything")
         return 130
@@ -263,6 +247,8 @@ async def measure(
             stack_cpu = cpu.stop()
         answered = sum(v.ok for v in rush.visits)
         say(f"  done in {rush.wall or 0:.1f} s; {answered} answered in full")
+        # Since the simulator started: the priming wave and the rush, never more than the slots.
+        peak_in_flight = simulator.stats().get("peak_active")
         memory = memory_figures(roots, before, sampler, rush, stack)
 
         say(
@@ -272,7 +258,13 @@ async def measure(
         await asyncio.to_thread(simulator.wait_idle)
         quiet["idle"] = await wait_for_quiet(cpu_roots, "the idle visitors")
         stack_idle, floor_idle = await idle_pairs(
-            base, simulator.url, idle_slug, prompts[idle_slug], config.idle_repeats, timeout
+            base,
+            simulator.url,
+            idle_slug,
+            prompts[idle_slug],
+            config.idle_repeats,
+            timeout,
+            config.max_new_tokens,
         )
     finally:
         if tap is not None:
@@ -294,11 +286,14 @@ async def measure(
         [(visit.index, visit.slug, prompts[visit.slug]) for visit in line],
         config.slots,
         timeout,
+        config.max_new_tokens,
     )
     floor_cpu = cpu.stop()
     say(f"  done in {floor_rush.wall or 0:.1f} s")
 
     figures, diagnostics = report.build(
+        targets=config.profile.targets,
+        peak_in_flight=peak_in_flight,
         slots=config.slots,
         stack_rush=rush,
         floor_rush=floor_rush,
@@ -335,9 +330,11 @@ async def measure(
             "web_processes": stack.web_processes(),
             "database": "postgresql" if config.database_url else "sqlite",
             "prime": config.prime,
-            "quick": config.quick,
+            "profile": config.profile.name,
+            "max_new_tokens": config.max_new_tokens,
+            "first_token_seconds": config.profile.first_token_seconds,
             "visitor_timeout_s": timeout,
-            "sample_mix": count(mix),
+            "sample_mix": stats.count(mix),
             "idle_sample": idle_slug,
         },
         "figures": [figure.as_dict() for figure in figures],
@@ -360,18 +357,24 @@ async def measure(
 
 
 async def idle_pairs(
-    base: str, sim_url: str, slug: str, prompt: str, repeats: int, timeout: float
+    base: str,
+    sim_url: str,
+    slug: str,
+    prompt: str,
+    repeats: int,
+    timeout: float,
+    max_new_tokens: int,
 ) -> tuple[list[StackVisit], list[floor.FloorVisit]]:
     """One visitor on the idle stack, then one straight from the simulator, `repeats` times.
 
     Interleaved, so that on a shared machine both sides meet the same background load.
     """
-    await floor.idle(sim_url, slug, prompt, 1)  # warm-up, discarded
+    await floor.idle(sim_url, slug, prompt, 1, max_new_tokens)  # warm-up, discarded
     stack_idle: list[StackVisit] = []
     floor_idle: list[floor.FloorVisit] = []
     for index in range(repeats):
         stack_idle += await idle_visits(base, slug, 1, timeout)
-        floor_idle += await floor.idle(sim_url, slug, prompt, 1)
+        floor_idle += await floor.idle(sim_url, slug, prompt, 1, max_new_tokens)
         stack_idle[-1].index = floor_idle[-1].index = index
     return stack_idle, floor_idle
 
@@ -396,28 +399,6 @@ def idle_steps(path: Path, visits: list[StackVisit]) -> dict[str, float | None]:
             offsets.setdefault(name, []).append((instant - visit.submit_at) * 1000)
     medians = {name: stats.median(values) for name, values in offsets.items()}
     return dict(sorted(medians.items(), key=lambda item: item[1] or 0.0))
-
-
-QUIET_CORES = 0.2
-QUIET_PATIENCE = 180.0
-
-
-async def wait_for_quiet(roots: dict[str, list[int]], what: str) -> float:
-    """Wait (a while) until nothing outside the benchmark uses the CPU; return that load.
-
-    The machine may be shared with other work. A run under foreign load is still reported,
-    with the load it ran under, so its ratios can be judged.
-    """
-    deadline = time.monotonic() + QUIET_PATIENCE
-    while True:
-        load = await asyncio.to_thread(procs.foreign_load, roots, 2.0)
-        if load <= QUIET_CORES:
-            return load
-        if time.monotonic() >= deadline:
-            say(f"  warning: other processes use {load:.2f} cores; measuring {what} anyway")
-            return load
-        say(f"  other processes use {load:.2f} cores; waiting for a quiet machine ({what})")
-        await asyncio.sleep(8)
 
 
 def _pid(process: subprocess.Popen[bytes] | None) -> int:

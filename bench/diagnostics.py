@@ -6,13 +6,6 @@ from collections.abc import Callable
 from typing import Any
 
 
-def count(items: list[str]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for item in items:
-        counts[item] = counts.get(item, 0) + 1
-    return counts
-
-
 def print_diagnostics(diagnostics: dict[str, Any], say: Callable[[str], None]) -> None:
     rush, idle = diagnostics["rush"], diagnostics["idle"]
 

@@ -17,8 +17,9 @@ from inference.client import BackendError, SamplingParams, TGIClient
 from inference.parser import TagParser
 from inference.prompt import build_prompt
 
-# The stack asks for settings.MAX_NEW_TOKENS, 2048 by default; so must the floor.
-PARAMS = SamplingParams(max_new_tokens=2048)
+# The stack asks for settings.MAX_NEW_TOKENS, 2048 by default; so must the floor (a profile
+# that caps the answers caps both).
+DEFAULT_MAX_NEW_TOKENS = 2048
 
 
 @dataclass
@@ -54,14 +55,20 @@ class FloorVisit:
 
 
 async def stream_one(
-    sim_url: str, prompt: str, visit: FloorVisit, stop_after_first_delta: bool = False
+    sim_url: str,
+    prompt: str,
+    visit: FloorVisit,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    stop_after_first_delta: bool = False,
 ) -> None:
     """Stream one answer, timing the first visible delta and every token's delivery delay."""
     parser = TagParser()
     try:
         async with (
             TGIClient(sim_url, read_timeout=120) as client,
-            client.generate_stream(build_prompt(prompt), PARAMS) as events,
+            client.generate_stream(
+                build_prompt(prompt), SamplingParams(max_new_tokens=max_new_tokens)
+            ) as events,
         ):
             async for event in events:
                 received = time.time()
@@ -95,7 +102,11 @@ class FloorRun:
 
 
 async def rush(
-    sim_url: str, visitors: list[tuple[int, str, str]], slots: int, timeout: float
+    sim_url: str,
+    visitors: list[tuple[int, str, str]],
+    slots: int,
+    timeout: float,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
 ) -> FloorRun:
     """`visitors` are (index, slug, prompt) in line order; all arrive at the same instant."""
     line = asyncio.Semaphore(slots)
@@ -104,7 +115,7 @@ async def rush(
     async def visitor(visit: FloorVisit, prompt: str) -> None:
         async with line:
             visit.acquired_at = time.time()
-            await stream_one(sim_url, prompt, visit)
+            await stream_one(sim_url, prompt, visit, max_new_tokens)
 
     start = time.time()
     for visit in visits:
@@ -125,13 +136,19 @@ async def rush(
     return FloorRun(start=start, end=max(ends) if ends else None, visits=visits)
 
 
-async def idle(sim_url: str, slug: str, prompt: str, repeats: int) -> list[FloorVisit]:
+async def idle(
+    sim_url: str,
+    slug: str,
+    prompt: str,
+    repeats: int,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+) -> list[FloorVisit]:
     """One visitor at a time on the idle simulator, timed to the first delta only."""
     visits = []
     for index in range(repeats):
         visit = FloorVisit(index=index, slug=slug, start_at=time.time())
         visit.acquired_at = visit.start_at
-        await stream_one(sim_url, prompt, visit, stop_after_first_delta=True)
+        await stream_one(sim_url, prompt, visit, max_new_tokens, stop_after_first_delta=True)
         visits.append(visit)
         # Closing the stream early cancels it; give the simulator a moment to drop it.
         await asyncio.sleep(0.3)

@@ -1,13 +1,17 @@
-"""Memory of process trees, read from /proc (Linux only; elsewhere every figure is None)."""
+"""CPU and memory of process trees, read from /proc (Linux only; elsewhere every figure is
+None), and waiting for a machine quiet enough to measure on."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from bench.console import say
 
 PROC = Path("/proc")
 
@@ -192,3 +196,25 @@ def peak_rss_kib(root: int | Sequence[int]) -> int | None:
 
 def available() -> bool:
     return PROC.is_dir() and (PROC / str(os.getpid()) / "status").exists()
+
+
+QUIET_CORES = 0.2
+QUIET_PATIENCE = 180.0
+
+
+async def wait_for_quiet(roots: dict[str, list[int]], what: str) -> float:
+    """Wait (a while) until nothing outside the benchmark uses the CPU; return that load.
+
+    The machine may be shared with other work. A run under foreign load is still reported,
+    with the load it ran under, so its ratios can be judged.
+    """
+    deadline = time.monotonic() + QUIET_PATIENCE
+    while True:
+        load = await asyncio.to_thread(foreign_load, roots, 2.0)
+        if load <= QUIET_CORES:
+            return load
+        if time.monotonic() >= deadline:
+            say(f"  warning: other processes use {load:.2f} cores; measuring {what} anyway")
+            return load
+        say(f"  other processes use {load:.2f} cores; waiting for a quiet machine ({what})")
+        await asyncio.sleep(8)

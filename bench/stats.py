@@ -1,11 +1,12 @@
-"""Pure statistics helpers of the benchmark (no I/O, no clocks); see tests/deployment/test_bench.py."""
+"""Pure statistics helpers of the benchmark (no I/O, no clocks); see
+tests/deployment/test_bench.py."""
 
 from __future__ import annotations
 
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 # The simulator's --stamp-emission-times prefix: `⟦<unix time with 6 decimals>⟧`.
 STAMP = re.compile(r"⟦(\d+(?:\.\d+)?)⟧")
@@ -147,3 +148,31 @@ def within(value: float | None, limit: float) -> bool | None:
     if value is None:
         return None
     return value <= limit
+
+
+T = TypeVar("T")
+
+
+def ms(seconds: float | None) -> float | None:
+    """Seconds as milliseconds, None staying None."""
+    return None if seconds is None else seconds * 1000
+
+
+def in_ms(summary: dict[str, float | int | None]) -> dict[str, float | int | None]:
+    """A summary of seconds (see `summarize`) in milliseconds; its count stays a count."""
+    return {
+        key: value if key == "n" or value is None else value * 1000
+        for key, value in summary.items()
+    }
+
+
+def present(items: Iterable[T | None]) -> list[T]:
+    """The values that are there (a missing figure is None)."""
+    return [item for item in items if item is not None]
+
+
+def count(items: Sequence[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for item in items:
+        counts[item] = counts.get(item, 0) + 1
+    return counts

@@ -32,6 +32,7 @@ class StackVisit:
     post_status: int | None = None
     post_seconds: float | None = None
     refusal: str | None = None  # the error code of a refused submission
+    conversation_id: str | None = None
     message_id: str | None = None
     stream_url: str | None = None
     predicted_wait: float | None = None  # eta_seconds in the POST answer
@@ -180,6 +181,7 @@ class StackVisitor:
             visit.problem = f"submission refused: {visit.refusal}"
             return
         message = body["message"]
+        visit.conversation_id = body.get("id")
         visit.message_id = message["id"]
         visit.stream_url = message["stream_url"]
         visit.predicted_wait = message.get("eta_seconds")

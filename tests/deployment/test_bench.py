@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from bench import report, stats
+from bench import report, stats, timing
 
 
 def test_stamps_are_read_in_order_with_their_decimals() -> None:
@@ -97,9 +97,9 @@ def test_sections_rebuilt_from_deltas_match_the_stored_answer() -> None:
 def test_handoff_gaps_pair_later_starts_with_earlier_finishes() -> None:
     # Two slots: A and B start at once; C takes A's slot 0.1 s after A ends, D takes B's.
     intervals = [(0.0, 5.0), (0.0, 7.0), (5.1, 9.0), (7.3, 10.0)]
-    gaps = report.handoff_gaps(intervals, slots=2)
+    gaps = timing.handoff_gaps(intervals, slots=2)
     assert gaps == pytest.approx([0.1, 0.3])
-    assert math.isclose(report.utilisation([(0.0, 5.0), (0.0, 5.0)], 2, 10.0), 0.5)
+    assert math.isclose(timing.utilisation([(0.0, 5.0), (0.0, 5.0)], 2, 10.0), 0.5)
 
 
 def test_table_marks_pass_fail_and_informational_rows() -> None:
