@@ -57,5 +57,5 @@ EXPOSE 8000
 # Liveness of uvicorn, asked the way the proxy asks (deploy/healthcheck.py): no curl needed.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "/app/deploy/healthcheck.py"]
-# The options are devtools/stack.py's UVICORN_OPTIONS (tests/test_deployment.py checks).
-CMD ["uvicorn", "--host", "0.0.0.0", "--port", "8000", "--loop", "uvloop", "--http", "httptools", "--ws", "websockets", "--ws-per-message-deflate", "false", "--lifespan", "on", "--no-proxy-headers", "--no-server-header", "playground.asgi:application"]
+# The options are devtools/stack.py's UVICORN_OPTIONS (tests/deployment/test_deployment.py checks).
+CMD ["uvicorn", "--host", "0.0.0.0", "--port", "8000", "--loop", "uvloop", "--http", "httptools", "--ws", "websockets", "--ws-per-message-deflate", "false", "--lifespan", "on", "--no-proxy-headers", "--no-server-header", "--timeout-keep-alive", "130", "playground.asgi:application"]

@@ -65,10 +65,14 @@ RESTART_WINDOW = 60.0
 # compressed; the lifespan protocol runs what the process does at startup (handlers.py); the
 # client address is the socket's, since playground/visitors.py reads X-Forwarded-For itself
 # (NUM_PROXIES).
+# A connection idles open for 130 s, longer than a proxy keeps one for reuse (Caddy: 2 min),
+# so the server never closes one that a request is already on its way down: under a rush its
+# loop reads that request after the idle timer fired, and uvicorn's 5 s default lost 22 of a
+# thousand POSTs sent right after each visitor's GET (bench/README.md).
 UVICORN_OPTIONS = (
     "--loop", "uvloop", "--http", "httptools", "--ws", "websockets",
     "--ws-per-message-deflate", "false", "--lifespan", "on",
-    "--no-proxy-headers", "--no-server-header",
+    "--no-proxy-headers", "--no-server-header", "--timeout-keep-alive", "130",
 )  # fmt: skip
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 import time
 from typing import Any
 
@@ -164,6 +165,20 @@ def queued_event(position: int, eta: float, as_of: float) -> dict[str, Any]:
     return {"type": "queued", "position": position, "eta_seconds": round(eta, 1), "as_of": as_of}
 
 
+# Telling everyone where they stand is one message per waiting visitor. A short line is told
+# at every change; a long one changes at every hand-off (thirty a second in a launch-day rush
+# of short answers), and a thousand places told thirty times a second kept the web process
+# from answering submissions (bench/README.md). So a line longer than ANNOUNCE_ALWAYS_UP_TO is
+# told at most ANNOUNCED_PLACES_PER_SECOND places a second overall: a thousand waiting are
+# told every half second. A change in between is told by the next announcement, which one
+# process schedules for when the pause is over; a place told is exact when it is told, and
+# only ever falls.
+ANNOUNCE_ALWAYS_UP_TO = 50
+ANNOUNCED_PLACES_PER_SECOND = 2000
+ANNOUNCED_KEY = "pg:line:announced"
+ANNOUNCE_SCHEDULED_KEY = "pg:line:announce-scheduled"
+
+
 def publish_queue_positions() -> None:
     """Tell everyone waiting where they stand now (one channel-layer round for all of them)."""
     # Taken before reading the line: several processes publish concurrently, and a viewer
@@ -173,6 +188,8 @@ def publish_queue_positions() -> None:
     line = waiting_line()
     if not line:
         return
+    if len(line) > ANNOUNCE_ALWAYS_UP_TO and not _announcement_due(len(line)):
+        return
     snapshot = queue_snapshot()
     estimates = eta.wait_estimates(snapshot, len(line))
     channel_groups.publish_many(
@@ -181,3 +198,27 @@ def publish_queue_positions() -> None:
             for place, (message_id, eta) in enumerate(zip(line, estimates, strict=False), start=1)
         ]
     )
+
+
+def _announcement_due(waiting: int) -> bool:
+    """Whether a long line may be told now; if not, make sure it is told when it may."""
+    pause_ms = max(1, round(waiting * 1000 / ANNOUNCED_PLACES_PER_SECOND))
+    client = redis_clients.redis_client()
+    if client.set(ANNOUNCED_KEY, "1", nx=True, px=pause_ms):
+        return True
+    remaining_ms = client.pttl(ANNOUNCED_KEY)
+    if remaining_ms > 0 and client.set(ANNOUNCE_SCHEDULED_KEY, "1", nx=True, px=remaining_ms):
+        later = threading.Timer(remaining_ms / 1000, _announce_later)
+        later.daemon = True
+        later.start()
+    return False
+
+
+def _announce_later() -> None:
+    try:
+        quietly(publish_queue_positions, "publish the line")
+    except Exception:
+        log.exception("could not tell the line its places")
+    finally:
+        # The timer's thread ends here; its database connection must not outlive it.
+        connections.close_all()

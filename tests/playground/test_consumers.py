@@ -230,6 +230,29 @@ def test_a_place_in_line_computed_earlier_but_delivered_later_is_dropped() -> No
     assert events[-2] == {"type": "cancelled"}
 
 
+def test_a_higher_place_with_a_newer_stamp_is_an_older_reading_and_is_dropped() -> None:
+    # Two processes stamp their readings of the line before reading it, so a reading that
+    # finished first can carry the newer stamp; a waiting visitor's place only falls.
+    message = make_message(status=Message.Status.QUEUED)
+
+    async def scenario() -> list[dict]:
+        socket = communicator(message)
+        await socket.connect()
+        first = json.loads((await socket.receive_output(3))["text"])
+        higher = {"type": "queued", "position": 2, "eta_seconds": 9.0, "as_of": first["as_of"] + 1}
+        same = {"type": "queued", "position": 1, "eta_seconds": 4.0, "as_of": first["as_of"] + 2}
+        for event in (higher, same, {"type": "cancelled"}):
+            await asyncio.to_thread(channel_groups.publish, message.pk, event)
+        return [first, *await receive_all(socket)]
+
+    events = asyncio.run(scenario())
+
+    queued = [e for e in events if e.get("type") == "queued"]
+    assert [e["position"] for e in queued] == [1, 1]
+    assert queued[-1]["eta_seconds"] == 4.0
+    assert events[-2] == {"type": "cancelled"}
+
+
 def test_events_are_published_on_the_channel_the_layer_subscribes_viewers_to() -> None:
     # Publishers write to the layer's group channel directly (channel_groups.group_channel); a layer
     # that named its channels differently would leave every viewer waiting in silence.
