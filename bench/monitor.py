@@ -14,6 +14,7 @@ import contextlib
 import re
 import signal
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,17 +67,9 @@ def analyze(path: Path, start: float, end: float) -> dict[str, Any]:
     lock_holds: list[float] = []
     lock_failures = 0
     held_since: float | None = None
-    with open(path, "rb") as trace:
-        for line in trace:
-            match = _LINE.match(line)
-            if match is None:
-                continue
-            instant = float(match.group(1))
-            if not start <= instant <= end:
-                continue
+    for line, instant, _client, command, key in _commands(path):
+        if start <= instant <= end:
             commands += 1
-            command = match.group(3).lower()
-            key = match.group(4) or b""
             if command == b"publish":
                 if not key.startswith(GROUP_PREFIX):
                     continue  # Celery's own events, not the playground's
@@ -133,55 +126,59 @@ def timelines(path: Path, message_ids: list[str]) -> dict[str, dict[str, float]]
     found: dict[str, dict[str, float]] = {mid: {} for mid in message_ids}
     enqueued_by: dict[str, bytes] = {}
     waiting_worker: list[tuple[str, bytes]] = []
-    with open(path, "rb") as trace:
-        for line in trace:
-            match = _LINE.match(line)
-            if match is None:
+    for line, instant, client, command, key in _commands(path):
+        if command == b"get" and key.startswith(b"pg:backend:info:"):
+            for mid, enqueuer in list(waiting_worker):
+                if client != enqueuer:
+                    found[mid].setdefault("worker_first_command", instant)
+                    waiting_worker.remove((mid, enqueuer))
+            continue
+        if command == b"lpush":
+            body = _CELERY_BODY.search(line)
+            if body is None:
                 continue
-            instant = float(match.group(1))
-            client = match.group(2)
-            command = match.group(3).lower()
-            key = match.group(4) or b""
-            if command == b"get" and key.startswith(b"pg:backend:info:"):
-                for mid, enqueuer in list(waiting_worker):
-                    if client != enqueuer:
-                        found[mid].setdefault("worker_first_command", instant)
-                        waiting_worker.remove((mid, enqueuer))
-                continue
-            if command == b"lpush":
-                body = _CELERY_BODY.search(line)
-                if body is None:
-                    continue
-                try:
-                    decoded = base64.b64decode(body.group(1))
-                except ValueError:
-                    continue
-                for raw, mid in wanted.items():
-                    if raw in decoded and "task_enqueued" not in found[mid]:
-                        found[mid]["task_enqueued"] = instant
-                        enqueued_by[mid] = client
-                        waiting_worker.append((mid, client))
+            try:
+                decoded = base64.b64decode(body.group(1))
+            except ValueError:
                 continue
             for raw, mid in wanted.items():
-                if raw not in line:
-                    continue
-                steps = found[mid]
-                if command == b"zadd" and key.startswith(b"pg:slots:"):
-                    steps.setdefault("slot_acquired", instant)
-                elif command == b"del" and key.startswith(b"pg:deltas:"):
-                    steps.setdefault("publisher_reset", instant)
-                elif command == b"publish" and key.startswith(GROUP_PREFIX):
-                    stamps = _STAMP.findall(line)
-                    if stamps and "first_delta_published" not in steps:
-                        steps["first_delta_published"] = instant
-                        steps["first_delta_emitted"] = float(stamps[0])
-                    elif b"started" in line:
-                        steps.setdefault("started_published", instant)
+                if raw in decoded and "task_enqueued" not in found[mid]:
+                    found[mid]["task_enqueued"] = instant
+                    enqueued_by[mid] = client
+                    waiting_worker.append((mid, client))
+            continue
+        for raw, mid in wanted.items():
+            if raw not in line:
+                continue
+            steps = found[mid]
+            if command == b"zadd" and key.startswith(b"pg:slots:"):
+                steps.setdefault("slot_acquired", instant)
+            elif command == b"del" and key.startswith(b"pg:deltas:"):
+                steps.setdefault("publisher_reset", instant)
+            elif command == b"publish" and key.startswith(GROUP_PREFIX):
+                stamps = _STAMP.findall(line)
+                if stamps and "first_delta_published" not in steps:
+                    steps["first_delta_published"] = instant
+                    steps["first_delta_emitted"] = float(stamps[0])
+                elif b"started" in line:
+                    steps.setdefault("started_published", instant)
     return found
 
 
 def _ms_summary(values: list[float]) -> dict[str, float | int | None]:
-    return {
-        key: value if key == "n" or value is None else value * 1000
-        for key, value in stats.summarize(values).items()
-    }
+    return stats.in_ms(stats.summarize(values))
+
+
+def _commands(path: Path) -> Iterator[tuple[bytes, float, bytes, bytes, bytes]]:
+    """Each command of a MONITOR trace: (its line, unix time, client, command, first key)."""
+    with open(path, "rb") as trace:
+        for line in trace:
+            match = _LINE.match(line)
+            if match is not None:
+                yield (
+                    line,
+                    float(match.group(1)),
+                    match.group(2),
+                    match.group(3).lower(),
+                    (match.group(4) or b""),
+                )

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 
 import pytest
 
-from bench import report, stats, timing
+from bench import monitor, report, stats, timing
 
 
 def test_stamps_are_read_in_order_with_their_decimals() -> None:
@@ -144,3 +145,35 @@ def test_the_scratch_database_is_new_and_empty_and_dropped_afterwards() -> None:
             "SELECT count(*) FROM pg_database WHERE datname = %s", [scratch.name]
         ).fetchone()
     assert left == (0,)
+
+
+TRACE = (
+    b'1700000000.100000 [0 127.0.0.1:5000] "set" "pg:dispatch-lock" "x" "NX"\n'
+    b'1700000000.150000 [0 127.0.0.1:5002] "set" "pg:dispatch-lock" "y" "NX"\n'
+    b'1700000000.200000 [0 127.0.0.1:5000] "del" "pg:dispatch-lock"\n'
+    b'1700000000.300000 [0 127.0.0.1:5001] "publish" "asgi__group__msg.abc" '
+    b'"\\xe2\\x9f\\xa61700000000.250000\\xe2\\x9f\\xa7hi"\n'
+    b'1700000000.350000 [0 127.0.0.1:5001] "publish" "celery-events" "x"\n'
+    b"not a command line\n"
+    b'1700000005.000000 [0 127.0.0.1:5001] "lpush" "celery" "x"\n'
+)
+
+
+def test_a_redis_monitor_trace_gives_publish_delays_and_lock_contention(tmp_path: Path) -> None:
+    trace = tmp_path / "monitor.log"
+    trace.write_bytes(TRACE)
+
+    found = monitor.analyze(trace, 1700000000.0, 1700000001.0)
+
+    assert found["publishes"] == 1  # the playground's own group, not Celery's events
+    assert found["emission_to_publish_ms"]["p50"] == pytest.approx(50.0, abs=0.01)
+    assert found["dispatch_lock"]["acquisitions"] == 1
+    assert found["dispatch_lock"]["failed_attempts"] == 1
+    assert found["dispatch_lock"]["hold_ms"]["p50"] == pytest.approx(100.0, abs=0.01)
+    assert found["list_pushes"] == 0, "outside the window"
+    assert monitor.timelines(trace, ["abc"]) == {
+        "abc": {
+            "first_delta_published": pytest.approx(1700000000.3),
+            "first_delta_emitted": pytest.approx(1700000000.25),
+        }
+    }
