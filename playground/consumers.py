@@ -274,9 +274,11 @@ class MessageStreamConsumer(AsyncJsonWebsocketConsumer):
             # `as_of` is taken before the line is read, and two readings can finish in the
             # other order: a newer stamp on an older reading. A waiting visitor's place only
             # falls, so a higher one is such a reading (under a launch-day rush, 1 to 2 in
-            # 1,000 visitors were told a place one higher than the one before).
+            # 1,000 visitors were told a place one higher than the one before). Place 0, a
+            # slot reserved, is the exception: an answer whose worker stopped before it began
+            # goes back to its place in line, and its viewer must hear it.
             place = event.get("position")
-            if isinstance(place, int) and self.place is not None and place > self.place:
+            if isinstance(place, int) and self.place and place > self.place:
                 return
             self.queue_as_of = as_of
             self.place = place if isinstance(place, int) else self.place

@@ -253,6 +253,31 @@ def test_a_higher_place_with_a_newer_stamp_is_an_older_reading_and_is_dropped() 
     assert events[-2] == {"type": "cancelled"}
 
 
+def test_a_reserved_slot_given_back_is_told_as_a_place_in_line_again() -> None:
+    # Place 0 is a slot reserved; a worker that stops before the answer begins puts it back
+    # in its place in line, and that place is news, not a stale reading.
+    message = make_message(status=Message.Status.QUEUED)
+
+    async def scenario() -> list[dict]:
+        socket = communicator(message)
+        await socket.connect()
+        first = json.loads((await socket.receive_output(3))["text"])
+        reserved = {
+            "type": "queued",
+            "position": 0,
+            "eta_seconds": 0.0,
+            "as_of": first["as_of"] + 1,
+        }
+        back = {"type": "queued", "position": 3, "eta_seconds": 20.0, "as_of": first["as_of"] + 2}
+        for event in (reserved, back, {"type": "cancelled"}):
+            await asyncio.to_thread(channel_groups.publish, message.pk, event)
+        return [first, *await receive_all(socket)]
+
+    events = asyncio.run(scenario())
+
+    assert [e["position"] for e in events if e.get("type") == "queued"] == [1, 0, 3]
+
+
 def test_events_are_published_on_the_channel_the_layer_subscribes_viewers_to() -> None:
     # Publishers write to the layer's group channel directly (channel_groups.group_channel); a layer
     # that named its channels differently would leave every viewer waiting in silence.
