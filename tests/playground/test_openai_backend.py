@@ -170,7 +170,9 @@ def test_simulator_errors_arrive_as_backend_errors() -> None:
 
 
 def test_overload_is_a_429_before_the_stream() -> None:
-    with running_simulator(max_concurrent_requests=1, tokens_per_second=20) as url:
+    # The held answer takes most of a minute at 5 tokens/s: it still holds the only slot when
+    # the second request comes, however slowly a busy machine gets there.
+    with running_simulator(max_concurrent_requests=1, tokens_per_second=5) as url:
         body = {"messages": [{"role": "user", "content": "hold"}], "stream": True}
         with httpx.stream("POST", f"{url}/v1/chat/completions", json=body, timeout=30) as held:
             next(held.iter_lines())
