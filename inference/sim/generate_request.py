@@ -45,33 +45,26 @@ def is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-_UNSIGNED = {"u32": 2**32 - 1, "u64": 2**64 - 1, "usize": 2**64 - 1}
+# The integer types of TGI's request parameters, and the values each can hold.
+_INTEGER_RANGES = {
+    "i32": (-(2**31), 2**31 - 1),
+    "u32": (0, 2**32 - 1),
+    "u64": (0, 2**64 - 1),
+    "usize": (0, 2**64 - 1),
+}
 
 
-def _opt_uint(params: dict[str, Any], name: str, kind: str) -> int | None:
+def _opt_integer(params: dict[str, Any], name: str, kind: str) -> int | None:
     value = params.get(name)
     if value is None:
         return None
     if not is_int(value):
         raise _type_error(f"parameters.{name}", value, kind)
-    if not 0 <= value <= _UNSIGNED[kind]:
+    low, high = _INTEGER_RANGES[kind]
+    if not low <= value <= high:
         raise Rejection(
             422,
             f"{_DESERIALIZE}: parameters.{name}: invalid value: integer `{value}`, expected {kind}",
-        )
-    return value
-
-
-def _opt_int(params: dict[str, Any], name: str) -> int | None:
-    value = params.get(name)
-    if value is None:
-        return None
-    if not is_int(value):
-        raise _type_error(f"parameters.{name}", value, "i32")
-    if not -(2**31) <= value < 2**31:
-        raise Rejection(
-            422,
-            f"{_DESERIALIZE}: parameters.{name}: invalid value: integer `{value}`, expected i32",
         )
     return value
 
@@ -174,23 +167,23 @@ def parse_generate_request(body: Any, *, compat: bool) -> GenerateRequest:
     return GenerateRequest(
         inputs=inputs,
         stream=stream,
-        best_of=_opt_uint(params, "best_of", "usize"),
+        best_of=_opt_integer(params, "best_of", "usize"),
         temperature=_opt_float(params, "temperature"),
         repetition_penalty=_opt_float(params, "repetition_penalty"),
         frequency_penalty=_opt_float(params, "frequency_penalty"),
-        top_k=_opt_int(params, "top_k"),
+        top_k=_opt_integer(params, "top_k", "i32"),
         top_p=_opt_float(params, "top_p"),
         typical_p=_opt_float(params, "typical_p"),
         do_sample=_flag(params, "do_sample", False),
-        max_new_tokens=_opt_uint(params, "max_new_tokens", "u32"),
+        max_new_tokens=_opt_integer(params, "max_new_tokens", "u32"),
         return_full_text=return_full_text,
         stop=stop,
-        truncate=_opt_uint(params, "truncate", "usize"),
+        truncate=_opt_integer(params, "truncate", "usize"),
         watermark=_flag(params, "watermark", False),
         details=_flag(params, "details", False),
         decoder_input_details=_flag(params, "decoder_input_details", False),
-        seed=_opt_uint(params, "seed", "u64"),
-        top_n_tokens=_opt_uint(params, "top_n_tokens", "u32"),
+        seed=_opt_integer(params, "seed", "u64"),
+        top_n_tokens=_opt_integer(params, "top_n_tokens", "u32"),
     )
 
 

@@ -1215,3 +1215,30 @@ def test_the_sim_config_rejects_nonsense_values() -> None:
 def test_stream_end_ms_is_a_command_line_flag_that_defaults_to_no_delay() -> None:
     assert sim._parser().parse_args(["--stream-end-ms", "250"]).stream_end_ms == 250.0
     assert sim._parser().parse_args([]).stream_end_ms == 0.0
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "kind"),
+    [
+        ("top_k", 2**31, "i32"),
+        ("top_k", -(2**31) - 1, "i32"),
+        ("max_new_tokens", -1, "u32"),
+        ("max_new_tokens", 2**32, "u32"),
+        ("seed", 2**64, "u64"),
+        ("truncate", -5, "usize"),
+    ],
+)
+def test_an_integer_outside_its_parameters_type_is_refused_naming_the_type(
+    name: str, value: int, kind: str
+) -> None:
+    async def scenario(client: httpx.AsyncClient) -> None:
+        body = {"inputs": "hi", "parameters": {name: value}}
+        response = await client.post("/generate", json=body)
+        # Plain text, as TGI's web framework answers a body it cannot deserialize.
+        assert response.status_code == 422
+        assert response.text == (
+            "Failed to deserialize the JSON body into the target type: "
+            f"parameters.{name}: invalid value: integer `{value}`, expected {kind}"
+        )
+
+    run_with_client(fast(), scenario)
