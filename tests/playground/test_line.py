@@ -101,3 +101,31 @@ def test_a_long_line_told_again_after_the_pause_is_told_at_once(
     line.publish_queue_positions()
 
     assert len(told) == 2 * count
+
+
+def test_a_change_during_the_pause_does_not_read_the_line(
+    backend: str,
+    samples: Any,
+    enqueued: list[str],
+    told: list[tuple[str, dict[str, Any]]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    count = line.ANNOUNCE_ALWAYS_UP_TO + 10
+    monkeypatch.setattr(line, "ANNOUNCED_PLACES_PER_SECOND", count)
+    waiting(count)
+    line.publish_queue_positions()
+    reads: list[int] = []
+    original = line.waiting_line
+
+    def counted() -> list[str]:
+        reads.append(1)
+        return original()
+
+    monkeypatch.setattr(line, "waiting_line", counted)
+
+    for _ in range(5):
+        line.publish_queue_positions()
+
+    assert reads == [], "the line was read during its pause"
+    assert wait_for(lambda: len(told) == 2 * count), "and told once when the pause ended"
+    assert reads == [1]
