@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,7 +22,7 @@ from bench.footprint import memory_figures
 from bench.monitor import RedisMonitor
 from bench.monitor import analyze as analyze_trace
 from bench.monitor import timelines as trace_timelines
-from bench.processes import ScratchDatabase, Simulator, make_stack
+from bench.processes import ScratchDatabase, Simulator, make_stack, process_roots
 from bench.procs import QUIET_CORES, wait_for_quiet
 from bench.visitors import StackRun, StackVisit, fetch_samples, idle_visits, run_visitors
 from devtools.stack import ROOT, Stack
@@ -221,13 +219,8 @@ async def measure(
         await run_visitors(base, [idle_slug], timeout)
     await asyncio.to_thread(simulator.wait_idle)
 
-    def pids(kind: str) -> list[int]:
-        return [p.pid for name, p in stack.processes.items() if name.startswith(kind)]
-
-    roots = {"web": pids("web"), "worker": pids("worker")}
-    cpu_roots = {"bench": [os.getpid()], **roots, "simulator": [_pid(simulator.process)]}
-    if stack.redis is not None:
-        cpu_roots["redis"] = [_pid(stack.redis.process)]
+    cpu_roots = process_roots(stack, simulator)
+    roots = {name: cpu_roots[name] for name in ("web", "worker")}
     quiet: dict[str, float] = {}
     tap = None
     if config.redis_monitor:
@@ -279,7 +272,7 @@ async def measure(
     quiet["floor_rush"] = await wait_for_quiet(cpu_roots, "the floor rush")
     line = _line_order(rush)
     say(f"floor rush: the same {len(line)} visitors through an ideal queue of {config.slots}")
-    floor_roots = {"bench": [os.getpid()], "simulator": [_pid(simulator.process)]}
+    floor_roots = {name: cpu_roots[name] for name in ("bench", "simulator")}
     cpu = procs.CpuMeter(floor_roots).start()
     floor_rush = await floor.rush(
         simulator.url,
@@ -399,10 +392,6 @@ def idle_steps(path: Path, visits: list[StackVisit]) -> dict[str, float | None]:
             offsets.setdefault(name, []).append((instant - visit.submit_at) * 1000)
     medians = {name: stats.median(values) for name, values in offsets.items()}
     return dict(sorted(medians.items(), key=lambda item: item[1] or 0.0))
-
-
-def _pid(process: subprocess.Popen[bytes] | None) -> int:
-    return process.pid if process is not None else -1
 
 
 def _answer_length(slug: str) -> int:

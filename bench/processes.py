@@ -147,3 +147,21 @@ class ScratchDatabase:
             connection.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(self.name))
             )
+
+
+def process_roots(stack: Stack, simulator: Simulator) -> dict[str, list[int]]:
+    """The process trees a run measures, by name: the benchmark itself (its visitors), the
+    stack's web and worker processes, the simulator and the stack's Redis."""
+    roots = {
+        "bench": [os.getpid()],
+        "web": [p.pid for name, p in stack.processes.items() if name.startswith("web")],
+        "worker": [p.pid for name, p in stack.processes.items() if name.startswith("worker")],
+        "simulator": [_pid(simulator.process)],
+    }
+    if stack.redis is not None:
+        roots["redis"] = [_pid(stack.redis.process)]
+    return roots
+
+
+def _pid(process: subprocess.Popen[bytes] | None) -> int:
+    return process.pid if process is not None else -1

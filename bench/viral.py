@@ -10,7 +10,6 @@ simulator: the delay the backend and one client add without the stack.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +19,7 @@ import httpx
 from bench import floor, procs, provenance, report, stats
 from bench.config import Config, viral_delay_p99_ms
 from bench.console import say
-from bench.processes import Simulator
+from bench.processes import Simulator, process_roots
 from bench.report import Figure
 from bench.visitors import StackVisit, StackVisitor, fetch_samples, run_visitors
 from devtools.stack import Stack
@@ -179,14 +178,7 @@ async def measure_viral(
     say("warming up with one visitor")
     await run_visitors(base, [slug], timeout)
     await asyncio.to_thread(simulator.wait_idle)
-    roots = {
-        "bench": [os.getpid()],
-        "web": [p.pid for name, p in stack.processes.items() if name.startswith("web")],
-        "worker": [p.pid for name, p in stack.processes.items() if name.startswith("worker")],
-        "simulator": [simulator.process.pid if simulator.process else -1],
-    }
-    if stack.redis is not None and stack.redis.process is not None:
-        roots["redis"] = [stack.redis.process.pid]
+    roots = process_roots(stack, simulator)
     await procs.wait_for_quiet(roots, "the viral run")
     say(f"viral: one owner asks {slug!r}, {viewers} strangers open the share link at once")
     cpu = procs.CpuMeter(roots).start()
