@@ -64,6 +64,8 @@ class Message(models.Model):
 
     ACTIVE = (Status.QUEUED, Status.RUNNING)
     FINAL = (Status.DONE, Status.ERROR, Status.CANCELLED)
+    # error_code of an answer the site's operators stopped (its error_message says why).
+    OPERATOR_STOP = "operator"
 
     id = models.CharField(primary_key=True, max_length=32, default=new_id, editable=False)
     conversation = models.ForeignKey(
@@ -244,6 +246,19 @@ class Message(models.Model):
                 sections=sections, deltas=deltas or [], tokens=tokens, first_token_at=first_token_at
             )
         return self._transition(self.ACTIVE, **changes)
+
+    def note_stopped_by_operator(self, reason: str) -> bool:
+        """Record, before the stop itself, that the site's operators stop this answer: the
+        worker that ends it keeps these fields, so its visitor is told who stopped it and why."""
+        changes = {"error_code": self.OPERATOR_STOP, "error_message": reason[:2000]}
+        updated = Message.objects.filter(pk=self.pk, status__in=self.ACTIVE).update(**changes)
+        if updated:
+            self.error_code, self.error_message = changes["error_code"], changes["error_message"]
+        return bool(updated)
+
+    @property
+    def stopped_by_operator(self) -> bool:
+        return self.status == self.Status.CANCELLED and self.error_code == self.OPERATOR_STOP
 
     def abandon(self) -> bool:
         """Its visitor left before their turn came: it must not take a GPU slot."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -173,8 +174,9 @@ def find_answer(message_id: Any) -> Message:
 
 
 def cancel(actor: Actor, message: Message, **detail: Any) -> Message:
-    """Stop any visitor's answer, as their own Stop would; the answer as it ended."""
-    result = services.cancel(message)
+    """Stop any visitor's answer, as their own Stop would, telling them the site stopped it;
+    the answer as it ended."""
+    result = services.cancel(message, by_operator=True)
     audit.record(actor, "cancel", message.pk, status=result.status, **detail)
     return result
 
@@ -193,9 +195,19 @@ def _session_of(reference: str) -> tuple[str, str]:
     raise ControlError("No conversation or message has that id.")
 
 
-def block(actor: Actor, *, kind: Any, value: Any, duration: Any, reason: Any) -> Block:
-    """Refuse new questions from an IP address, or from the session behind a conversation or
-    message id, for a while."""
+@dataclass(frozen=True)
+class WantedBlock:
+    """A block an operator asked for, checked and not yet in force."""
+
+    kind: str
+    key: str  # what admission compares: the normal form of the IP, or the session key
+    label: str
+    length: timedelta
+    reason: str
+
+
+def clean_block(*, kind: Any, value: Any, duration: Any, reason: Any) -> WantedBlock:
+    """An IP address, or the session behind a conversation or message id, and for how long."""
     reference = str(value or "").strip()
     length = clean_duration(duration)
     why = clean_reason(reason)
@@ -207,16 +219,26 @@ def block(actor: Actor, *, kind: Any, value: Any, duration: Any, reason: Any) ->
         key, label = _session_of(reference[:48])
     else:
         raise ControlError("Block an IP address or a session.")
+    return WantedBlock(kind=kind, key=key, label=label, length=length, reason=why)
+
+
+def block(actor: Actor, wanted: WantedBlock) -> Block:
+    """Refuse new questions from an IP address, or from a session, for a while."""
     created = controls.add_block(
-        kind=kind, value=key, label=label, duration=length, reason=why, actor=actor
+        kind=wanted.kind,
+        value=wanted.key,
+        label=wanted.label,
+        duration=wanted.length,
+        reason=wanted.reason,
+        actor=actor,
     )
     audit.record(
         actor,
         "block",
-        label,
-        kind=kind,
+        wanted.label,
+        kind=wanted.kind,
         until=created.expires.isoformat(),
-        reason=why,
+        reason=wanted.reason,
         block=created.pk,
     )
     return created

@@ -69,13 +69,21 @@ def final_event(message: Message) -> dict[str, Any]:
             "seq": seq,
         }
     if message.status == Message.Status.CANCELLED:
-        return {"type": "cancelled", "seq": seq}
+        return {"type": "cancelled", "seq": seq, **stopped_by(message)}
     return {
         "type": "error",
         "code": message.error_code or "error",
         "message": message.error_message or "The answer failed.",
         "seq": seq,
     }
+
+
+def stopped_by(message: Message) -> dict[str, str]:
+    """Who stopped a cancelled answer, where its visitor did not: "by" and "message" extend
+    DESIGN 4.3's cancelled event (README, Public contracts)."""
+    if message.stopped_by_operator:
+        return {"by": "operator", "message": message.error_message}
+    return {}
 
 
 def restarted_event(message: Message) -> dict[str, Any]:
@@ -181,6 +189,7 @@ def message_payload(
         "created": message.created.isoformat(),
         "provenance": message_provenance(message),
         "check": answer_checks.check(message),
+        "stopped": stopped_by(message) or None,
     }
 
 

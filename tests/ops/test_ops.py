@@ -423,6 +423,9 @@ def test_staff_can_cancel_any_visitors_answer(
         {"status": "cancelled"},
     )
     assert enqueued == [m.pk for m in running], "the others keep their slots"
+    page = Client().get(services.share_url(third.conversation)).content.decode()
+    assert "Stopped by the site" in page
+    assert "The site&#x27;s operators stopped this answer." in page
 
 
 def test_blocking_an_ip_refuses_that_visitor_and_lifting_it_lets_them_back(

@@ -370,3 +370,12 @@ def test_new_ids_are_long_url_safe_and_unique(make_answer: MessageFactory) -> No
     for value in ids | tokens:
         assert len(value) >= 22
         assert re.fullmatch(r"[A-Za-z0-9_-]+", value)
+
+
+def test_an_operator_stop_note_leaves_a_final_message_alone(make_answer: MessageFactory) -> None:
+    message = make_answer(status=Message.Status.DONE)
+
+    assert not message.note_stopped_by_operator("too late")
+
+    message.refresh_from_db()
+    assert (message.error_code, message.stopped_by_operator) == ("", False)

@@ -242,6 +242,54 @@ def test_cancel_closes_the_backend_stream_within_a_second_and_keeps_the_text(
     assert slots.slots_in_use(url) == 0
 
 
+def test_an_operator_stop_of_a_running_answer_tells_its_visitor_who_and_why(
+    settings: Any, samples: Any, enqueued: list[str]
+) -> None:
+    with running_simulator(tokens_per_second=50) as url:
+        settings.TGI_URLS = [url]
+        message = submit(sample="agatha")
+        worker = threading.Thread(target=services.run_generation, args=(message.pk,))
+        worker.start()
+        assert wait_until(lambda: len(delta_log.read_delta_log(message.pk)) >= 3)
+
+        services.cancel(Message.objects.get(pk=message.pk), by_operator=True, reason="Abuse")
+        worker.join(10)
+
+    message.refresh_from_db()
+    assert message.status == Message.Status.CANCELLED and message.deltas
+    assert services.final_event(message) == {
+        "type": "cancelled",
+        "seq": len(message.deltas),
+        "by": "operator",
+        "message": "Abuse",
+    }
+    assert services.message_payload(message)["stopped"] == {"by": "operator", "message": "Abuse"}
+
+
+def test_a_visitors_own_stop_names_nobody_else(
+    sim: str, samples: Any, enqueued: list[str]
+) -> None:
+    messages = [submit(session=f"s{i}", ip=f"10.0.0.{i}") for i in range(3)]
+
+    services.cancel(messages[2])
+
+    stopped = Message.objects.get(pk=messages[2].pk)
+    assert services.final_event(stopped) == {"type": "cancelled", "seq": 0}
+    assert services.message_payload(stopped)["stopped"] is None
+
+
+def test_an_operator_stop_without_a_reason_gives_the_sites_own(
+    sim: str, samples: Any, enqueued: list[str]
+) -> None:
+    messages = [submit(session=f"s{i}", ip=f"10.0.0.{i}") for i in range(3)]
+
+    services.cancel(messages[2], by_operator=True)
+
+    event = services.final_event(Message.objects.get(pk=messages[2].pk))
+    assert event["by"] == "operator"
+    assert event["message"] == "The site's operators stopped this answer."
+
+
 def test_a_finished_generation_leaves_no_watcher_behind_to_renew_its_slot(
     settings: Any, samples: Any, enqueued: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

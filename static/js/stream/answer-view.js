@@ -150,6 +150,14 @@ export class AnswerView {
       const excerpt = answerText.length > 300 ? `${answerText.slice(0, 299)}…` : answerText;
       const check = event.check ? ` ${checkSummary(event.check)}` : "";
       announce(`Answer ready.${check}${excerpt ? ` The answer: ${excerpt}` : ""}`);
+    } else if (event.type === "cancelled" && event.by === "operator") {
+      // Not the visitor's own Stop: say who stopped it and why.
+      this.setStatus("Stopped by the site");
+      if (doneItem) doneItem.textContent = "Stopped by the site";
+      const note = role(this.root, "error");
+      note.textContent = event.message || "The site's operators stopped this answer.";
+      show(note);
+      announce(`The site stopped this answer: ${note.textContent}`);
     } else if (event.type === "cancelled") {
       this.setStatus("Stopped");
       if (doneItem) doneItem.textContent = "Stopped";
