@@ -9,6 +9,7 @@ below (seconds, stats, sampling) are mirrored there, so both render the same tex
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -241,15 +242,46 @@ def turns(conversation: Conversation, share_token: str | None = None) -> TurnLis
     return result
 
 
+def title_repeats_question(conversation: Conversation, shown_turns: list[Turn]) -> bool:
+    """Whether the title is just the first question's words (not a rename)."""
+    if not shown_turns:
+        return False
+    return conversation.title == services.title_for(shown_turns[0].question.prompt)
+
+
 def page_preview(conversation: Conversation, shown_turns: list[Turn]) -> dict[str, str]:
     """Title and description for link previews (OpenGraph / Twitter cards), from the turns
-    the page already built."""
-    shown = [turn for turn in shown_turns if turn.shown]
+    the page already built: the final answer as plain text once there is one, never half a
+    sentence of thinking."""
     title = conversation.title or "A conversation"
+    first = next((turn.shown for turn in shown_turns if turn.shown), None)
     description = ""
-    if shown:
-        sections = shown[0].shown.payload["sections"] if shown[0].shown else {}
-        description = " ".join((sections.get("output") or sections.get("thinking") or "").split())
+    if first is not None and first.message.status == Message.Status.DONE:
+        description = plain_text(first.payload["sections"].get("output") or "")
+    elif first is not None and first.active:
+        description = "A reasoning model is answering this live: watch it think."
     if len(description) > 200:
         description = description[:199].rstrip() + "…"
     return {"title": title, "description": description or "Watch a reasoning model think."}
+
+
+# Markdown's marks, which a link preview would show as typed.
+MARKDOWN_MARKS = (
+    # Links and images: their text.
+    (re.compile(r"!?\[([^\]]*)\]\([^)]*\)"), r"\1"),
+    # Headings, quotes and list bullets at the start of a line.
+    (re.compile(r"^\s{0,3}(#{1,6}|>|[-*+]|\d+[.)])\s+", re.MULTILINE), ""),
+    # Bold, strike-through, code fences and display math.
+    (re.compile(r"(\*\*|__|~~|`+|\$\$)"), ""),
+    # *Italic* and $inline math$ (a lone "$5" stays a price).
+    (re.compile(r"(?<![\w*])\*(?=\S)([^*\n]+?)(?<=\S)\*(?![\w*])"), r"\1"),
+    (re.compile(r"\$(?=\S)([^$\n]+?)(?<=\S)\$"), r"\1"),
+)
+
+
+def plain_text(markdown: str) -> str:
+    """Markdown as the words a reader sees, on one line."""
+    text = markdown
+    for pattern, replacement in MARKDOWN_MARKS:
+        text = pattern.sub(replacement, text)
+    return " ".join(text.split())

@@ -11,6 +11,7 @@ from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooMany
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_GET, require_POST
 
@@ -72,9 +73,11 @@ def new_conversation(request: HttpRequest) -> HttpResponse:
 def _conversation_context(
     request: HttpRequest, conversation: Conversation, **extra: Any
 ) -> dict[str, Any]:
+    shown_turns = presenters.turns(conversation)
     return {
         "conversation": conversation,
-        "turns": presenters.turns(conversation),
+        "turns": shown_turns,
+        "title_repeats_question": presenters.title_repeats_question(conversation, shown_turns),
         "history": services.history(request.session.session_key),
         "share_url": services.share_url(conversation),
         "prompt_max_chars": settings.PROMPT_MAX_CHARS,
@@ -101,7 +104,7 @@ def send_message(request: HttpRequest, conversation_id: str) -> HttpResponse:
         return render(request, "playground/not_found.html", status=404)
     prompt = request.POST.get("prompt")
     try:
-        services.submit(
+        answer = services.submit(
             session_key=session_key(request),
             client_ip=client_ip(request),
             prompt=prompt,
@@ -110,7 +113,7 @@ def send_message(request: HttpRequest, conversation_id: str) -> HttpResponse:
     except PlaygroundError as exc:
         context = _conversation_context(request, found, error=exc, prompt=prompt or "")
         return render(request, "playground/conversation.html", context, status=exc.status)
-    return redirect("conversation", conversation_id=found.pk)
+    return _back(found.pk, answer)
 
 
 @require_GET
@@ -136,8 +139,11 @@ def _owned(request: HttpRequest, conversation_id: str) -> Conversation:
     return services.get_owned_conversation(conversation_id, session_key(request))
 
 
-def _back(conversation_id: str) -> HttpResponse:
-    return redirect("conversation", conversation_id=conversation_id)
+def _back(conversation_id: str, answer: Message | None = None) -> HttpResponse:
+    """The conversation page; at `answer` when an action made or chose one, so the page opens
+    where the visitor acted instead of at the top (htmx keeps the place itself: stream.js)."""
+    url = reverse("conversation", kwargs={"conversation_id": conversation_id})
+    return redirect(f"{url}#answer-{answer.pk}" if answer is not None else url)
 
 
 def _conversation_action(view: ConversationView) -> Callable[..., HttpResponse]:
@@ -185,13 +191,13 @@ def revoke_share_link(request: HttpRequest, conversation: Conversation) -> HttpR
 
 @_conversation_action
 def edit_last_prompt(request: HttpRequest, conversation: Conversation) -> HttpResponse:
-    services.edit_last_prompt(
+    answer = services.edit_last_prompt(
         conversation,
         session_key=session_key(request),
         client_ip=client_ip(request),
         prompt=inputs.required_text(request.POST, "prompt"),
     )
-    return _back(conversation.pk)
+    return _back(conversation.pk, answer)
 
 
 @require_GET
@@ -203,7 +209,11 @@ def export(request: HttpRequest, conversation_id: str, kind: str) -> HttpRespons
     return exports.download(found, kind)
 
 
-def _message_action(view: Callable[[HttpRequest, Message], None]) -> Callable[..., HttpResponse]:
+def _message_action(
+    view: Callable[[HttpRequest, Message], Message | None],
+) -> Callable[..., HttpResponse]:
+    """POST actions on one of one's answers; the page opens at the answer `view` returns."""
+
     @require_POST
     @wraps(view)
     def wrapper(request: HttpRequest, message_id: str) -> HttpResponse:
@@ -212,28 +222,31 @@ def _message_action(view: Callable[[HttpRequest, Message], None]) -> Callable[..
         except PlaygroundError:
             return render(request, "playground/not_found.html", status=404)
         try:
-            view(request, message)
+            shown = view(request, message)
         except PlaygroundError as exc:
             context = _conversation_context(request, message.conversation, error=exc)
             return render(request, "playground/conversation.html", context, status=exc.status)
-        return _back(message.conversation_id)
+        return _back(message.conversation_id, shown)
 
     return wrapper
 
 
 @_message_action
-def cancel_message(request: HttpRequest, message: Message) -> None:
-    services.cancel(message)
+def cancel_message(request: HttpRequest, message: Message) -> Message:
+    return services.cancel(message)
 
 
 @_message_action
-def regenerate(request: HttpRequest, message: Message) -> None:
-    services.regenerate(message, session_key=session_key(request), client_ip=client_ip(request))
+def regenerate(request: HttpRequest, message: Message) -> Message:
+    return services.regenerate(
+        message, session_key=session_key(request), client_ip=client_ip(request)
+    )
 
 
 @_message_action
-def select(request: HttpRequest, message: Message) -> None:
+def select(request: HttpRequest, message: Message) -> Message:
     services.select_answer(message)
+    return message
 
 
 def healthz(request: HttpRequest) -> HttpResponse:

@@ -74,7 +74,13 @@ from playground.services.queries import (
     samples,
     visible_messages,
 )
-from playground.services.questions import edit_last_prompt, regenerate, select_answer, submit
+from playground.services.questions import (
+    edit_last_prompt,
+    regenerate,
+    select_answer,
+    submit,
+    title_for,
+)
 from playground.services.repair import lease_missing_key, purge_expired, reconcile
 from playground.services.replay import StreamState, ended_and_shared, final_replay, stream_state
 from playground.services.stopping import cancel
@@ -130,6 +136,7 @@ __all__ = [
     "shared_payload",
     "stream_state",
     "submit",
+    "title_for",
     "visible_messages",
     "waiting_count",
 ]

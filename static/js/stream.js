@@ -11,6 +11,9 @@
 //   facts.js          provenance and the answer check under a finished answer
 //   format.js         times and stats as text, as playground/presenters.py writes them
 //   copy.js           copy buttons
+//   follow.js         the page follows the live text while the visitor is at its end
+//   keep-place.js     a posted form's page swap keeps the visitor's place
+//   waiting.js        the place in line in the tab title, and the answer's start announced
 //   keys.js           keyboard shortcuts
 //   dom.js            small DOM helpers
 //   announce.js       the polite live region: phase changes and the finished answer, never
@@ -19,6 +22,7 @@
 import { AnswerStream, FINAL } from "./stream/answer-stream.js";
 import { onCopy } from "./stream/copy.js";
 import { role, show } from "./stream/dom.js";
+import { notePlace, restorePlace } from "./stream/keep-place.js";
 import { stopOnEscape, submitOnEnter } from "./stream/keys.js";
 import { renderOutput } from "./stream/output.js";
 import { bindThinking, keepThinkingOpen, setOpen } from "./stream/thinking-panel.js";
@@ -58,6 +62,11 @@ document.addEventListener("keydown", submitOnEnter);
 document.addEventListener("keydown", stopOnEscape);
 document.addEventListener("click", onCopy);
 document.addEventListener("htmx:load", (event) => scan(event.detail.elt.ownerDocument || document));
+document.addEventListener("htmx:beforeRequest", notePlace);
+// Boosted swaps of the whole body only: the queue status polling swaps a fragment in place.
+document.addEventListener("htmx:afterSettle", (event) => {
+  if (event.detail.boosted) restorePlace();
+});
 if (document.readyState === "loading") {
   document.addEventListener("DOMContentLoaded", () => scan());
 } else {

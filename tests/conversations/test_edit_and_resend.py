@@ -161,8 +161,11 @@ def test_edit_from_the_page_redirects_and_shows_the_new_question(
     response = visitor.post(f"/c/{created['id']}/edit", {"prompt": "Better wording"})
 
     assert response.status_code == 302
-    assert response["Location"] == f"/c/{created['id']}/"
+    new_answer = Message.objects.filter(role="assistant").latest("created")
+    assert new_answer.pk != created["message"]["id"]
+    assert response["Location"] == f"/c/{created['id']}/#answer-{new_answer.pk}", "opens at it"
     html = page(visitor, f"/c/{created['id']}/")
+    assert f'id="answer-{new_answer.pk}"' in html
     assert "Better wording" in html
     assert "<p>Original wording</p>" not in html
 

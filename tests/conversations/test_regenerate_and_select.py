@@ -140,8 +140,10 @@ def test_regenerate_from_the_page_redirects_back(
     response = visitor.post(f"/m/{created['message']['id']}/regenerate")
 
     assert response.status_code == 302
-    assert response["Location"] == f"/c/{created['id']}/"
-    assert Message.objects.filter(conversation_id=created["id"], role="assistant").count() == 2
+    answers = Message.objects.filter(conversation_id=created["id"], role="assistant")
+    assert answers.count() == 2
+    new_answer = answers.latest("created")
+    assert response["Location"] == f"/c/{created['id']}/#answer-{new_answer.pk}", "opens at it"
 
 
 def test_regenerate_from_the_page_while_generating_shows_a_409_page(
@@ -316,6 +318,6 @@ def test_select_from_the_page_redirects_back(
     response = visitor.post(f"/m/{old_id}/select")
 
     assert response.status_code == 302
-    assert response["Location"] == f"/c/{created['id']}/"
+    assert response["Location"] == f"/c/{created['id']}/#answer-{old_id}", "opens at the choice"
     question = Message.objects.get(pk=Message.objects.get(pk=old_id).reply_to_id)
     assert question.selected_answer_id == old_id

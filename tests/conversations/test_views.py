@@ -366,7 +366,7 @@ def test_the_owner_stops_an_answer_from_the_page(
     answer = answer_of(conversation)
     response = visitor.post(f"/m/{answer.pk}/cancel")
     assert response.status_code == 302
-    assert response["Location"] == f"/c/{conversation.pk}/"
+    assert response["Location"] == f"/c/{conversation.pk}/#answer-{answer.pk}", "opens at it"
     answer.refresh_from_db()
     assert answer.status == Message.Status.CANCELLED
     assert "Stopped" in page_text(visitor.get(f"/c/{conversation.pk}/"))
@@ -402,8 +402,9 @@ def test_a_follow_up_from_the_page_redirects_back(
     Message.objects.filter(pk=answer_of(conversation).pk).update(status=Message.Status.DONE)
     response = visitor.post(f"/c/{conversation.pk}/send", {"prompt": "Second"})
     assert response.status_code == 302
-    assert response["Location"] == f"/c/{conversation.pk}/"
     assert conversation.messages.filter(role=Message.Role.USER).count() == 2
+    new_answer = conversation.messages.filter(role=Message.Role.ASSISTANT).latest("created")
+    assert response["Location"] == f"/c/{conversation.pk}/#answer-{new_answer.pk}", "opens at it"
 
 
 def test_a_follow_up_while_answering_shows_a_409_page(

@@ -266,9 +266,7 @@ def test_an_operator_stop_of_a_running_answer_tells_its_visitor_who_and_why(
     assert services.message_payload(message)["stopped"] == {"by": "operator", "message": "Abuse"}
 
 
-def test_a_visitors_own_stop_names_nobody_else(
-    sim: str, samples: Any, enqueued: list[str]
-) -> None:
+def test_a_visitors_own_stop_names_nobody_else(sim: str, samples: Any, enqueued: list[str]) -> None:
     messages = [submit(session=f"s{i}", ip=f"10.0.0.{i}") for i in range(3)]
 
     services.cancel(messages[2])

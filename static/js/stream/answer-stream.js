@@ -9,6 +9,7 @@
 // reconnects (?attempt=).
 
 import { AnswerView } from "./answer-view.js";
+import { followAnswer, unfollowAnswer } from "./follow.js";
 
 export const FINAL = new Set(["done", "error", "cancelled"]);
 const BACKOFF_MS = [250, 500, 1000, 2000, 4000, 8000, 15000];
@@ -25,6 +26,7 @@ export class AnswerStream {
     this.finished = false;
     this.socket = null;
     this.view = new AnswerView(root);
+    followAnswer(root);
     this.connect();
   }
 
@@ -59,6 +61,7 @@ export class AnswerStream {
 
   close() {
     this.finished = true;
+    unfollowAnswer(this.root);
     this.view.stop();
     if (this.socket) this.socket.close();
   }

@@ -10,6 +10,14 @@ import { formatEta, statParts } from "./format.js";
 import { LiveRender, renderOutput } from "./output.js";
 import { Phases } from "./phases.js";
 import { appendThinking, keepThinkingOpen, setOpen } from "./thinking-panel.js";
+import {
+  announceStart,
+  lineProgress,
+  offerNotification,
+  titleDone,
+  titleInLine,
+  titleWriting,
+} from "./waiting.js";
 
 const SIMULATED_TEXT = "Served by the playground's simulator, not a real model.";
 const RESTART_NOTE = " · the playground restarted while writing this answer: it starts again";
@@ -20,6 +28,8 @@ export class AnswerView {
     this.restartNote = "";
     this.liveRender = new LiveRender(root);
     this.phases = new Phases(root);
+    this.firstPosition = 0;
+    if (root.dataset.status === "queued") offerNotification(role(root, "notify"));
   }
 
   setStatus(text) {
@@ -34,6 +44,9 @@ export class AnswerView {
   queued(event) {
     this.setStatusValue("queued");
     this.phases.enter("queued");
+    if (event.position > 0 && !this.firstPosition) this.firstPosition = event.position;
+    lineProgress(role(this.root, "line-progress")?.querySelector("progress"), this.firstPosition, event.position);
+    titleInLine(event.position);
     this.setStatus(
       (event.position > 0
         ? `In line: #${event.position}${event.eta_seconds ? ` · about ${formatEta(event.eta_seconds)}` : ""}`
@@ -42,6 +55,10 @@ export class AnswerView {
   }
 
   started(event) {
+    const waiting = role(this.root, "line-progress");
+    if (waiting) waiting.hidden = true;
+    titleWriting();
+    announceStart();
     this.setStatusValue("running");
     this.phases.enter("thinking");
     this.setStatus("Thinking…");
@@ -118,6 +135,7 @@ export class AnswerView {
 
   // The answer ended; called after stop().
   finish(event) {
+    titleDone(event.type);
     this.setStatusValue(event.type);
     this.root.setAttribute("aria-busy", "false");
     this.phases.render();

@@ -1,5 +1,5 @@
-// Copy buttons: "Copy answer" (the output's verbatim text, not its rendering) and "Copy code"
-// on each code block render.js frames. One click listener on the document serves buttons
+// Copy buttons: "Copy answer" (the output's verbatim text, not its rendering), "Copy link"
+// (the share link) and "Copy code" on each code block render.js frames. One click listener on the document serves buttons
 // that arrive later too (htmx swaps, re-rendered output).
 
 import { announce } from "./announce.js";
@@ -37,6 +37,8 @@ export async function onCopy(event) {
   if (button.dataset.copy === "answer") {
     const root = button.closest("[data-stream-url]");
     text = root ? role(root, "output").textContent.trim() : "";
+  } else if (button.dataset.copy === "share-link") {
+    text = document.getElementById("share-link")?.value || "";
   } else {
     const code = button.closest(".code-block")?.querySelector("pre code");
     text = code ? code.textContent : "";

@@ -1,0 +1,185 @@
+"""What the pages give a visitor without JavaScript: the question box first, the follow-up
+composer docked, the title said once, one-click sharing, "ask this yourself" on a shared page,
+and link previews in plain words. (The browser side, following and place-keeping, is in
+tests/integration/test_browser_visitor.py.)"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from playground.models import Conversation, Message
+from playground.presenters import plain_text
+from tests.conversations.helpers import (
+    VisitorFactory,
+    answered,
+    ask,
+    page,
+    post_json,
+    set_running,
+)
+
+
+def position(html: str, marker: str) -> int:
+    assert marker in html, marker
+    return html.index(marker)
+
+
+def meta_description(html: str) -> str:
+    match = re.search(r'<meta property="og:description" content="([^"]*)">', html)
+    assert match, "no og:description"
+    return match.group(1)
+
+
+# --- where the composer is --------------------------------------------------------------------
+
+
+def test_the_home_page_puts_the_question_box_before_the_samples(db: None, samples: Any) -> None:
+    html = page(Client(), "/")
+
+    composer = position(html, 'action="/c/new"')
+    assert composer < position(html, 'id="samples-title"')
+    assert composer < position(html, 'name="sample" value="strawberry"')
+    assert "Ask anything" in html
+
+
+def test_the_conversation_page_docks_the_follow_up_composer_after_the_turns(
+    visitor: Client, backend: str, enqueued: list[str]
+) -> None:
+    created = answered(visitor, "First question", "First answer")
+
+    html = page(visitor, f"/c/{created['id']}/")
+
+    docked = position(html, 'class="composer-section composer-docked"')
+    assert position(html, "First answer") < docked
+    assert position(html, f'action="/c/{created["id"]}/send"') > docked
+
+
+# --- the title, said once ---------------------------------------------------------------------
+
+
+def test_a_title_that_is_the_first_question_is_not_shown_twice(
+    visitor: Client, backend: str, enqueued: list[str]
+) -> None:
+    created = answered(visitor, "How many r's are in strawberry?", "Three.")
+
+    html = page(visitor, f"/c/{created['id']}/")
+
+    assert re.search(r'<h1 class="conversation-title visually-hidden">How many r', html)
+
+
+def test_a_renamed_title_is_shown(visitor: Client, backend: str, enqueued: list[str]) -> None:
+    created = answered(visitor, "How many r's are in strawberry?", "Three.")
+    Conversation.objects.filter(pk=created["id"]).update(title="Counting letters")
+
+    html = page(visitor, f"/c/{created['id']}/")
+
+    assert '<h1 class="conversation-title">Counting letters</h1>' in html
+
+
+# --- sharing ----------------------------------------------------------------------------------
+
+
+def test_the_share_link_is_in_the_header_with_a_copy_button(
+    visitor: Client, backend: str, enqueued: list[str]
+) -> None:
+    created = answered(visitor, "Share me", "Shared.")
+
+    html = page(visitor, f"/c/{created['id']}/")
+
+    start = position(html, 'class="conversation-tools"')
+    tools = html[start : html.index("</header>", start)]
+    link = re.search(r'<input id="share-link" type="text" readonly value="([^"]+)">', tools)
+    assert link and link.group(1) == f"http://testserver{created['share_url']}"
+    # The button needs the script that copies; without it the field is there to select.
+    assert 'class="primary copy-link needs-js" data-copy="share-link"' in tools
+
+
+def test_a_shared_free_question_can_be_asked_again_by_its_reader(
+    visitor: Client, make_visitor: VisitorFactory, backend: str, enqueued: list[str]
+) -> None:
+    created = answered(visitor, "Is 0.1 + 0.2 equal to 0.3?", "Not in floating point.")
+    reader = make_visitor()
+
+    html = page(reader, created["share_url"])
+    form = html[position(html, 'class="inline-form ask-yourself"') :]
+    assert form.startswith('class="inline-form ask-yourself">')
+    assert 'name="prompt" value="Is 0.1 + 0.2 equal to 0.3?"' in form[: form.index("</form>")]
+
+    response = reader.post("/c/new", {"prompt": "Is 0.1 + 0.2 equal to 0.3?"})
+
+    assert response.status_code == 302
+    own = Conversation.objects.exclude(pk=created["id"]).get()
+    assert response["Location"] == f"/c/{own.pk}/"
+    assert own.session_key == reader.session.session_key != visitor.session.session_key
+    question = own.messages.get(role=Message.Role.USER)
+    assert question.prompt == "Is 0.1 + 0.2 equal to 0.3?"
+
+
+def test_a_shared_sample_is_asked_again_as_the_sample(
+    visitor: Client, samples: Any, backend: str, enqueued: list[str]
+) -> None:
+    response = post_json(visitor, "/api/v1/conversations", {"sample": "strawberry"})
+    assert response.status_code == 201, response.content
+    created = response.json()
+
+    html = page(Client(), created["share_url"])
+
+    form = html[position(html, 'class="inline-form ask-yourself"') :]
+    assert '<input type="hidden" name="sample" value="strawberry">' in form[: form.index("</form>")]
+
+
+def test_the_owner_is_not_offered_to_ask_their_own_question_again(
+    visitor: Client, backend: str, enqueued: list[str]
+) -> None:
+    created = answered(visitor, "Mine", "Output")
+    assert "Ask this yourself" not in page(visitor, f"/c/{created['id']}/")
+
+
+# --- link previews ----------------------------------------------------------------------------
+
+
+def test_the_preview_is_the_final_answer_in_plain_words(
+    visitor: Client, backend: str, enqueued: list[str]
+) -> None:
+    created = answered(
+        visitor, "How many r's?", "There are **3** r's in *strawberry*: `s-t-r-a-w-b-e-r-r-y`."
+    )
+
+    description = meta_description(page(Client(), created["share_url"]))
+
+    assert description == "There are 3 r&#x27;s in strawberry: s-t-r-a-w-b-e-r-r-y."
+
+
+def test_a_preview_fetched_mid_answer_says_it_is_live_without_half_a_thought(
+    visitor: Client, backend: str, enqueued: list[str]
+) -> None:
+    created = ask(visitor, "Which is larger?")
+    set_running(created["message"]["id"])
+    Message.objects.filter(pk=created["message"]["id"]).update(
+        sections={"thinking": "Let me compare 9.11 and", "reflections": [], "output": ""}
+    )
+
+    description = meta_description(page(Client(), created["share_url"]))
+
+    assert description == "A reasoning model is answering this live: watch it think."
+    assert "9.11" not in description
+
+
+@pytest.mark.parametrize(
+    ("markdown", "words"),
+    [
+        ("**Bold** and __also bold__", "Bold and also bold"),
+        ("# Heading\n\n- one\n- two\n1. first", "Heading one two first"),
+        ("> quoted *italic* ~~gone~~", "quoted italic gone"),
+        ("See [the docs](https://example.com) ![a cat](cat.png)", "See the docs a cat"),
+        ("```python\nprint(1)\n```", "python print(1)"),
+        ("Area $\\pi r^2$, or $$E = mc^2$$", "Area \\pi r^2, or E = mc^2"),
+        ("It costs $5 and 2 * 3 = 6", "It costs $5 and 2 * 3 = 6"),
+    ],
+)
+def test_plain_text_keeps_the_words_and_drops_the_marks(markdown: str, words: str) -> None:
+    assert plain_text(markdown) == words

@@ -1,0 +1,212 @@
+"""A launch-day visitor in Chromium: the question box in the first screen, the live text
+followed (and not, once they scroll up), a follow-up that opens where it is answered, the place
+in line in the tab title, sharing in one click, and a shared question asked again.
+
+One slot (GENERATION_CONCURRENCY=1) and a slow simulator, so an answer is written for long
+enough to scroll around in, and a second visitor waits in line behind it. Every test ends with
+its answers finished or stopped, so the next one finds the slot free. Screenshots go to
+test-artifacts/visitor-*.png.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from devtools.stack import Stack
+from tests.integration.stack import playground_stack
+from tests.integration.test_browser import (
+    NO_HORIZONTAL_SCROLL,
+    launched_chromium,
+    seed_conversation,
+    shot,
+)
+
+pytestmark = [pytest.mark.integration]
+
+# Where the live end of the answers is, against the part of the viewport the docked composer
+# leaves free (the slack is follow.js's: "at the live end" within 96 px).
+LIVE_END_GAP = """() => {
+  const answers = [...document.querySelectorAll('article.answer')];
+  const end = Math.max(...answers.map((a) => a.getBoundingClientRect().bottom));
+  const docked = document.querySelector('.composer-docked');
+  const free = docked ? Math.min(innerHeight, docked.getBoundingClientRect().top) : innerHeight;
+  return end - free;
+}"""
+
+IN_VIEWPORT = """(selector) => {
+  const box = document.querySelector(selector).getBoundingClientRect();
+  return box.top >= 0 && box.bottom <= innerHeight && box.height > 0;
+}"""
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    with playground_stack(
+        "browser-visitor",
+        redis_db=5,
+        sim_args=["--tokens-per-second", "25", "--seed", "4"],
+        GENERATION_CONCURRENCY="1",
+    ) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    with launched_chromium() as chromium:
+        yield chromium
+
+
+def stop_if_running(page: object) -> None:
+    """Free the one slot for the next test."""
+    stop = page.locator("[data-role=stop] button")  # type: ignore[attr-defined]
+    if stop.count() and stop.first.is_visible():
+        stop.first.click()
+        page.wait_for_selector(  # type: ignore[attr-defined]
+            'article.answer:is([data-status="cancelled"], [data-status="done"])', timeout=10_000
+        )
+
+
+@pytest.mark.parametrize(("width", "height"), [(390, 844), (1280, 800)])
+def test_the_question_box_is_in_the_first_screen(
+    stack: Stack, browser: object, width: int, height: int
+) -> None:
+    context = browser.new_context(viewport={"width": width, "height": height})  # type: ignore[attr-defined]
+    page = context.new_page()
+    page.goto(stack.base_url + "/")
+
+    assert page.evaluate(IN_VIEWPORT, "textarea[name=prompt]")
+    assert page.evaluate(IN_VIEWPORT, "form.composer button[type=submit]")
+    assert page.evaluate(NO_HORIZONTAL_SCROLL)
+    shot(page, f"visitor-home-{width}")
+    context.close()
+
+
+def test_a_live_answer_is_followed_until_the_visitor_scrolls_up(
+    stack: Stack, browser: object
+) -> None:
+    context = browser.new_context(viewport={"width": 1280, "height": 560})  # type: ignore[attr-defined]
+    page = context.new_page()
+    page.goto(stack.base_url + "/")
+    page.click("button[data-sample=agatha]")
+    page.wait_for_selector('article.answer[data-status="running"]', timeout=20_000)
+    assert page.title().startswith("Writing… · ")
+
+    # The answer grows well past the first screen and the page keeps its live end in view.
+    page.wait_for_function(f"() => ({LIVE_END_GAP})() + scrollY > 250", timeout=30_000)
+    assert page.evaluate("() => scrollY") > 150
+    assert page.evaluate(LIVE_END_GAP) <= 96
+    shot(page, "visitor-following")
+
+    # Scrolling up stops following: the text goes on growing below, the place stays.
+    page.mouse.wheel(0, -10_000)
+    page.wait_for_function("() => scrollY === 0")
+    page.wait_for_selector("button.jump-to-live:not([hidden])", timeout=5_000)
+    height = page.evaluate("() => document.documentElement.scrollHeight")
+    page.wait_for_function("(h) => document.documentElement.scrollHeight > h + 40", arg=height)
+    assert page.evaluate("() => scrollY") == 0
+    assert page.evaluate(IN_VIEWPORT, "button.jump-to-live")
+    shot(page, "visitor-scrolled-up")
+
+    # "Jump to live" brings the live end back and following resumes.
+    page.click("button.jump-to-live")
+    page.wait_for_function(f"() => ({LIVE_END_GAP})() <= 96", timeout=5_000)
+    page.wait_for_selector("button.jump-to-live", state="hidden")
+    page.wait_for_selector('article.answer[data-status="done"]', timeout=90_000)
+    assert page.title().startswith("✓ ")
+    assert page.evaluate(LIVE_END_GAP) <= 96, "followed to the end"
+    context.close()
+
+
+def test_a_second_visitor_sees_their_place_in_line_in_the_tab_title(
+    stack: Stack, browser: object
+) -> None:
+    first = browser.new_context()  # type: ignore[attr-defined]
+    writing = first.new_page()
+    writing.goto(stack.base_url + "/")
+    writing.click("button[data-sample=agatha]")
+    writing.wait_for_selector('article.answer[data-status="running"]', timeout=20_000)
+
+    second = browser.new_context(viewport={"width": 390, "height": 844})  # type: ignore[attr-defined]
+    waiting = second.new_page()
+    waiting.goto(stack.base_url + "/")
+    waiting.click("button[data-sample=sheep]")
+    waiting.wait_for_function("() => document.title.startsWith('#1 in line · ')", timeout=10_000)
+    assert waiting.evaluate(IN_VIEWPORT, "[data-role=status]")
+    assert waiting.is_visible("[data-role=line-progress] progress")
+    shot(waiting, "visitor-in-line-phone")
+
+    stop_if_running(writing)
+    waiting.wait_for_selector('article.answer[data-status="done"]', timeout=60_000)
+    assert waiting.title().startswith("✓ ")
+    first.close()
+    second.close()
+
+
+def test_a_follow_up_opens_at_the_new_question_with_the_composer_in_reach(
+    stack: Stack, browser: object
+) -> None:
+    context = browser.new_context(viewport={"width": 1280, "height": 720})  # type: ignore[attr-defined]
+    page = context.new_page()
+    page.goto(stack.base_url + "/")
+    session = next(c["value"] for c in context.cookies() if c["name"] == "sessionid")
+    seeded = seed_conversation(stack, session)
+    page.goto(f"{stack.base_url}/c/{seeded['id']}/")
+    page.wait_for_selector("[data-role=output-rendered]:not([hidden])")
+    assert page.evaluate("() => document.documentElement.scrollHeight > innerHeight")
+    assert page.evaluate(IN_VIEWPORT, ".composer-docked textarea[name=prompt]"), "docked"
+    assert page.evaluate("() => scrollY") == 0
+
+    page.fill(".composer-docked textarea[name=prompt]", "And what about 9.11 versus 9.9?")
+    page.click(".composer-docked button[type=submit]")
+
+    page.wait_for_function("() => document.querySelectorAll('article.answer').length === 2")
+    question = "ol.turns > li.turn:last-child .question"
+    page.wait_for_function(
+        "(s) => { const b = document.querySelector(s).getBoundingClientRect();"
+        " return b.top >= 0 && b.top < innerHeight; }",
+        arg=question,
+        timeout=5_000,
+    )
+    assert "9.11 versus 9.9" in page.inner_text(question)
+    assert page.evaluate(IN_VIEWPORT, ".composer-docked textarea[name=prompt]")
+    shot(page, "visitor-follow-up")
+    page.wait_for_selector(
+        "ol.turns > li.turn:last-child article.answer[data-status=done]", timeout=60_000
+    )
+    context.close()
+
+
+def test_copy_link_copies_the_share_link_and_its_reader_can_ask_the_same(
+    stack: Stack, browser: object
+) -> None:
+    owner_context = browser.new_context(permissions=["clipboard-read", "clipboard-write"])  # type: ignore[attr-defined]
+    owner = owner_context.new_page()
+    owner.goto(stack.base_url + "/")
+    owner.click("button[data-sample=bat-and-ball]")
+    owner.wait_for_selector('article.answer[data-status="done"]', timeout=60_000)
+
+    owner.click(".share-tool summary")
+    owner.click("button[data-copy=share-link]")
+    owner.wait_for_function(
+        "() => document.querySelector('button[data-copy=share-link]').textContent === 'Copied'"
+    )
+    link = owner.evaluate("() => navigator.clipboard.readText()")
+    assert link == owner.input_value("#share-link")
+    assert "/s/" in link
+    shot(owner, "visitor-share")
+
+    reader_context = browser.new_context(viewport={"width": 390, "height": 844})  # type: ignore[attr-defined]
+    reader = reader_context.new_page()
+    reader.goto(link)
+    assert reader.evaluate(NO_HORIZONTAL_SCROLL)
+    shot(reader, "visitor-shared-phone")
+    reader.click("form.ask-yourself button")
+    reader.wait_for_url(f"{stack.base_url}/c/**")
+    assert "/s/" not in reader.url
+    reader.wait_for_selector('article.answer[data-status="done"]', timeout=60_000)
+    assert "ball" in reader.inner_text(".question p")
+    assert "Expected" in reader.inner_text("[data-role=check]"), "asked as the sample: checked"
+    owner_context.close()
+    reader_context.close()
