@@ -12,6 +12,7 @@
   neither) and reading their windows
 - prometheus: /metrics' access rule and exposition
 - accuracy: how often each sample is answered correctly, over time
+- units: latencies written as the dashboard's script writes them (static/ops/numbers.js)
 
 The switches admission and dispatch read (pause, drain, concurrency, disabled backends, blocks)
 stay in playground/controls.py, below services. Nothing is imported here, so that services may

@@ -205,6 +205,17 @@ class WantedBlock:
     length: timedelta
     reason: str
 
+    @property
+    def length_text(self) -> str:
+        """The length as typed in whole units: 90 min, 12 h, 7 days."""
+        minutes = int(self.length.total_seconds()) // 60
+        if minutes % (24 * 60) == 0:
+            days = minutes // (24 * 60)
+            return f"{days} day{'s' if days > 1 else ''}"
+        if minutes % 60 == 0:
+            return f"{minutes // 60} h"
+        return f"{minutes} min"
+
 
 def clean_block(*, kind: Any, value: Any, duration: Any, reason: Any) -> WantedBlock:
     """An IP address, or the session behind a conversation or message id, and for how long."""

@@ -13,8 +13,12 @@ into:
 - per-process WebSocket counts with a heartbeat, so a process that dies stops counting.
 
 A sampler (Celery beat, `playground.tasks.sample_metrics`, see ops/dashboard.py) appends
-gauges to a one-hour series for the dashboard's charts. Recording never raises: the numbers must
-not break the product. This module imports no part of the playground that records into it
+gauges to a one-hour series for the dashboard's charts: a sorted set by time, trimmed to the
+hour at every write and expiring an hour after the last one. Being in Redis, not in a process,
+it outlives restarts of web and worker processes (a stopped beat leaves a gap) and survives a
+Redis restart as far as Redis keeps its data (the compose file's append-only file does; the
+dev stack's embedded Redis keeps nothing). Recording never raises: the numbers must not break
+the product. This module imports no part of the playground that records into it
 (services, the consumer), so that they may import it.
 
 The dashboard reads the windows, percentiles and series here; /metrics reads the totals
@@ -318,6 +322,9 @@ def store_point(point: dict[str, Any], now: float | None = None) -> None:
     pipe = redis_clients.redis_client().pipeline(transaction=False)
     pipe.zadd(SERIES_KEY, {json.dumps(point, sort_keys=True): now})
     pipe.zremrangebyscore(SERIES_KEY, "-inf", now - SERIES_SECONDS)
+    # Nothing of it is shown once its last point is an hour old: a site that stopped sampling
+    # does not keep it.
+    pipe.expire(SERIES_KEY, SERIES_SECONDS)
     pipe.execute()
 
 

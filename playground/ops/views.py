@@ -4,6 +4,12 @@ Every view under /ops/ is for staff only: an anonymous visitor is sent to the ad
 logged-in non-staff user gets a 403. Controls are small POST forms (CSRF-checked like any
 form), each applied by ops/actions.py and answered with a redirect back to the dashboard, or
 with the dashboard and a clear error (400) when the input is wrong.
+
+A control that stops something for visitors (pausing intake, draining, disabling a backend,
+cancelling an answer, a block) is checked first and then asked about once more: a POST
+without `confirmed=yes` changes nothing and answers with a page that says what will happen
+and repeats the form, confirmed. The dashboard's script asks in a dialog instead and sends
+the form confirmed, so the question is the same with or without JavaScript.
 """
 
 from __future__ import annotations
@@ -22,9 +28,12 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 
-from playground.ops import actions, dashboard, gauges, prometheus
+from playground import controls
+from playground.ops import actions, dashboard, gauges, prometheus, units
 
 View = Callable[..., HttpResponse]
+
+CONFIRMED_FIELD = "confirmed"
 
 
 def staff_required(view: View) -> View:
@@ -54,8 +63,10 @@ def staff_required(view: View) -> View:
 def _dashboard(
     request: HttpRequest, *, error: str | None = None, status: int = 200
 ) -> HttpResponse:
+    data = dashboard.snapshot()
     context = {
-        "data": dashboard.snapshot(),
+        "data": data,
+        "latency_text": units.latency_texts(data["latency"]),
         "backends": settings.TGI_URLS,
         "blocks": dashboard.active_blocks(),
         "default_concurrency": settings.GENERATION_CONCURRENCY,
@@ -108,9 +119,46 @@ def control(view: View) -> View:
     return wrapper
 
 
+def _ask_first(
+    request: HttpRequest, question: str, consequence: str, button: str, quote: str = ""
+) -> HttpResponse | None:
+    """None once the operator confirmed; until then, the page that asks (changing nothing)."""
+    if request.POST.get(CONFIRMED_FIELD) == "yes":
+        return None
+    fields = [
+        (name, value)
+        for name, values in request.POST.lists()
+        if name not in ("csrfmiddlewaretoken", CONFIRMED_FIELD)
+        for value in values
+    ]
+    context = {
+        "question": question,
+        "consequence": consequence,
+        "button": button,
+        "quote": quote,
+        "action": request.path,
+        "fields": fields,
+        "confirmed_field": CONFIRMED_FIELD,
+    }
+    return render(request, "ops/confirm.html", context)
+
+
 @control
 def pause(request: HttpRequest) -> HttpResponse:
-    actions.pause(request.user, request.POST.get("banner"))
+    banner = actions.clean_banner(request.POST.get("banner"))
+    # The same form changes the banner while paused: only closing intake is asked about.
+    if controls.pause_banner() is None and (
+        asked := _ask_first(
+            request,
+            "Pause intake?",
+            "New visitors see the banner below and cannot ask; queued and running answers "
+            "continue.",
+            "Pause intake",
+            quote=banner,
+        )
+    ):
+        return asked
+    actions.pause(request.user, banner)
     return _done(request, "Intake paused: new visitors see the banner; queued work continues.")
 
 
@@ -122,6 +170,14 @@ def resume(request: HttpRequest) -> HttpResponse:
 
 @control
 def drain(request: HttpRequest) -> HttpResponse:
+    if asked := _ask_first(
+        request,
+        "Drain?",
+        "No new generation starts until you stop draining; running answers finish and the "
+        "line keeps its order.",
+        "Drain",
+    ):
+        return asked
     actions.drain(request.user)
     return _done(request, "Draining: running answers finish, nothing new starts.")
 
@@ -146,7 +202,17 @@ def concurrency(request: HttpRequest) -> HttpResponse:
 @control
 def backend_state(request: HttpRequest) -> HttpResponse:
     enable = request.POST.get("action") == "enable"
-    url = actions.set_backend_enabled(request.user, request.POST.get("backend"), enable)
+    url = actions.clean_backend(request.POST.get("backend"))
+    if not enable and (
+        asked := _ask_first(
+            request,
+            f"Take {url} out of rotation?",
+            "Answers running there finish; nothing new starts there until you enable it.",
+            "Disable",
+        )
+    ):
+        return asked
+    actions.set_backend_enabled(request.user, url, enable)
     if enable:
         return _done(request, f"{url} is back in rotation.")
     return _done(request, f"{url} is out of rotation; what runs there finishes.")
@@ -157,19 +223,36 @@ def cancel_message(request: HttpRequest) -> HttpResponse:
     message = actions.find_answer(request.POST.get("message_id"))
     if message.is_final:
         return _done(request, f"Answer {message.pk} had already ended ({message.status}).")
+    where = f" (backend {message.backend})" if message.backend else ""
+    if asked := _ask_first(
+        request,
+        f"Cancel answer {message.pk}?",
+        f"It is {message.status}{where}. The visitor sees it stop, with what was written so far.",
+        "Cancel the answer",
+        quote=message.prompt[:200],
+    ):
+        return asked
     result = actions.cancel(request.user, message)
     return _done(request, f"Answer {message.pk} is {result.status}.")
 
 
 @control
 def block(request: HttpRequest) -> HttpResponse:
-    created = actions.block(
-        request.user,
+    wanted = actions.clean_block(
         kind=request.POST.get("kind"),
         value=request.POST.get("value"),
         duration=request.POST.get("duration"),
         reason=request.POST.get("reason"),
     )
+    if asked := _ask_first(
+        request,
+        f"Block {wanted.label} for {wanted.length_text}?",
+        "Their new questions are refused (403 blocked) until then; a block can be lifted early.",
+        "Block",
+        quote=wanted.reason,
+    ):
+        return asked
+    created = actions.block(request.user, wanted)
     return _done(request, f"Blocked {created.label} until {created.expires:%Y-%m-%d %H:%M} UTC.")
 
 

@@ -648,6 +648,8 @@ def test_the_dashboard_shows_accuracy_and_never_runs_a_hostile_prompt(
     ops.wait_for_url(f"{stack.base_url}/ops/")
     # Drain, so the hostile question waits in line where the dashboard lists its prompt.
     ops.click("form[action='/ops/drain'] button")
+    ops.click("#confirm button[value=yes]")  # draining asks first
+    ops.locator("[data-show='controls.draining']").wait_for()
     hostile = HOSTILE["script"] + HOSTILE["img"] + " accuracy?"
     visitor.goto(stack.base_url + "/")
     visitor.fill("textarea[name=prompt]", hostile)

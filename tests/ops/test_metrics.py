@@ -364,6 +364,18 @@ def test_the_sampler_keeps_one_point_per_interval_for_the_last_hour(
     assert metrics.series(now=1_000_000_000.0 + 3601) == [], "older than an hour"
 
 
+def test_the_chart_history_lives_in_redis_and_expires_an_hour_after_its_last_point(
+    backend: str,
+) -> None:
+    metrics.store_point({"waiting": 1}, now=1_000_000_000.0)
+    metrics.store_point({"waiting": 2}, now=1_000_000_005.0)
+    client = redis_clients.redis_client()
+
+    # Read back from Redis, where a restarted web or worker process finds them as they were.
+    assert [p["waiting"] for p in metrics.series(now=1_000_000_006.0)] == [1, 2]
+    assert 0 < client.ttl(metrics.SERIES_KEY) <= metrics.SERIES_SECONDS
+
+
 def test_a_stream_viewer_counts_while_connected(backend: str) -> None:
     from channels.testing import WebsocketCommunicator
 

@@ -25,6 +25,7 @@ from playground.models import AuditLog, Block, Message
 from playground.ops import actions, audit, dashboard, metrics, scrape
 from playground.ops import urls as ops_urls
 from playground.realtime import redis_clients
+from tests.ops.operators import logged_in, post
 from tests.ops.test_controls import concurrency_limit
 from tests.ops.test_metrics import answer, finished
 from tests.support.simulator import running_simulator
@@ -45,38 +46,6 @@ POST_URLS = [
     "/ops/blocks",
     "/ops/blocks/1/lift",
 ]
-
-
-@pytest.fixture
-def dead_backend(settings: Any) -> str:
-    """A backend on a closed loopback port: scrapes fail at once, slots work (Redis)."""
-    url = f"http://127.0.0.1:{free_port()}"
-    settings.TGI_URLS = [url]
-    settings.GENERATION_CONCURRENCY = 2
-    settings.GPU_METRICS_URLS = []
-    return url
-
-
-def logged_in(*, staff: bool, csrf: bool = False) -> Client:
-    user = get_user_model().objects.create_user(
-        "operator" if staff else "visitor", password="unused-password", is_staff=staff
-    )
-    client = Client(enforce_csrf_checks=csrf)
-    client.force_login(user)
-    return client
-
-
-@pytest.fixture
-def operator(db: None) -> Client:
-    """A staff browser that sends the CSRF token like the dashboard's forms do."""
-    client = logged_in(staff=True, csrf=True)
-    client.get("/ops/")  # the page with the forms sets the CSRF cookie
-    client.token = client.cookies["csrftoken"].value  # type: ignore[attr-defined]
-    return client
-
-
-def post(client: Client, url: str, data: dict[str, Any] | None = None) -> Any:
-    return client.post(url, {**(data or {}), "csrfmiddlewaretoken": client.token})  # type: ignore[attr-defined]
 
 
 def last_audit() -> AuditLog:
@@ -394,7 +363,7 @@ def test_setting_and_resetting_a_backends_concurrency(
 def test_disabling_and_enabling_a_backend(dead_backend: str, operator: Client) -> None:
     post(operator, "/ops/backends/state", {"backend": dead_backend, "action": "disable"})
     assert slots.healthy_backends() == [] and last_audit().action == "disable_backend"
-    assert '<td data-b="state">disabled</td>' in operator.get("/ops/").content.decode()
+    assert '<span data-b="state">disabled</span>' in operator.get("/ops/").content.decode()
 
     post(operator, "/ops/backends/state", {"backend": dead_backend, "action": "enable"})
 
@@ -516,7 +485,8 @@ def test_bad_control_input_is_refused_with_a_clear_error_and_changes_nothing(
     if "concurrency" in url and "backend" not in data:
         data = {**data, "backend": dead_backend}
 
-    response = post(operator, url, data)
+    # Unconfirmed: what was typed is checked before anyone is asked to confirm it.
+    response = post(operator, url, data, confirmed=False)
 
     assert response.status_code == 400
     assert says in response.content.decode()
