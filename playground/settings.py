@@ -102,11 +102,12 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
-    "django_htmx",
     "playground",
 ]
 
 MIDDLEWARE = [
+    # First, so that every other middleware's log lines carry the request's id.
+    "playground.logs.request_id_middleware",
     "django.middleware.security.SecurityMiddleware",
     # Before WhiteNoise, so static files (an SVG, say) get the policy too.
     "playground.security.content_security_policy_middleware",
@@ -117,7 +118,6 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "django_htmx.middleware.HtmxMiddleware",
     # Last, so it is the first to see a view's exception: an unreachable Redis answers 503.
     "playground.outage.RedisOutageMiddleware",
 ]
@@ -345,14 +345,37 @@ METRICS_ALLOWED_NETWORKS = env_networks("METRICS_ALLOWED_NETWORKS", "127.0.0.0/8
 # Conversations untouched for this many days are deleted by the daily purge (0 keeps them).
 CONVERSATION_RETENTION_DAYS = env_int("CONVERSATION_RETENTION_DAYS", 30, minimum=0)
 
+# `plain` for a terminal; `json` (production's compose file) writes one object per line for a
+# log store. Either way each line carries the id of the request it belongs to (playground/logs.py).
+LOG_FORMATTERS = {
+    "plain": {"()": "playground.logs.PlainFormatter"},
+    "json": {"()": "playground.logs.JsonFormatter"},
+}
+LOG_FORMAT = env_str("LOG_FORMAT").lower() or "plain"
+if LOG_FORMAT not in LOG_FORMATTERS:
+    raise ImproperlyConfigured(
+        f"LOG_FORMAT={env_str('LOG_FORMAT')!r} is invalid: expected plain or json."
+    )
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {"chosen": LOG_FORMATTERS[LOG_FORMAT]},
+    "filters": {"request_id": {"()": "playground.logs.RequestIdFilter"}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "chosen",
+            "filters": ["request_id"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO").upper()},
     "loggers": {
         "django.channels.server": {"level": "WARNING"},
         "httpx": {"level": "WARNING"},
+        # uvicorn sets up handlers of its own before it loads the site; its lines go through
+        # this handler instead, in the chosen format.
+        "uvicorn": {"handlers": ["console"], "propagate": False},
+        "uvicorn.access": {"handlers": ["console"], "propagate": False},
     },
 }

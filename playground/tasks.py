@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery import shared_task
-from celery.signals import worker_shutting_down
+from celery import Task, shared_task
+from celery.signals import task_postrun, task_prerun, worker_shutting_down
 
-from playground import services
+from playground import logs, services
 from playground.ops import dashboard
 
 
@@ -36,3 +36,15 @@ def sample_metrics() -> dict | None:
 @worker_shutting_down.connect
 def interrupt_generations(**kwargs: Any) -> None:
     services.interrupt_generations()
+
+
+# A worker thread runs one task after another: each task's lines carry its own request's id
+# (sent by services/dispatching.py), or none, never the previous task's.
+@task_prerun.connect
+def adopt_request_id(task: Task, **kwargs: Any) -> None:
+    logs.set_request_id((task.request.headers or {}).get(logs.TASK_HEADER))
+
+
+@task_postrun.connect
+def forget_request_id(**kwargs: Any) -> None:
+    logs.set_request_id(None)

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 
-from playground import controls, slots
+from playground import controls, logs, slots
 from playground.celery import app as celery_app
 from playground.models import Message
 from playground.realtime import presence, redis_clients
@@ -33,10 +33,28 @@ DISPATCH_WANTED_KEY = "pg:dispatch-wanted"
 GENERATE_TASK = "playground.tasks.generate"
 
 
-def enqueue(message_id: str) -> None:
+# The id of the request that queued an answer, kept while it waits in line for a slot.
+REQUEST_ID_TTL = 24 * 60 * 60
+
+
+def request_id_key(message_id: str) -> str:
+    return f"pg:request-id:{message_id}"
+
+
+def enqueue(message_id: str, request_id: str | None) -> None:
     """Hand a message whose slot is leased to a worker: Celery's generate task, sent by name
-    (the task module is a thin interface over this package, which does not import it)."""
-    celery_app.send_task(GENERATE_TASK, args=[message_id])
+    (the task module is a thin interface over this package, which does not import it). The
+    request that asked for the answer rides along in a header, for the worker's log lines."""
+    headers = {logs.TASK_HEADER: request_id} if request_id else None
+    celery_app.send_task(GENERATE_TASK, args=[message_id], headers=headers)
+
+
+def remember_request_id(message_id: str) -> None:
+    """An answer that waits in line is handed to a worker by whoever frees a slot, in another
+    request or a worker: the id of the request that asked for it waits in Redis meanwhile."""
+    request_id = logs.current_request_id()
+    if request_id:
+        redis_clients.redis_client().set(request_id_key(message_id), request_id, ex=REQUEST_ID_TTL)
 
 
 def dispatch() -> int:
@@ -94,7 +112,8 @@ def _dispatch_pass() -> int:
         if not message.mark_dispatched(backend):
             slots.release_slot(backend, message.pk)
             continue
-        enqueue(message.pk)
+        request_id = redis_clients.redis_client().get(request_id_key(message.pk))
+        enqueue(message.pk, request_id.decode() if request_id else None)
         started += 1
     return started
 

@@ -14,13 +14,14 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
 
-from playground import controls, limits, rotation, slots
+from playground import controls, limits, logs, rotation, slots
 from playground.durations import format_wait
 from playground.models import Conversation, Message, SamplePrompt
 from playground.ops import metrics
 from playground.services.dispatching import (
     dispatch,
     enqueue,
+    remember_request_id,
     with_leases,
 )
 from playground.services.errors import (
@@ -236,8 +237,9 @@ def _create_and_dispatch(create: Callable[[], Message], *, line_was_empty: bool)
         raise PlaygroundError("already_generating", ALREADY_GENERATING, status=409) from None
     try:
         if leased_on is not None:
-            enqueue(answer.pk)
+            enqueue(answer.pk, logs.current_request_id())
         else:
+            remember_request_id(answer.pk)
             dispatch()
     except OUTAGE_ERRORS:
         # The question is in line (committed): the reconciler dispatches it, or puts it back

@@ -202,7 +202,7 @@ def test_a_question_already_in_line_when_redis_goes_is_kept_and_answered_201(
     # question is in line for the reconciler, and the visitor is told so, not refused.
     from playground.celery import app
 
-    def broker_gone(name: str, args: list[str]) -> None:
+    def broker_gone(name: str, args: list[str], **options: Any) -> None:
         raise redis.ConnectionError("Connection refused")
 
     monkeypatch.setattr(app, "send_task", broker_gone)

@@ -62,7 +62,7 @@ def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     sent: list[str] = []
 
-    def send_task(name: str, args: list[str]) -> None:
+    def send_task(name: str, args: list[str], **options: Any) -> None:
         assert name == "playground.tasks.generate"
         sent.extend(args)
 
