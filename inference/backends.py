@@ -2,9 +2,10 @@
 
 A backend is named by its URL in `TGI_URL`. A plain `http(s)://` URL is a TGI server spoken to
 with TGI's native `/generate_stream`; a URL prefixed `openai+` (`openai+http://vllm:8000`) is an
-OpenAI-compatible chat server (vLLM, SGLang, llama.cpp, TGI's Messages API). The full string,
-prefix included, stays the backend's name everywhere (slot leases, controls, the dashboard);
-only the clients see the plain URL.
+OpenAI-compatible chat server (vLLM, SGLang, llama.cpp, TGI's Messages API), whose URL may also
+carry options (`?grammar=tags`, see `inference.openai_client.chat_options`). The full string,
+prefix and options included, stays the backend's name everywhere (slot leases, controls, the
+dashboard); only the HTTP requests use the plain URL.
 
 Streaming goes through `open_client`. The short questions the rotation (every reconcile) and
 the operators' dashboard ask are answered here, synchronously, over an `httpx.Client` from
@@ -35,7 +36,7 @@ from .openai_client import (
     OpenAIClient,
     info_from_models,
     openai_error_for_status,
-    strip_openai_prefix,
+    plain_url,
 )
 
 Protocol = Literal["tgi", "openai"]
@@ -49,8 +50,8 @@ def protocol_of(url: str) -> Protocol:
 
 
 def http_url(url: str) -> str:
-    """The plain http(s) URL of a backend (its name without a protocol prefix)."""
-    return strip_openai_prefix(url)
+    """The plain http(s) URL of a backend (its name without a protocol prefix or options)."""
+    return plain_url(url)
 
 
 def is_backend_url(url: str) -> bool:

@@ -26,6 +26,11 @@ from their output by default. The request asks vLLM and SGLang to keep them
 `--special`; TGI's Messages API always drops them (use TGI's native protocol for Reflection).
 Servers that keep special tokens may also emit end-of-turn markers such as `<|eot_id|>`; those
 are removed from the text here (the tags are kept), as `visible_text` does for TGI.
+
+**Options.** A backend's URL may ask for request fields only some servers know, in its query
+string: `openai+http://127.0.0.1:8080?grammar=tags` sends a GBNF grammar (`inference.grammar`)
+that llama.cpp's servers sample within. Requests go to the URL without them; an option or value
+this client does not know is a ValueError (`chat_options`), which the settings report at start-up.
 """
 
 from __future__ import annotations
@@ -34,7 +39,9 @@ import asyncio
 import json
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 
@@ -57,6 +64,7 @@ from .client import (
     _GenerateStream,
     _shape_error,
 )
+from .grammar import GRAMMARS
 from .sanitize import storable_text
 
 OPENAI_PREFIX = "openai+"
@@ -71,9 +79,47 @@ CONTROL_MARKERS = ("<|eot_id|>", "<|eom_id|>", "<|end_of_text|>", "<|im_end|>", 
 _FINISH_REASONS = {"length": "length", "eos_token": "eos_token", "stop_sequence": "stop_sequence"}
 
 
-def strip_openai_prefix(url: str) -> str:
-    """The plain http(s) base URL of a backend named `openai+http://…` (or already plain)."""
-    return url.removeprefix(OPENAI_PREFIX)
+def plain_url(url: str) -> str:
+    """The plain http(s) base URL of a backend named `openai+http://…?options` (or already
+    plain): what requests go to, without the prefix and the options."""
+    return urlsplit(url)._replace(query="").geturl().removeprefix(OPENAI_PREFIX).rstrip("/")
+
+
+@dataclass(frozen=True)
+class ChatOptions:
+    """What an `openai+` backend's URL asks of every request beyond the protocol, read from its
+    query string. Each is for servers that know the field, so none is sent by default.
+
+    `?grammar=tags`: the GBNF grammar `inference.grammar.GRAMMARS["tags"]` in the `grammar`
+    field, which llama.cpp's and llama-cpp-python's servers sample within (other servers
+    ignore the field or refuse the request).
+    """
+
+    grammar: str | None = None
+
+
+def chat_options(url: str) -> ChatOptions:
+    """The options in a backend URL's query string; ValueError names any it cannot take."""
+    query = urlsplit(url).query
+    if not query:
+        return ChatOptions()
+    if not url.startswith(OPENAI_PREFIX):
+        raise ValueError("only openai+ backends take options (?grammar=…)")
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=True)
+    except ValueError:
+        raise ValueError("the options must read name=value&name=value") from None
+    options = dict(pairs)
+    if len(options) != len(pairs):
+        raise ValueError("an option is given twice")
+    unknown = sorted(set(options) - {"grammar"})
+    if unknown:
+        raise ValueError(f"unknown option {unknown[0]!r} (known: grammar)")
+    name = options["grammar"]
+    if name not in GRAMMARS:
+        known = ", ".join(sorted(GRAMMARS))
+        raise ValueError(f"unknown grammar {name!r} (known: {known})")
+    return ChatOptions(grammar=GRAMMARS[name])
 
 
 def visible_content(content: str) -> str:
@@ -326,13 +372,15 @@ def info_from_models(payload: Any) -> dict[str, Any]:
 class OpenAIClient(HTTPBackendClient):
     """One pooled HTTP client for one OpenAI-compatible server. Safe to share between tasks.
 
-    `base_url` may carry the `openai+` prefix the playground uses to name such backends.
+    `base_url` may carry the `openai+` prefix the playground uses to name such backends, and
+    options in its query string (`ChatOptions`; ValueError for one it cannot take).
     `model` is sent when a prompt does not name one (most servers default to their only model).
     """
 
     def __init__(self, base_url: str, *, model: str | None = None, **kwargs: Any) -> None:
-        super().__init__(strip_openai_prefix(base_url), **kwargs)
+        super().__init__(plain_url(base_url), **kwargs)
         self.model = model
+        self.options = chat_options(base_url)
 
     def request_body(
         self,
@@ -367,6 +415,8 @@ class OpenAIClient(HTTPBackendClient):
             body["stop"] = list(params.stop)
         if params.seed is not None:
             body["seed"] = params.seed
+        if self.options.grammar is not None:
+            body["grammar"] = self.options.grammar
         return body
 
     def generate_stream(

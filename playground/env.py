@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from django.core.exceptions import ImproperlyConfigured
 
 from inference.backends import is_backend_url
+from inference.openai_client import chat_options
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -123,7 +124,8 @@ def env_urls(name: str, default: str = "") -> list[str]:
 
 def env_backend_urls(name: str, default: str = "") -> list[str]:
     """Model backends: http(s) URLs, each optionally prefixed `openai+` for an OpenAI-compatible
-    chat server (`openai+http://vllm:8000`). The prefix stays part of the backend's name."""
+    chat server (`openai+http://vllm:8000`), which may carry options (`?grammar=tags`). The
+    prefix and the options stay part of the backend's name."""
     urls = env_list(name, default)
     for url in urls:
         if not is_backend_url(url):
@@ -133,6 +135,11 @@ def env_backend_urls(name: str, default: str = "") -> list[str]:
                 "comma-separated http(s):// URLs, each optionally prefixed openai+ "
                 "(openai+http://host:port) for an OpenAI-compatible server",
             )
+        try:
+            chat_options(url)
+        except ValueError as exc:
+            raw = os.environ.get(name, default)
+            raise ImproperlyConfigured(f"{name}={raw!r} is invalid: {url}: {exc}.") from None
     return [url.rstrip("/") for url in urls]
 
 

