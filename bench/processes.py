@@ -110,13 +110,20 @@ def stack_environment(sim_url: str, slots: int, work_dir: Path) -> dict[str, str
 
 
 def make_stack(
-    sim_url: str, slots: int, work_dir: Path, log_dir: Path, database_url: str | None = None
+    sim_url: str,
+    slots: int,
+    work_dir: Path,
+    log_dir: Path,
+    database_url: str | None = None,
+    asgi_server: str = "uvicorn",
 ) -> Stack:
     """A stack like `make run`'s, with its own embedded Redis and database, not started yet:
-    SQLite in `work_dir`, or `database_url` (a fresh database of its own, see ScratchDatabase)."""
+    SQLite in `work_dir`, or `database_url` (a fresh database of its own, see ScratchDatabase);
+    its web processes run `asgi_server` (ASGI_SERVER)."""
     env = stack_environment(sim_url, slots, work_dir)
     if database_url:
         env["DATABASE_URL"] = database_url
+    env["ASGI_SERVER"] = asgi_server
     return Stack(port=free_port(), env=env, quiet=True, log_dir=log_dir)
 
 

@@ -210,6 +210,7 @@ async def measure_viral(
             "tokens_per_second": config.tokens_per_second,
             "sample": slug,
             "web_processes": stack.web_processes(),
+            "asgi_server": stack.asgi_server,
             "worker_processes": config.worker_processes,
             "database": "postgresql" if config.database_url else "sqlite",
         },

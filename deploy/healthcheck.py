@@ -1,4 +1,4 @@
-"""Container health check for the web service: GET /healthz from the local uvicorn.
+"""Container health check for the web service: GET /healthz from the local web server.
 
 Docker runs this inside the container (Dockerfile HEALTHCHECK, docker-compose.yml). The request
 is made the way the proxy makes it, so production settings accept it as is: the Host header is

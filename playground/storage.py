@@ -13,9 +13,8 @@ class StaticFilesStorage(CompressedManifestStaticFilesStorage):
     A browser only asks for a map when its developer tools are open (a 404 then, nothing
     else). Our own page scripts are ES modules that import each other by their plain names
     (js/stream/): those are served under the plain name, with WhiteNoise's short cache, so a
-    deploy is seen within a minute. (Django can rewrite module imports to hashed names, but
-    its rewriting fails on django-htmx's own extension scripts.) CSS url() references
-    (KaTeX's fonts) are still hashed and checked.
+    deploy is seen within a minute. CSS url() references (KaTeX's fonts) are still hashed
+    and checked.
     """
 
     patterns = tuple(

@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from bench import floor, viral
 from bench.cli import parse_args
+from bench.processes import make_stack
 from bench.visitors import StackVisit
 
 
@@ -41,6 +44,20 @@ def test_the_quick_flag_still_chooses_the_quick_profile() -> None:
 def test_an_unknown_profile_is_refused_by_the_command_line() -> None:
     with pytest.raises(SystemExit):
         parse_args(["--profile", "stampede"])
+
+
+def test_the_stack_under_measure_runs_the_asgi_server_the_command_line_names(
+    tmp_path: Path,
+) -> None:
+    default = parse_args([])
+    chosen = parse_args(["--asgi-server", "daphne"])
+
+    stack = make_stack("http://127.0.0.1:1", 4, tmp_path, tmp_path, None, chosen.asgi_server)
+
+    assert default.asgi_server == "uvicorn"
+    assert stack.asgi_server == "daphne"
+    with pytest.raises(SystemExit):
+        parse_args(["--asgi-server", "hypercorn"])
 
 
 def viewer(index: int, *, seq_errors: int = 0, whole: bool = True) -> StackVisit:

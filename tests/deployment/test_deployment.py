@@ -56,6 +56,8 @@ FILLED_IN = {
     "POSTGRES_PASSWORD": "testpassword",
 }
 REFLECTION_MODEL = "mattshumer/Reflection-Llama-3.1-70B"
+# Read from .env by docker compose itself, not by the file or the code.
+COMPOSE_CLI_VARIABLES = {"COMPOSE_PROFILES"}
 
 
 # --- Compose variable interpolation, as `docker compose` does it -----------------------------
@@ -371,16 +373,22 @@ def test_every_setting_is_in_env_example_and_the_readme() -> None:
     assert sorted(names - readme_configuration_variables()) == [], "missing from README table"
 
 
+# Read only while `make install-local-model` builds llama-cpp-python (devtools/local_model_wheel):
+# the build's flags and where its wheel is kept, not anything a deployment configures.
+BUILD_VARIABLES = {"CMAKE_ARGS", "XDG_CACHE_HOME"}
+
+
 def test_every_variable_the_code_reads_is_in_env_example() -> None:
     names = code_variables()
     assert {"PORT", "WORKER_PROCESSES", "COMPUTE_TYPE", "ALLOWED_HOSTS"} <= names
+    assert names >= BUILD_VARIABLES, "the build-only list names variables nothing reads"
     _, documented = env_example()
-    assert sorted(names - set(documented)) == []
+    assert sorted(names - set(documented) - BUILD_VARIABLES) == []
 
 
 def test_env_example_lists_only_variables_something_reads(compose: dict[str, Any]) -> None:
     used_by_compose = set().union(*(referenced_variables(text) for text in strings_in(compose)))
-    known = code_variables() | used_by_compose | caddyfile_variables()
+    known = code_variables() | used_by_compose | caddyfile_variables() | COMPOSE_CLI_VARIABLES
     _, documented = env_example()
     assert sorted(set(documented) - known) == []
 
@@ -448,26 +456,60 @@ def test_worker_concurrency_covers_every_slot_it_may_hold() -> None:
     assert concurrency >= slots * len(backends) + 4
 
 
-def test_uvicorn_serves_the_asgi_application_on_port_8000() -> None:
+def web_process_command(server: str, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The command line the web service's container becomes with ASGI_SERVER=`server` in .env:
+    its command, run through deploy/asgi_server.py with the environment compose gives it."""
+    from deploy import asgi_server
+
+    web = resolved_services(deployment_env(ASGI_SERVER=server))["web"]
+    argv = command_argv(web)
+    assert argv[:3] == ["python", "-m", "deploy.asgi_server"]
+    monkeypatch.setenv("ASGI_SERVER", web["environment"]["ASGI_SERVER"])
+    executed: list[list[str]] = []
+    monkeypatch.setattr(asgi_server.os, "execv", lambda path, args: executed.append(args))
+    asgi_server.main(argv[3:])
+    [command] = executed
+    assert command[0] == sys.executable
+    return command
+
+
+def test_the_web_service_serves_the_asgi_application_with_uvicorn_on_port_8000(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from uvicorn.importer import import_from_string
     from uvicorn.main import main as uvicorn_main
 
-    from devtools.stack import UVICORN_OPTIONS
+    command = web_process_command("", monkeypatch)
 
-    argv = command_argv(resolved_services()["web"])
-    assert argv[0] == "uvicorn"
-    params = uvicorn_main.make_context("uvicorn", argv[1:]).params
+    assert command[1:3] == ["-m", "uvicorn"]
+    params = uvicorn_main.make_context("uvicorn", command[3:]).params
     assert (params["host"], params["port"]) == ("0.0.0.0", 8000)
     assert params["app"] == "playground.asgi:application"
     assert callable(import_from_string(params["app"]))
-    # Served as `make run` serves it: the same options, in the same order.
-    options = [word for word in argv[1:] if word not in ("--host", "0.0.0.0", "--port", "8000")]
-    assert options == [*UVICORN_OPTIONS, "playground.asgi:application"]
     assert (params["loop"], params["http"], params["ws"]) == ("uvloop", "httptools", "websockets")
     assert params["proxy_headers"] is False  # playground/visitors.py reads X-Forwarded-For
-    # The image's default command is the same server.
+    assert params["timeout_keep_alive"] == 130  # longer than Caddy reuses a connection
+    # The image's default command is the same launcher.
     cmd = [args for keyword, args in dockerfile_instructions() if keyword == "CMD"][-1]
-    assert json.loads(cmd) == argv
+    assert json.loads(cmd) == command_argv(resolved_services()["web"])
+
+
+def test_the_web_service_serves_with_daphne_when_asgi_server_names_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from daphne.cli import CommandLineInterface
+
+    command = web_process_command("daphne", monkeypatch)
+
+    assert command[1:3] == ["-m", "deploy.daphne_server"]
+    args = CommandLineInterface().parser.parse_args(command[3:])
+    assert (args.host, args.port) == ("0.0.0.0", 8000)
+    assert args.application == "playground.asgi:application"
+    assert args.proxy_headers is False
+    # As uvicorn: sockets live as long as their viewers, pinged every 20 s, no Server header.
+    assert args.websocket_timeout == -1
+    assert (args.ping_interval, args.ping_timeout) == (20, 20)
+    assert args.server_name == ""
 
 
 def test_every_management_command_the_deployment_runs_exists(compose: dict[str, Any]) -> None:
