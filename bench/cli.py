@@ -25,7 +25,7 @@ from bench.monitor import timelines as trace_timelines
 from bench.processes import ScratchDatabase, Simulator, make_stack, process_roots
 from bench.procs import QUIET_CORES, wait_for_quiet
 from bench.visitors import StackRun, StackVisit, fetch_samples, idle_visits, run_visitors
-from deploy.asgi_server import ASGI_SERVERS
+from deploy.asgi_server import ASGI_SERVERS, UVICORN_WS_IMPLEMENTATIONS
 from devtools.stack import ROOT, Stack
 from inference.samples import get_sample
 
@@ -92,6 +92,12 @@ def parse_args(argv: list[str] | None) -> Config:
         help="the web processes' server (ASGI_SERVER), run as `make run` and the image run it",
     )
     parser.add_argument(
+        "--uvicorn-ws",
+        choices=UVICORN_WS_IMPLEMENTATIONS,
+        default=UVICORN_WS_IMPLEMENTATIONS[0],
+        help="uvicorn's WebSocket implementation (UVICORN_WS; default: the one shipped)",
+    )
+    parser.add_argument(
         "--database-url",
         default=None,
         help="a PostgreSQL server (postgres://user@host:port/db) to run the stack on, as in "
@@ -136,6 +142,7 @@ def parse_args(argv: list[str] | None) -> Config:
         worker_processes=args.worker_processes,
         web_processes=args.web_processes,
         asgi_server=args.asgi_server,
+        uvicorn_ws=args.uvicorn_ws,
         database_url=args.database_url,
     )
 
@@ -165,7 +172,13 @@ def main(argv: list[str] | None = None) -> int:
         if scratch:
             say(f"PostgreSQL scratch database {scratch.name}")
         stack = make_stack(
-            sim_url, config.slots, work_dir, log_dir, database_url, config.asgi_server
+            sim_url,
+            config.slots,
+            work_dir,
+            log_dir,
+            database_url,
+            config.asgi_server,
+            config.uvicorn_ws,
         )
         # The stack sizes each process's threads for its share of the slots, as `make run` does.
         stack.env["WORKER_PROCESSES"] = str(config.worker_processes)
@@ -334,6 +347,7 @@ async def measure(
             "worker_processes": config.worker_processes,
             "web_processes": stack.web_processes(),
             "asgi_server": stack.asgi_server,
+            "uvicorn_ws": config.uvicorn_ws,
             "database": "postgresql" if config.database_url else "sqlite",
             "prime": config.prime,
             "profile": config.profile.name,

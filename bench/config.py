@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench import floor
+from deploy.asgi_server import UVICORN_WS_IMPLEMENTATIONS
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,7 @@ class Config:
     worker_processes: int = 2
     web_processes: int | None = None
     asgi_server: str = "uvicorn"
+    uvicorn_ws: str = UVICORN_WS_IMPLEMENTATIONS[0]
     database_url: str | None = None
     redis_monitor: bool = False
 

@@ -16,6 +16,7 @@ import httpx
 import psycopg
 from psycopg import sql
 
+from deploy.asgi_server import UVICORN_WS_IMPLEMENTATIONS
 from devtools.processes import free_port
 from devtools.stack import ROOT, Stack
 
@@ -116,14 +117,16 @@ def make_stack(
     log_dir: Path,
     database_url: str | None = None,
     asgi_server: str = "uvicorn",
+    uvicorn_ws: str = UVICORN_WS_IMPLEMENTATIONS[0],
 ) -> Stack:
     """A stack like `make run`'s, with its own embedded Redis and database, not started yet:
     SQLite in `work_dir`, or `database_url` (a fresh database of its own, see ScratchDatabase);
-    its web processes run `asgi_server` (ASGI_SERVER)."""
+    its web processes run `asgi_server` (ASGI_SERVER), uvicorn with `uvicorn_ws` (UVICORN_WS)."""
     env = stack_environment(sim_url, slots, work_dir)
     if database_url:
         env["DATABASE_URL"] = database_url
     env["ASGI_SERVER"] = asgi_server
+    env["UVICORN_WS"] = uvicorn_ws
     return Stack(port=free_port(), env=env, quiet=True, log_dir=log_dir)
 
 

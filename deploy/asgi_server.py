@@ -31,10 +31,15 @@ KEEP_ALIVE_SECONDS = 130
 # client address is the socket's, since playground/visitors.py reads X-Forwarded-For itself
 # (NUM_PROXIES).
 UVICORN_OPTIONS = (
-    "--loop", "uvloop", "--http", "httptools", "--ws", "websockets",
+    "--loop", "uvloop", "--http", "httptools",
     "--ws-per-message-deflate", "false", "--lifespan", "on",
     "--no-proxy-headers", "--no-server-header", "--timeout-keep-alive", str(KEEP_ALIVE_SECONDS),
 )  # fmt: skip
+
+# uvicorn's two WebSocket implementations over the websockets library (UVICORN_WS): its legacy
+# protocol, which uvicorn deprecates, and the sans-I/O one. The default is the one measured
+# faster under the benchmark's rush (README: Decisions worth knowing).
+UVICORN_WS_IMPLEMENTATIONS = ("websockets-sansio", "websockets")
 
 # daphne told to serve as uvicorn does above. It already leaves X-Forwarded-For alone and offers
 # no per-message compression, and has no lifespan protocol (the first viewer's consumer
@@ -57,16 +62,32 @@ def parse_asgi_server(env: Mapping[str, str]) -> str:
     return server
 
 
-def server_command(server: str, listen: tuple[str, int] | int) -> list[str]:
+def parse_uvicorn_ws(env: Mapping[str, str]) -> str:
+    """UVICORN_WS: the first of UVICORN_WS_IMPLEMENTATIONS when unset or empty."""
+    raw = env.get("UVICORN_WS", "")
+    implementation = raw.strip().lower() or UVICORN_WS_IMPLEMENTATIONS[0]
+    if implementation not in UVICORN_WS_IMPLEMENTATIONS:
+        choices = " or ".join(UVICORN_WS_IMPLEMENTATIONS)
+        raise SystemExit(f"UVICORN_WS={raw!r} is invalid: expected {choices}.")
+    return implementation
+
+
+def server_command(
+    server: str,
+    listen: tuple[str, int] | int,
+    uvicorn_ws: str = UVICORN_WS_IMPLEMENTATIONS[0],
+) -> list[str]:
     """The command line of a web process: `server` serving the application at (host, port), or
-    on the inherited listening socket whose file descriptor `listen` is."""
+    on the inherited listening socket whose file descriptor `listen` is; uvicorn's WebSockets
+    by `uvicorn_ws`."""
     if isinstance(listen, int):
         where = ["--fd", str(listen)]
     else:
         host, port = listen
         where = ["--host" if server == "uvicorn" else "--bind", host, "--port", str(port)]
     if server == "uvicorn":
-        return [sys.executable, "-m", "uvicorn", *where, *UVICORN_OPTIONS, APPLICATION]
+        options = [*UVICORN_OPTIONS, "--ws", uvicorn_ws]
+        return [sys.executable, "-m", "uvicorn", *where, *options, APPLICATION]
     if server == "daphne":
         return [
             sys.executable, "-m", "deploy.daphne_server", *where, *DAPHNE_OPTIONS, APPLICATION
@@ -83,7 +104,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--host", required=True, help="the address to listen on")
     parser.add_argument("--port", type=int, required=True, help="the port to listen on")
     args = parser.parse_args(argv)
-    command = server_command(parse_asgi_server(os.environ), (args.host, args.port))
+    command = server_command(
+        parse_asgi_server(os.environ), (args.host, args.port), parse_uvicorn_ws(os.environ)
+    )
     # The server takes this process's place, so the container's signals reach it directly.
     os.execv(command[0], command)
 

@@ -138,6 +138,9 @@ class EmbeddedRedis:
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            # Out of the terminal's process group: a Ctrl-C reaches the stack, which stops
+            # Redis last, after the processes that use it (not first, with their tracebacks).
+            start_new_session=True,
         )  # fmt: skip
         wait_for_port(self.port, 10, self.process)
         return self

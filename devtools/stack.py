@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deploy.asgi_server import parse_asgi_server, server_command
+from deploy.asgi_server import parse_asgi_server, parse_uvicorn_ws, server_command
 from devtools.processes import (
     EmbeddedRedis,
     free_port,
@@ -90,6 +90,7 @@ class Stack:
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     local_model: bool | None = None  # None: from the LOCAL_MODEL environment variable
     asgi_server: str = field(init=False)  # from ASGI_SERVER: uvicorn or daphne
+    uvicorn_ws: str = field(init=False)  # from UVICORN_WS: uvicorn's WebSocket implementation
     # The web processes' listening socket, held open for the life of the stack so that a
     # replacement web process inherits the same one (connections wait in its backlog meanwhile).
     listener: socket.socket | None = field(default=None, repr=False)
@@ -104,6 +105,7 @@ class Stack:
                 raise SystemExit(f"LOCAL_MODEL={raw!r} is invalid: expected 1 or 0.")
             self.local_model = raw in ("1", "true", "yes", "on")
         self.asgi_server = parse_asgi_server(self.env)
+        self.uvicorn_ws = parse_uvicorn_ws(self.env)
 
     def _output(self, name: str) -> int | None | object:
         if self.log_dir is not None:
@@ -224,8 +226,13 @@ class Stack:
     def start_worker(self, name: str = "worker", beat: bool = True) -> subprocess.Popen:
         """A Celery worker, restarted with the same arguments by the supervisor if it exits."""
         concurrency = self.worker_concurrency or self.default_worker_concurrency()
+        # Celery warns a worker run by root at every start, in a dozen lines: meant for a
+        # server, not for a development container, where root is the norm (the image runs as
+        # an unprivileged user). --quiet: no start-up banner, which would bury the stack's own.
+        quiet_as_root = ["-W", "ignore:You're running the worker with superuser privileges"]
         args = [
-            sys.executable, "-m", "celery", "-A", "playground", "worker",
+            sys.executable, *(quiet_as_root if os.geteuid() == 0 else []),
+            "-m", "celery", "-A", "playground", "--quiet", "worker",
             "--pool", "threads", "--concurrency", str(concurrency),
             "--loglevel", "WARNING", "--hostname", f"{name}@%h",
             "--without-gossip", "--without-mingle",
@@ -292,7 +299,7 @@ class Stack:
     def start_web_process(self, name: str, listener: socket.socket) -> subprocess.Popen:
         # The socket is passed by descriptor: it stays open here, so the number stays valid for
         # a replacement started later with the same arguments.
-        args = server_command(self.asgi_server, listener.fileno())
+        args = server_command(self.asgi_server, listener.fileno(), self.uvicorn_ws)
         pass_fds = (listener.fileno(),)
         self.respawn[name] = (args, pass_fds)
         return self._spawn(name, args, pass_fds=pass_fds)
@@ -330,6 +337,17 @@ class Stack:
             self.start_worker(f"worker{number}", beat=False)
         self.start_web()
         return self
+
+    def summary(self) -> str:
+        """What runs besides Redis and the model server (which say so as they start)."""
+        workers = self.worker_processes()
+        threads = self.worker_concurrency or self.default_worker_concurrency()
+        web = self.web_processes()
+        database = "PostgreSQL" if self.env.get("DATABASE_URL") else "SQLite"
+        return (
+            f"{workers} Celery worker{'s' if workers > 1 else ''} ({threads} threads each), "
+            f"{web} {self.asgi_server} process{'es' if web > 1 else ''}, {database}"
+        )
 
     @property
     def base_url(self) -> str:
@@ -419,6 +437,9 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"usage: python -m devtools.stack [--local-model] (not {unknown})")
     port = int(os.environ.get("PORT", "8000") or 8000)
     stack = Stack(port=port, local_model=True if "--local-model" in args else None)
+    # A line per request and per process start would bury the banner: warnings and errors
+    # only, unless LOG_LEVEL says otherwise.
+    stack.env.setdefault("LOG_LEVEL", "WARNING")
 
     def stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
@@ -427,6 +448,7 @@ def main(argv: list[str] | None = None) -> None:
         signal.signal(signum, stop)
     try:
         stack.start()
+        stack.say(stack.summary())
         stack.say(f"serving http://127.0.0.1:{port}  (Ctrl-C stops everything)")
         stack.say(
             "operators: create a login with `.venv/bin/python manage.py createsuperuser`, "
@@ -438,6 +460,7 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         stack.say("stopping")
         stack.stop()
+        stack.say("stopped")
 
 
 if __name__ == "__main__":

@@ -11,8 +11,11 @@ from django.core.checks import Error, Tags, Warning, register
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "[::1]", "::1"}
 
 
-@register()
-def check_playground_settings(app_configs: Any, **kwargs: Any) -> list[Any]:
+@register(deploy=True)
+def check_services_configured(app_configs: Any, **kwargs: Any) -> list[Any]:
+    """Where the site's services are, for `check --deploy`. Not in every command's checks:
+    beside `make run`, which sets Redis and the simulator up for its own processes only, a
+    `manage.py createsuperuser` would warn about them to every newcomer."""
     problems: list[Any] = []
     if not settings.REDIS_URL:
         problems.append(
@@ -32,8 +35,6 @@ def check_playground_settings(app_configs: Any, **kwargs: Any) -> list[Any]:
                 id="playground.W002",
             )
         )
-    if len(set(settings.TGI_URLS)) != len(settings.TGI_URLS):
-        problems.append(Error("TGI_URL lists the same backend twice.", id="playground.E001"))
     if not settings.DEBUG and not settings.SECRET_KEY_FROM_ENV:
         problems.append(
             Warning(
@@ -42,6 +43,14 @@ def check_playground_settings(app_configs: Any, **kwargs: Any) -> list[Any]:
                 id="playground.W003",
             )
         )
+    return problems
+
+
+@register()
+def check_playground_settings(app_configs: Any, **kwargs: Any) -> list[Any]:
+    problems: list[Any] = []
+    if len(set(settings.TGI_URLS)) != len(settings.TGI_URLS):
+        problems.append(Error("TGI_URL lists the same backend twice.", id="playground.E001"))
     on_postgresql = settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
     if on_postgresql and settings.WEB_VIEWS_AT_ONCE > settings.DATABASE_POOL_SIZE:
         problems.append(

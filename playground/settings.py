@@ -357,6 +357,8 @@ if LOG_FORMAT not in LOG_FORMATTERS:
         f"LOG_FORMAT={env_str('LOG_FORMAT')!r} is invalid: expected plain or json."
     )
 
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -369,13 +371,13 @@ LOGGING = {
             "filters": ["request_id"],
         }
     },
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO").upper()},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.channels.server": {"level": "WARNING"},
         "httpx": {"level": "WARNING"},
-        # uvicorn sets up handlers of its own before it loads the site; its lines go through
-        # this handler instead, in the chosen format.
-        "uvicorn": {"handlers": ["console"], "propagate": False},
-        "uvicorn.access": {"handlers": ["console"], "propagate": False},
+        # uvicorn sets up handlers and levels of its own before it loads the site; its lines
+        # go through this handler instead, in the chosen format, at the chosen level.
+        "uvicorn": {"handlers": ["console"], "propagate": False, "level": LOG_LEVEL},
+        "uvicorn.access": {"handlers": ["console"], "propagate": False, "level": LOG_LEVEL},
     },
 }

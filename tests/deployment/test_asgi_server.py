@@ -11,7 +11,13 @@ from pathlib import Path
 import pytest
 
 from deploy import asgi_server
-from deploy.asgi_server import APPLICATION, parse_asgi_server, server_command
+from deploy.asgi_server import (
+    APPLICATION,
+    UVICORN_WS_IMPLEMENTATIONS,
+    parse_asgi_server,
+    parse_uvicorn_ws,
+    server_command,
+)
 from devtools.stack import Stack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -48,6 +54,43 @@ def test_an_unknown_asgi_server_stops_with_the_variable_and_the_choices(value: s
         parse_asgi_server({"ASGI_SERVER": value})
 
     assert str(stopped.value) == f"ASGI_SERVER={value!r} is invalid: expected uvicorn or daphne."
+
+
+@pytest.mark.parametrize(
+    ("value", "implementation"),
+    [
+        (None, UVICORN_WS_IMPLEMENTATIONS[0]),
+        ("", UVICORN_WS_IMPLEMENTATIONS[0]),
+        ("websockets", "websockets"),
+        (" WebSockets-SansIO ", "websockets-sansio"),
+    ],
+)
+def test_uvicorn_ws_defaults_to_the_shipped_implementation_and_accepts_either(
+    value: str | None, implementation: str
+) -> None:
+    env = {} if value is None else {"UVICORN_WS": value}
+
+    assert parse_uvicorn_ws(env) == implementation
+
+
+@pytest.mark.parametrize("value", ["wsproto", "auto", "none"])
+def test_an_unknown_uvicorn_ws_stops_with_the_variable_and_the_choices(value: str) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        parse_uvicorn_ws({"UVICORN_WS": value})
+
+    assert str(stopped.value) == (
+        f"UVICORN_WS={value!r} is invalid: expected websockets-sansio or websockets."
+    )
+
+
+@pytest.mark.parametrize("implementation", UVICORN_WS_IMPLEMENTATIONS)
+def test_uvicorn_serves_websockets_with_the_implementation_named(implementation: str) -> None:
+    from uvicorn.main import main as uvicorn_main
+
+    command = server_command("uvicorn", 7, implementation)
+
+    assert uvicorn_main.make_context("uvicorn", command[3:]).params["ws"] == implementation
+    assert Stack(env={"UVICORN_WS": implementation}).uvicorn_ws == implementation
 
 
 def test_make_run_refuses_an_unknown_asgi_server_before_starting_anything() -> None:

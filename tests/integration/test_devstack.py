@@ -7,7 +7,9 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from devtools.processes import free_port
 from devtools.stack import RESTART_LIMIT, Stack
 from tests.integration.stack import playground_stack
 
@@ -155,3 +158,49 @@ def test_a_child_that_is_never_restarted_stops_the_stack_and_takes_its_group_alo
         assert group_members(process.pid) == set()
     finally:
         stack.stop()
+
+
+@pytest.mark.integration
+def test_make_run_says_what_runs_in_a_few_lines_and_stops_cleanly_on_ctrl_c(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    # As on a fresh machine: its own Redis, the simulator and SQLite, whatever CI has set.
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("REDIS_URL", "TGI_URL", "DATABASE_URL", "LOG_LEVEL")
+    }
+    env |= {"VAR_DIR": str(tmp_path), "PORT": str(port), "PYTHONUNBUFFERED": "1"}
+    # In a session of its own, as a terminal's foreground job: Ctrl-C is a SIGINT to the group.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "devtools.stack"],
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(process.stdout or []), daemon=True)
+    reader.start()
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: any("serving http" in line for line in lines), 90, "no banner")
+        assert healthy(base_url)
+        # A visitor's page is served without a line per request.
+        assert httpx.get(base_url + "/", timeout=10).status_code == 200
+    finally:
+        os.killpg(process.pid, signal.SIGINT)
+        process.wait(60)
+        reader.join(10)
+
+    output = "".join(lines)
+    assert process.returncode == 0, output
+    assert f"[playground] serving {base_url}" in output
+    assert "Celery worker" in output and "uvicorn process" in output
+    for noise in ("Traceback", "Warning", "System check", "created strawberry", "GET /"):
+        assert noise not in output, output
+    assert len(lines) <= 15, output
+    assert lines[-1].strip() == "[playground] stopped"

@@ -10,6 +10,7 @@ import pytest
 from playground.checks import (
     check_playground_settings,
     check_production_settings,
+    check_services_configured,
     check_static_files_collected,
 )
 
@@ -107,3 +108,18 @@ def test_more_views_at_once_than_database_connections_is_named_on_postgresql(
     settings.WEB_VIEWS_AT_ONCE = views_at_once
 
     assert ("playground.W008" in ids(check_playground_settings(None))) is named
+
+
+def test_unset_services_are_named_by_the_deploy_check_only(settings: Any) -> None:
+    from django.core.checks import run_checks
+
+    settings.REDIS_URL = ""
+    settings.TGI_URLS = []
+    settings.DEBUG = False
+    settings.SECRET_KEY_FROM_ENV = False
+    named = {"playground.W001", "playground.W002", "playground.W003"}
+
+    assert ids(check_services_configured(None)) == named
+    # A command run beside `make run` (createsuperuser, say) does not warn about them.
+    assert ids(run_checks()) & named == set()
+    assert ids(run_checks(include_deployment_checks=True)) >= named

@@ -24,4 +24,5 @@ class Command(BaseCommand):
                     "position": position,
                 },
             )
-            self.stdout.write(f"{'created' if created else 'updated'} {sample.slug}")
+            if options["verbosity"] >= 1:
+                self.stdout.write(f"{'created' if created else 'updated'} {sample.slug}")
