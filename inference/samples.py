@@ -192,6 +192,41 @@ The farmer has **9** sheep left. "All but 9 run away" means every sheep except 9
 )
 
 
+_ODD_NUMBERS = _answer(
+    """
+The first 100 odd numbers are 1, 3, 5, ..., 199. I need their sum.
+
+The numbers from 1 to 100 have the sum 100 × 101 / 2 = 5050, and the odd numbers are about twice as large as those, so their sum is 10100.
+
+<reflection>
+That doubling is wrong. Doubling 1 + 2 + ... + 100 gives 2 + 4 + ... + 200, the first 100 even numbers, not the odd ones. Each odd number is one less than the even number in the same place (1 = 2 - 1, 3 = 4 - 1, ...), so the odd numbers add up to 10100 - 100 = 10000. The series formula agrees: 100 terms with a mean of (1 + 199) / 2 = 100 give 100 × 100 = 10000.
+</reflection>
+
+The small cases show the pattern: 1 = 1², 1 + 3 = 4 = 2², 1 + 3 + 5 = 9 = 3². The first n odd numbers add up to n², and 100² = 10000.
+""",
+    r"""
+The sum of the first 100 odd numbers is **10000**.
+
+The odd numbers add up to a perfect square at every step:
+
+| first odd numbers | sum | square |
+|---|---|---|
+| 1 | 1 | 1² |
+| 1 + 3 | 4 | 2² |
+| 1 + 3 + 5 | 9 | 3² |
+| 1 + 3 + 5 + 7 | 16 | 4² |
+
+In general $\sum_{k=1}^{n} (2k - 1) = 2 \cdot \frac{n(n+1)}{2} - n = n^2$, so for $n = 100$ it is $100^2 = 10000$.
+
+A brute-force check:
+
+```python
+print(sum(range(1, 200, 2)))  # 10000
+```
+""",
+)
+
+
 SAMPLES: tuple[Sample, ...] = (
     Sample(
         slug="strawberry",
@@ -264,6 +299,13 @@ SAMPLES: tuple[Sample, ...] = (
         prompt="A farmer has 17 sheep. All but 9 run away. How many sheep does the farmer have left?",
         expected="9",
         scripted_answer=_SHEEP,
+    ),
+    Sample(
+        slug="odd-numbers",
+        title="The sum of the first 100 odd numbers",
+        prompt="What is the sum of the first 100 odd numbers?",
+        expected="10000",
+        scripted_answer=_ODD_NUMBERS,
     ),
 )
 

@@ -134,6 +134,12 @@ _SHEEP = _compile(
     r"\banswer\s+(?:is|:)\s+{N}",
 )
 
+_ODD_NUMBERS = _compile(
+    r"\bsum\b[^.\n]{0,60}?\bis\s+{N}",
+    r"\badds?\s+up\s+to\s+{N}",
+    r"\b(?:answer|total)\s+(?:is|:)\s+{N}",
+)
+
 
 def counting(patterns: tuple[re.Pattern[str], ...], expected: float) -> Checker:
     def check(text: str) -> Reading:
@@ -266,6 +272,7 @@ CHECKERS: dict[str, Checker] = {
     "alice-siblings": counting(_ALICE, 3),
     "day-before": _day_before,
     "sheep": counting(_SHEEP, 9),
+    "odd-numbers": counting(_ODD_NUMBERS, 10000),
 }
 
 

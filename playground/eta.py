@@ -18,6 +18,8 @@ class QueueSnapshot:
     running_elapsed: list[float]  # seconds each in-flight generation has been running
     capacity: int
     mean_service: float  # recent mean seconds a generation holds a slot
+    # Draining: nothing new starts until an operator lets the line move, so no estimate holds.
+    on_hold: bool = False
 
 
 def wait_estimates(snapshot: QueueSnapshot, positions: int) -> list[float]:

@@ -88,6 +88,8 @@ class Answer:
     output: str = ""
     text: str = ""
     phase: str = "queued"
+    # While it waits for a sample: how the model answered that sample before, to read meanwhile.
+    meanwhile: str = ""
 
     @property
     def active(self) -> bool:
@@ -222,7 +224,26 @@ def answer(message: Message, share_token: str | None = None) -> Answer:
         output=payload["sections"]["output"].lstrip(),
         text=payload["sections"]["text"],
         phase=phase_of(message, events),
+        meanwhile=earlier_answer_text(message),
     )
+
+
+MEANWHILE_CHARS = 600
+
+
+def earlier_answer_text(message: Message) -> str:
+    """For an answer to a sample still waiting in line: the sample's last answer, in plain
+    words, so the wait is spent reading something (empty for free prompts and otherwise)."""
+    waiting = message.status == Message.Status.QUEUED and message.dispatched_at is None
+    if not waiting or not message.sample_slug:
+        return ""
+    earlier = services.earlier_answer_to_sample(message.sample_slug, excluding=message.pk)
+    if earlier is None:
+        return ""
+    text = plain_text((earlier.sections or {}).get("output") or "")
+    if len(text) > MEANWHILE_CHARS:
+        text = text[: MEANWHILE_CHARS - 1].rstrip() + "…"
+    return text
 
 
 def turns(conversation: Conversation, share_token: str | None = None) -> TurnList:

@@ -9,6 +9,7 @@ import random
 import re
 import zlib
 from dataclasses import dataclass
+from decimal import Decimal
 
 from ..samples import find_sample_by_prompt
 from ..tags import TAGS as REFLECTION_TAGS
@@ -62,27 +63,89 @@ def _quote(question: str) -> str:
     return text or "(an empty message)"
 
 
+_NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?![\w.])")
+_ASKS_FOR_CODE = re.compile(
+    r"\b(?:code|program|function|script|python|javascript|typescript|rust|sql|regex|bash)\b",
+    re.IGNORECASE,
+)
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+_MAX_NUMBERS = 6
+
+
+def _what_was_received(question: str) -> list[tuple[str, str]]:
+    """Facts about the message itself: the one thing the simulator can answer truthfully."""
+    text = " ".join(question.split())
+    facts = [("words", str(len(text.split()))), ("characters", str(len(text)))]
+    facts.append(("a question?", 'yes, it ends with "?"' if text.endswith(("?", "？")) else "no"))
+    numbers = _NUMBER.findall(text)[:_MAX_NUMBERS]
+    if numbers:
+        facts.append(("numbers", ", ".join(numbers)))
+    if _CJK.search(text):
+        facts.append(("script", "includes Chinese characters"))
+    return facts
+
+
+def _arithmetic(question: str) -> str:
+    numbers = _NUMBER.findall(" ".join(question.split()))[:_MAX_NUMBERS]
+    if len(numbers) < 2:
+        return ""
+    total = sum(Decimal(number) for number in numbers)
+    terms = " + ".join(numbers).replace("+ -", "- ")
+    return (
+        f"The numbers in it add up to ${terms} = {total}$: arithmetic the simulator can do, "
+        "unlike reasoning.\n\n"
+    )
+
+
+def _code_example(quote: str) -> str:
+    if not _ASKS_FOR_CODE.search(quote):
+        return ""
+    # Backticks could end the fence early; the rest is a Python string literal as repr makes it.
+    literal = repr(quote.replace("`", "'")[:60])
+    return (
+        "A real model would answer with code here. The simulator can only show how code looks:\n\n"
+        "```python\n"
+        f"message = {literal}\n"
+        'print(len(message.split()), "words")\n'
+        "```\n\n"
+    )
+
+
 def generic_answer(question: str) -> str:
-    """The honest answer for a prompt that is not one of the samples."""
+    """The honest answer for a prompt that is not one of the samples. It cannot answer, but it
+    differs with the message: what it received (as a table), the sum of any numbers in it (as
+    a formula) and, when code is asked for, a code block, so a free prompt shows the same
+    formatting a real answer would."""
     quote = _quote(question)
+    facts = _what_was_received(question)
+    words = facts[0][1]
+    asks = facts[2][1] != "no"
+    table = "\n".join(f"| {name} | {value} |" for name, value in facts)
     return (
         "<thinking>\n"
         f'The question is: "{quote}"\n\n'
-        "To answer it, I would work through it step by step and check each step before "
-        "giving a final answer.\n\n"
+        f"It has {words} word{'' if words == '1' else 's'}"
+        f"{' and asks something' if asks else ''}. To answer it, I would work through it step "
+        "by step and check each step before giving a final answer.\n\n"
         "<reflection>\n"
         "I cannot actually do that here. This reply comes from the playground's simulator, "
         "which streams prepared text and has no language model behind it. Any reasoning I "
         "wrote about this question would be made up, so the honest thing is to say so "
         "instead of pretending to answer.\n"
         "</reflection>\n\n"
-        "The right answer is to explain where this reply comes from and what would give a "
-        "real one.\n"
+        "The right answer is to explain where this reply comes from, say what I can about the "
+        "message itself, and what would give a real answer.\n"
         "</thinking>\n\n"
         "<output>\n"
         "This answer comes from the playground's **simulator**, not from a real model, so it "
         "cannot actually answer your question:\n\n"
         f"> {quote}\n\n"
+        "What it can tell you truthfully is what it received:\n\n"
+        "| what | in your message |\n"
+        "|---|---|\n"
+        f"{table}\n\n"
+        f"{_arithmetic(question)}"
+        f"{_code_example(quote)}"
         "The sample prompts have prepared answers that show the full reasoning format. For "
         "real answers, connect the playground to a text-generation-inference server.\n"
         "</output>"

@@ -117,13 +117,19 @@ def drain(actor: Actor) -> None:
     """Start nothing new; running answers finish and the line keeps its order."""
     controls.set_draining(True)
     audit.record(actor, "drain")
+    # Everyone waiting is told at once that the line is on hold, not left with a frozen wait.
+    services.publish_queue_positions()
 
 
 def undrain(actor: Actor) -> int:
     """Dispatch again; how many generations started at once."""
     controls.set_draining(False)
     audit.record(actor, "undrain")
-    return services.dispatch()
+    started = services.dispatch()
+    if not started:
+        # Nothing could start yet: the line is still told that it is no longer on hold.
+        services.publish_queue_positions()
+    return started
 
 
 # --- backends -------------------------------------------------------------------------------

@@ -47,6 +47,7 @@ from playground.services.line import (
     estimate_wait_for_new_arrival,
     forget_queue_snapshot,
     position_of,
+    publish_queue_positions,
     queue_status,
     waiting_count,
 )
@@ -66,6 +67,7 @@ from playground.services.payloads import (
 from playground.services.queries import (
     HISTORY_LIMIT,
     chosen_answer,
+    earlier_answer_to_sample,
     get_owned_conversation,
     get_owned_message,
     get_shared_conversation,
@@ -101,6 +103,7 @@ __all__ = [
     "conversation_summary",
     "delete_conversation",
     "dispatch",
+    "earlier_answer_to_sample",
     "edit_last_prompt",
     "ended_and_shared",
     "estimate_wait_for_new_arrival",
@@ -123,6 +126,7 @@ __all__ = [
     "note_presence",
     "position_of",
     "purge_expired",
+    "publish_queue_positions",
     "queue_status",
     "reconcile",
     "regenerate",

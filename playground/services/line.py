@@ -63,7 +63,33 @@ def _mean_service_seconds() -> float:
     samples = [
         float(value) for value in redis_clients.redis_client().lrange(SERVICE_TIMES_KEY, 0, -1)
     ]
+    if not samples:
+        samples = _service_times_from_the_database()
     return sum(samples) / len(samples) if samples else eta.DEFAULT_SERVICE_SECONDS
+
+
+def _service_times_from_the_database() -> list[float]:
+    """When Redis has no recent service times (it restarted, or a fresh `make run` on the same
+    database), the last answers the database kept say how long an answer takes here, far
+    closer than a constant: after a restart the line was told 566 s and waited 180. They
+    seed Redis's list, so this is read once."""
+    finished = (
+        Message.objects.filter(
+            role=Message.Role.ASSISTANT,
+            status=Message.Status.DONE,
+            started_at__isnull=False,
+            finished_at__isnull=False,
+        )
+        .order_by("-finished_at")
+        .values_list("started_at", "finished_at")[: eta.SERVICE_SAMPLES]
+    )
+    seconds = [(end - start).total_seconds() for start, end in finished]
+    if seconds:
+        pipe = redis_clients.redis_client().pipeline(transaction=False)
+        pipe.rpush(SERVICE_TIMES_KEY, *(f"{value:.3f}" for value in seconds))
+        pipe.ltrim(SERVICE_TIMES_KEY, 0, eta.SERVICE_SAMPLES - 1)
+        quietly(pipe.execute, "seed the service times")
+    return seconds
 
 
 def queue_snapshot() -> eta.QueueSnapshot:
@@ -76,6 +102,7 @@ def queue_snapshot() -> eta.QueueSnapshot:
         running_elapsed=elapsed,
         capacity=slots.capacity(),
         mean_service=_mean_service_seconds(),
+        on_hold=controls.draining(),
     )
 
 
@@ -145,13 +172,34 @@ def estimate_wait_for_new_arrival() -> float:
     return eta_for_position(waiting_count() + 1)
 
 
+def line_state(*, reachable: bool, paused: bool, full: bool, draining: bool) -> str:
+    """What the line means for someone who asks now, named (the first that holds):
+    `unavailable` (no model server: questions are refused), `paused` (intake paused: refused),
+    `full` (refused until the line shortens), `draining` (questions wait, nothing new starts,
+    so no estimate holds), `open`."""
+    if not reachable:
+        return "unavailable"
+    if paused:
+        return "paused"
+    if full:
+        return "full"
+    if draining:
+        return "draining"
+    return "open"
+
+
 def queue_status() -> dict[str, Any]:
     waiting = waiting_count()
     snapshot = queue_snapshot()
+    state = line_state(
+        reachable=bool(rotation.backends()),
+        paused=controls.pause_banner() is not None,
+        full=waiting >= settings.QUEUE_MAX_WAITING,
+        draining=snapshot.on_hold,
+    )
     return {
-        "accepting": bool(rotation.backends())
-        and waiting < settings.QUEUE_MAX_WAITING
-        and controls.pause_banner() is None,
+        "accepting": state in ("open", "draining"),
+        "state": state,
         "queue": {
             "waiting": waiting,
             "running": len(snapshot.running_elapsed),
@@ -161,8 +209,16 @@ def queue_status() -> dict[str, Any]:
     }
 
 
-def queued_event(position: int, eta: float, as_of: float) -> dict[str, Any]:
-    return {"type": "queued", "position": position, "eta_seconds": round(eta, 1), "as_of": as_of}
+def queued_event(position: int, eta: float, as_of: float, on_hold: bool) -> dict[str, Any]:
+    """A waiting visitor's place; `on_hold` while the line is drained (the estimate is what
+    it would be once the line moves again)."""
+    return {
+        "type": "queued",
+        "position": position,
+        "eta_seconds": round(eta, 1),
+        "as_of": as_of,
+        "on_hold": on_hold,
+    }
 
 
 # Telling everyone where they stand is one message per waiting visitor. A short line is told
@@ -198,7 +254,7 @@ def publish_queue_positions() -> None:
     estimates = eta.wait_estimates(snapshot, len(line))
     channel_groups.publish_many(
         [
-            (message_id, queued_event(place, eta, as_of))
+            (message_id, queued_event(place, eta, as_of, snapshot.on_hold))
             for place, (message_id, eta) in enumerate(zip(line, estimates, strict=False), start=1)
         ]
     )

@@ -157,10 +157,13 @@ def message_payload(
     else:
         sections, seq = live_sections(message, events)
     position = position_of(message)
+    on_hold = False
     if position is None:
         eta = None
     elif position > 0:
-        eta = eta_for_position(position, snapshot or recent_queue_snapshot())
+        snapshot = snapshot or recent_queue_snapshot()
+        eta = eta_for_position(position, snapshot)
+        on_hold = snapshot.on_hold
     else:
         eta = 0.0
     error = (
@@ -174,6 +177,7 @@ def message_payload(
         "status": message.status,
         "position": position,
         "eta_seconds": eta,
+        "on_hold": on_hold,
         "stream_url": stream_url(message, share_token),
         "prompt": message.prompt,
         "sections": sections,

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import logging
 
+from django.db.models import Exists, OuterRef
+
 from playground.models import Conversation, Message, SamplePrompt
 from playground.realtime import presence
 from playground.services.errors import (
@@ -53,6 +55,26 @@ def can_view(message: Message, *, session_key: str | None, share_token: str | No
 
 def samples() -> list[SamplePrompt]:
     return list(SamplePrompt.objects.filter(enabled=True))
+
+
+def earlier_answer_to_sample(slug: str, excluding: str) -> Message | None:
+    """The latest finished answer to sample `slug` that was the first question of its
+    conversation (so no visitor's earlier turns shaped it), for someone waiting for the same
+    sample to read meanwhile."""
+    earlier_question = Message.objects.filter(
+        conversation=OuterRef("conversation"),
+        role=Message.Role.USER,
+        created__lt=OuterRef("reply_to__created"),
+    )
+    return (
+        Message.objects.filter(
+            role=Message.Role.ASSISTANT, status=Message.Status.DONE, sample_slug=slug
+        )
+        .exclude(pk=excluding)
+        .exclude(Exists(earlier_question))
+        .order_by("-finished_at")
+        .first()
+    )
 
 
 def last_question(conversation: Conversation) -> Message | None:

@@ -66,8 +66,9 @@ def stream_state(
     else:
         as_of = round(time.time(), 6)
         position = position_of(message) or 0
-        eta = eta_for_position(position, recent_queue_snapshot())
-        status_event = queued_event(position, eta, as_of)
+        snapshot = recent_queue_snapshot()
+        eta = eta_for_position(position, snapshot)
+        status_event = queued_event(position, eta, as_of, snapshot.on_hold)
     return StreamState(None, [], status_event, restarted)
 
 

@@ -140,6 +140,7 @@ def test_status_of_an_idle_playground(visitor: Client, backend: str) -> None:
     assert response.status_code == 200
     assert response.json() == {
         "accepting": True,
+        "state": "open",
         "queue": {"waiting": 0, "running": 0, "capacity": 2, "eta_seconds": 0.0},
     }
 
@@ -164,6 +165,7 @@ def test_status_is_not_accepting_without_a_backend(visitor: Client, settings: An
     settings.TGI_URLS = []
     body = visitor.get("/api/v1/status").json()
     assert body["accepting"] is False
+    assert body["state"] == "unavailable"
     assert body["queue"]["capacity"] == 0
 
 
@@ -175,6 +177,7 @@ def test_status_is_not_accepting_when_the_line_is_full(
     settings.QUEUE_MAX_WAITING = 1
     body = make_visitor().get("/api/v1/status").json()
     assert body["accepting"] is False
+    assert body["state"] == "full"
     assert body["queue"]["waiting"] == 1
 
 

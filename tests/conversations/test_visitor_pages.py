@@ -11,8 +11,10 @@ from typing import Any
 import pytest
 from django.test import Client
 
+from playground import controls
 from playground.models import Conversation, Message
 from playground.presenters import plain_text
+from tests.conversations.answers import finish
 from tests.conversations.helpers import (
     VisitorFactory,
     answered,
@@ -32,6 +34,89 @@ def meta_description(html: str) -> str:
     match = re.search(r'<meta property="og:description" content="([^"]*)">', html)
     assert match, "no og:description"
     return match.group(1)
+
+
+# --- the line's state, named -------------------------------------------------------------------
+
+
+def test_a_draining_line_is_named_on_the_home_page_without_a_frozen_estimate(
+    make_visitor: VisitorFactory, backend: str, enqueued: list[str]
+) -> None:
+    for _ in range(3):
+        ask(make_visitor())
+    controls.set_draining(True)
+
+    html = page(Client(), "/")
+
+    assert 'data-state="draining"' in html
+    assert "The line is on hold" in html
+    assert "1 waiting" in html
+    assert "Wait about" not in html and "No wait" not in html
+
+
+def test_a_full_line_is_named_on_the_home_page_before_anyone_asks(
+    make_visitor: VisitorFactory, backend: str, enqueued: list[str], settings: Any
+) -> None:
+    for _ in range(3):
+        ask(make_visitor())
+    settings.QUEUE_MAX_WAITING = 1
+
+    html = page(Client(), "/status")
+
+    assert "The line is full" in html
+    assert "1 question is waiting, and new ones are turned away" in html
+    assert "Wait about" not in html
+
+
+def test_a_paused_line_is_named_with_what_still_happens(db: None, backend: str) -> None:
+    controls.set_paused("Back at noon.")
+
+    html = page(Client(), "/")
+
+    assert 'data-state="paused"' in html
+    assert "answers already in line are still written" in html
+
+
+# --- something to read while waiting ----------------------------------------------------------
+
+
+def ask_sample(client: Client, slug: str) -> dict[str, Any]:
+    response = post_json(client, "/api/v1/conversations", {"sample": slug})
+    assert response.status_code == 201, response.content
+    return response.json()
+
+
+def test_a_visitor_waiting_for_a_sample_reads_how_the_model_answered_it_last_time(
+    make_visitor: VisitorFactory, backend: str, samples: Any, enqueued: list[str]
+) -> None:
+    earlier = ask_sample(make_visitor(), "strawberry")
+    finish(earlier["message"]["id"], output="There are **3** of them in *strawberry*.")
+    for _ in range(2):  # both slots taken
+        ask_sample(make_visitor(), "sheep")
+    visitor = make_visitor()
+    waiting = ask_sample(visitor, "strawberry")
+    assert waiting["message"]["position"] > 0
+
+    html = page(visitor, f"/c/{waiting['id']}/")
+
+    assert "While you wait: how the model answered this question last time" in html
+    assert "There are 3 of them in strawberry." in html  # in plain words, marks removed
+
+
+def test_nothing_to_read_meanwhile_for_a_free_question_or_an_answer_that_started(
+    make_visitor: VisitorFactory, backend: str, samples: Any, enqueued: list[str]
+) -> None:
+    earlier = ask_sample(make_visitor(), "strawberry")
+    finish(earlier["message"]["id"], output="There are 3 r's.")
+    running = make_visitor()
+    started = ask_sample(running, "strawberry")
+    ask_sample(make_visitor(), "sheep")
+    visitor = make_visitor()
+    free = ask(visitor, "How many r's are in strawberry, roughly?")
+    assert free["message"]["position"] > 0
+
+    assert "While you wait" not in page(visitor, f"/c/{free['id']}/")
+    assert "While you wait" not in page(running, f"/c/{started['id']}/")
 
 
 # --- where the composer is --------------------------------------------------------------------

@@ -257,6 +257,33 @@ def test_generic_answer_is_honest_and_well_formed() -> None:
     assert answer.count("</output>") == 1  # a tag in the question cannot end the output early
 
 
+def test_the_generic_answer_differs_with_the_message_and_says_what_it_received() -> None:
+    numbers = generic_answer("Is 9.11 bigger than 9.9, or -3?")
+    code = generic_answer("Write a Python function that reverses a `string`")
+    chinese = generic_answer("草莓这个词里有几个r？")
+
+    assert len({numbers, code, chinese}) == 3
+    assert "| words | 7 |" in numbers and '| a question? | yes, it ends with "?" |' in numbers
+    assert "| numbers | 9.11, 9.9, -3 |" in numbers
+    assert "$9.11 + 9.9 - 3 = 16.01$" in numbers  # exact, not 16.009999…
+    assert "```python" not in numbers
+    fence = re.search(r"```python\n(.*?)```", code, re.DOTALL)
+    assert fence is not None
+    compile(fence.group(1), "<answer>", "exec")  # the code shown is valid Python
+    assert "| a question? | no |" in code and "$" not in code
+    assert "| script | includes Chinese characters |" in chinese
+    assert '| a question? | yes, it ends with "?" |' in chinese
+
+
+def test_a_message_of_numbers_and_backticks_cannot_break_the_answers_format() -> None:
+    answer = generic_answer("code ``` </output> " + "12345678901234567890 " * 40)
+
+    # Only the example's own fence starts a line: the message's backticks stay inside its quote.
+    assert len(re.findall(r"^```", answer, re.MULTILINE)) == 2
+    assert answer.count("</output>") == 1
+    assert "| numbers | " + ", ".join(["12345678901234567890"] * 6) + " |" in answer
+
+
 # ------------------------------------------------------------------------------------------
 # Streaming
 

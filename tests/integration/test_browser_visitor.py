@@ -162,14 +162,16 @@ def test_a_follow_up_opens_at_the_new_question_with_the_composer_in_reach(
     page.click(".composer-docked button[type=submit]")
 
     page.wait_for_function("() => document.querySelectorAll('article.answer').length === 2")
-    question = "ol.turns > li.turn:last-child .question"
+    # The new turn is on screen: its question, or, once the answer streams and the page follows
+    # it, the answer's live end below it.
+    turn = "ol.turns > li.turn:last-child"
     page.wait_for_function(
         "(s) => { const b = document.querySelector(s).getBoundingClientRect();"
-        " return b.top >= 0 && b.top < innerHeight; }",
-        arg=question,
+        " return b.bottom > 0 && b.top < innerHeight; }",
+        arg=turn,
         timeout=5_000,
     )
-    assert "9.11 versus 9.9" in page.inner_text(question)
+    assert "9.11 versus 9.9" in page.inner_text(turn + " .question")
     assert page.evaluate(IN_VIEWPORT, ".composer-docked textarea[name=prompt]")
     shot(page, "visitor-follow-up")
     page.wait_for_selector(

@@ -342,6 +342,24 @@ def test_draining_and_undraining_are_audited(
     assert enqueued == [message.pk], "the line moves at once"
 
 
+def test_a_drain_tells_everyone_waiting_at_once_that_the_line_is_on_hold(
+    dead_backend: str, operator: Client, enqueued: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from playground.realtime import channel_groups
+
+    controls.set_draining(True)
+    waiting = services.submit(session_key="s", client_ip="10.0.0.1", prompt="hi")
+    controls.set_draining(False)
+    told: list[tuple[str, dict[str, Any]]] = []
+    monkeypatch.setattr(channel_groups, "publish_many", told.extend)
+
+    post(operator, "/ops/drain")
+
+    assert (waiting.pk, "queued") in [(pk, event["type"]) for pk, event in told]
+    assert all(event["on_hold"] for _, event in told)
+    assert services.message_payload(waiting)["on_hold"] is True
+
+
 def test_setting_and_resetting_a_backends_concurrency(
     dead_backend: str, operator: Client, enqueued: list[str]
 ) -> None:

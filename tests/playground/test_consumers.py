@@ -184,6 +184,7 @@ def test_a_waiting_viewer_hears_its_place_and_counts_as_present() -> None:
         "type": "queued",
         "position": 1,
         "eta_seconds": 0.0,
+        "on_hold": False,
     }
     assert event["as_of"] > 0
     assert before is None

@@ -1,16 +1,19 @@
-"""Telling the waiting line its places (services/line.py): every change for a short line, a
-budget of places a second for a long one, and the change in between told afterwards."""
+"""The waiting line (services/line.py): telling it its places (every change for a short line, a
+budget of places a second for a long one, and the change in between told afterwards), naming
+its state, and the wait estimate's memory of how long answers take."""
 
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.utils import timezone
 
-from playground import services
+from playground import controls, eta, services
 from playground.models import Message
-from playground.realtime import channel_groups
+from playground.realtime import channel_groups, redis_clients
 from playground.services import line
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -129,3 +132,92 @@ def test_a_change_during_the_pause_does_not_read_the_line(
     assert reads == [], "the line was read during its pause"
     assert wait_for(lambda: len(told) == 2 * count), "and told once when the pause ended"
     assert reads == [1]
+
+
+@pytest.mark.parametrize(
+    ("conditions", "state"),
+    [
+        ({}, "open"),
+        ({"draining": True}, "draining"),
+        ({"full": True, "draining": True}, "full"),
+        ({"paused": True, "full": True}, "paused"),
+        ({"reachable": False, "paused": True}, "unavailable"),
+    ],
+)
+def test_the_line_state_names_what_matters_most_to_someone_asking_now(
+    conditions: dict[str, bool], state: str
+) -> None:
+    given = {"reachable": True, "paused": False, "full": False, "draining": False} | conditions
+
+    assert line.line_state(**given) == state
+
+
+def test_a_draining_line_still_takes_questions_but_says_it_is_on_hold(
+    backend: str, samples: Any, enqueued: list[str]
+) -> None:
+    controls.set_draining(True)
+
+    status = services.queue_status()
+
+    assert (status["state"], status["accepting"]) == ("draining", True)
+
+
+def test_a_full_line_says_so_before_anyone_asks(
+    backend: str, samples: Any, enqueued: list[str], settings: Any
+) -> None:
+    settings.QUEUE_MAX_WAITING = 3
+    waiting(3)
+
+    status = services.queue_status()
+
+    assert (status["state"], status["accepting"]) == ("full", False)
+
+
+def answered(seconds: list[float]) -> None:
+    """Finished answers in the database that took `seconds` each, the first the latest."""
+    for n, duration in enumerate(seconds):
+        message = services.submit(
+            session_key=f"done{n}", client_ip=f"10.2.0.{n + 1}", sample="strawberry"
+        )
+        end = timezone.now() - timedelta(minutes=n)
+        Message.objects.filter(pk=message.pk).update(
+            status=Message.Status.DONE,
+            started_at=end - timedelta(seconds=duration),
+            finished_at=end,
+        )
+
+
+def test_after_redis_forgot_the_service_times_the_estimate_comes_from_the_database(
+    backend: str, samples: Any, enqueued: list[str]
+) -> None:
+    answered([8.0, 12.0])
+    client = redis_clients.redis_client()
+    client.delete(line.SERVICE_TIMES_KEY)  # as after a Redis restart
+
+    snapshot = line.queue_snapshot()
+
+    assert snapshot.mean_service == pytest.approx(10.0)
+    assert snapshot.mean_service != eta.DEFAULT_SERVICE_SECONDS
+    # Seeded once: the next estimate reads Redis again, newest first.
+    assert [float(v) for v in client.lrange(line.SERVICE_TIMES_KEY, 0, -1)] == [8.0, 12.0]
+
+
+def test_with_no_history_anywhere_the_estimate_starts_from_its_default(
+    backend: str, samples: Any
+) -> None:
+    assert line.queue_snapshot().mean_service == eta.DEFAULT_SERVICE_SECONDS
+
+
+def test_a_drained_line_is_told_it_is_on_hold_and_then_that_it_moves_again(
+    backend: str, samples: Any, enqueued: list[str], told: list[tuple[str, dict[str, Any]]]
+) -> None:
+    line_of = waiting(3)
+
+    controls.set_draining(True)
+    line.publish_queue_positions()
+    controls.set_draining(False)
+    line.publish_queue_positions()
+
+    assert [event["on_hold"] for _, event in told] == [True] * 3 + [False] * 3
+    assert [event["position"] for _, event in told] == [1, 2, 3] * 2
+    assert services.message_payload(line_of[0])["on_hold"] is False

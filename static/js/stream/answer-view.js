@@ -47,16 +47,19 @@ export class AnswerView {
     if (event.position > 0 && !this.firstPosition) this.firstPosition = event.position;
     lineProgress(role(this.root, "line-progress")?.querySelector("progress"), this.firstPosition, event.position);
     titleInLine(event.position);
-    this.setStatus(
-      (event.position > 0
-        ? `In line: #${event.position}${event.eta_seconds ? ` · about ${formatEta(event.eta_seconds)}` : ""}`
-        : "Starting…") + this.restartNote,
-    );
+    // On hold (the operators drained the line): no estimate holds until it moves again.
+    const wait = event.on_hold
+      ? " · on hold: no new answers are starting for now, and you keep your place"
+      : event.eta_seconds
+        ? ` · about ${formatEta(event.eta_seconds)}`
+        : "";
+    this.setStatus((event.position > 0 ? `In line: #${event.position}${wait}` : "Starting…") + this.restartNote);
   }
 
   started(event) {
-    const waiting = role(this.root, "line-progress");
-    if (waiting) waiting.hidden = true;
+    for (const waitingOnly of [role(this.root, "line-progress"), role(this.root, "meanwhile")]) {
+      if (waitingOnly) waitingOnly.hidden = true;
+    }
     titleWriting();
     announceStart();
     this.setStatusValue("running");

@@ -6,6 +6,7 @@
 
 import { renderInto } from "../render.js";
 import { role } from "./dom.js";
+import { completePartialMarkdown } from "./partial-markdown.js";
 
 const RENDER_INTERVAL_MS = 100;
 
@@ -17,7 +18,7 @@ export function renderOutput(root, final) {
   if (!source || !target) return false;
   const text = source.textContent;
   if (!text.trim()) return false;
-  const rendered = renderInto(target, text, { final });
+  const rendered = renderInto(target, final ? text : completePartialMarkdown(text), { final });
   if (!rendered) return false;
   source.hidden = true;
   return true;
