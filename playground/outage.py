@@ -30,7 +30,14 @@ class RedisOutageMiddleware(MiddlewareMixin):
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if not isinstance(exception, services.OUTAGE_ERRORS):
             return None
-        log.warning("%s %s: Redis is unreachable: %r", request.method, request.path, exception)
+        # redis-py's repr of its errors leaves out their message ("network:TimeoutError").
+        log.warning(
+            "%s %s: Redis is unreachable: %s: %s",
+            request.method,
+            request.path,
+            type(exception).__name__,
+            exception,
+        )
         response = unavailable_response(request)
         response["Retry-After"] = str(RETRY_AFTER_SECONDS)
         return response

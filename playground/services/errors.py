@@ -63,4 +63,4 @@ def quietly(chore: Callable[[], Any], what: str) -> None:
     try:
         chore()
     except OUTAGE_ERRORS as exc:
-        log.warning("could not %s, Redis is unreachable: %r", what, exc)
+        log.warning("could not %s, Redis is unreachable: %s: %s", what, type(exc).__name__, exc)
