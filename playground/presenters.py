@@ -64,6 +64,20 @@ def stat_parts(stats: dict[str, Any] | None) -> list[str]:
     return parts
 
 
+def facts_line(stats: dict[str, Any] | None, provenance: dict[str, Any] | None) -> str:
+    """The one line a finished answer shows of its facts (the model's short name, the time it
+    took, its speed); the rest is a click away."""
+    parts = []
+    model = (provenance or {}).get("model_id") or ""
+    if model:
+        parts.append(model.rsplit("/", 1)[-1])
+    if stats and stats.get("duration_seconds") is not None:
+        parts.append(format_measured(stats["duration_seconds"]))
+    if stats and stats.get("tokens_per_second"):
+        parts.append(f"{stats['tokens_per_second']} tokens/s")
+    return " · ".join(parts)
+
+
 def sampling_parts(provenance: dict[str, Any] | None) -> list[str]:
     sampling = (provenance or {}).get("sampling") or {}
     return [f"{label} {sampling[key]}" for key, label in SAMPLING_LABELS if key in sampling]
@@ -103,6 +117,10 @@ class Answer:
     @property
     def stats(self) -> list[str]:
         return stat_parts(self.payload["stats"])
+
+    @property
+    def facts(self) -> str:
+        return facts_line(self.payload["stats"], self.payload["provenance"])
 
     @property
     def cut_off(self) -> bool:

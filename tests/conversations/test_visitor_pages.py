@@ -119,6 +119,35 @@ def test_nothing_to_read_meanwhile_for_a_free_question_or_an_answer_that_started
     assert "While you wait" not in page(running, f"/c/{started['id']}/")
 
 
+# --- the facts under an answer ----------------------------------------------------------------
+
+
+def test_a_finished_answer_shows_one_line_of_facts_with_the_details_a_click_away(
+    visitor: Client, backend: str, enqueued: list[str]
+) -> None:
+    created = ask(visitor)
+    finish(created["message"]["id"], output="9.9", model_id="acme/reasoner-70b")
+
+    html = page(visitor, f"/c/{created['id']}/")
+
+    facts = re.search(r'<summary data-role="facts">([^<]*)</summary>', html)
+    assert facts is not None
+    assert facts.group(1) == "reasoner-70b · 2.0 s · 20.0 tokens/s"
+    details = html[html.index('class="answer-facts"') : html.index("</details>", facts.end())]
+    assert 'data-role="stats"' in details and 'data-role="provenance"' in details
+    assert "40 tokens" in details
+
+
+def test_an_answer_still_waiting_has_no_facts_line(
+    visitor: Client, backend: str, enqueued: list[str]
+) -> None:
+    created = ask(visitor)
+
+    html = page(visitor, f"/c/{created['id']}/")
+
+    assert re.search(r'<details class="answer-facts" data-role="facts-box"\s+hidden>', html)
+
+
 # --- where the composer is --------------------------------------------------------------------
 
 

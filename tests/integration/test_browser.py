@@ -7,6 +7,7 @@ reflection and the answer stream in, each in its own area. Screenshots go to tes
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -64,6 +65,11 @@ def shot(page: object, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)  # type: ignore[attr-defined]
 
 
+def open_facts(page: object) -> None:
+    """Open the stats and provenance under an answer's compact facts line (one click away)."""
+    page.click("[data-role=facts]")  # type: ignore[attr-defined]
+
+
 def test_clicking_a_sample_streams_thinking_reflection_and_answer_live(
     stack: Stack, browser: object
 ) -> None:
@@ -87,6 +93,7 @@ def test_clicking_a_sample_streams_thinking_reflection_and_answer_live(
     assert "3" in page.inner_text("[data-role=output]")
     assert "strawberry" in (page.text_content("[data-role=thinking]") or "")
     assert page.inner_text("[data-role=status]").strip() == "Done"
+    open_facts(page)
     assert "tokens" in page.inner_text("[data-role=stats]")
     assert page.is_visible("form[data-regenerate-for] button"), "regenerate without a reload"
     assert dialogs == []
@@ -389,6 +396,7 @@ def test_markdown_math_and_code_render_and_hostile_output_never_runs(
     assert HOSTILE["script"] in page.inner_text(".question p")
     assert HOSTILE["img"] in (page.text_content(".reflection-text") or "")
     assert "cut off at the length limit" in page.inner_text("[data-role=cutoff]")
+    open_facts(page)
     provenance = page.inner_text("[data-role=provenance]")
     assert "acme/reasoner-70b" in provenance and "0123456789ab" in provenance
     assert "TGI 3.3.4" in provenance and "temperature 0.7" in provenance
@@ -401,6 +409,7 @@ def test_markdown_math_and_code_render_and_hostile_output_never_runs(
     reader.goto(f"{stack.base_url}/s/{seeded['share']}/")
     assert_rich_output_rendered(reader)
     assert_nothing_ran(reader, reader_dialogs)
+    open_facts(reader)
     assert "acme/reasoner-70b" in reader.inner_text("[data-role=provenance]")
     shot(reader, "rendering-shared")
     shared.close()
@@ -462,6 +471,11 @@ def test_phases_check_and_provenance_of_a_sample_and_the_thinking_panel(
     assert "Correct" in check.inner_text() and "Expected: 9.9" in check.inner_text()
     assert "A reflection changed the outcome" in check.inner_text()
     assert page.locator("[data-role=check].check-correct").count() == 1
+    # One compact line of facts, filled live; the details are one click away.
+    facts = page.inner_text("[data-role=facts]")
+    assert re.fullmatch(r"simulator · [\d.]+ s · [\d.]+ tokens/s", facts), facts
+    assert page.locator("[data-role=stats]").is_hidden()
+    open_facts(page)
     stats = page.inner_text("[data-role=stats]")
     for piece in ("Queue", "First token", "tokens", "tokens/s", "in all", "finished normally"):
         assert piece in stats
@@ -614,6 +628,7 @@ def test_without_javascript_the_form_posts_and_the_page_refreshes_until_done(
     page.wait_for_selector('article.answer[data-status="done"]', timeout=60_000)
     assert "Wednesday" in page.inner_text("[data-role=output]")
     assert "Correct" in page.inner_text("[data-role=check]")
+    open_facts(page)  # a <details>: opens without JavaScript
     assert "tokens" in page.inner_text("[data-role=stats]")
     html = page.content()
     assert 'http-equiv="refresh"' not in html, "a finished page stops refreshing"

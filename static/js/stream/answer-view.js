@@ -6,7 +6,7 @@
 import { announce } from "./announce.js";
 import { appendText, role, show } from "./dom.js";
 import { checkSummary, fillCheck, fillProvenance } from "./facts.js";
-import { formatEta, statParts } from "./format.js";
+import { factsLine, formatEta, statParts } from "./format.js";
 import { LiveRender, renderOutput } from "./output.js";
 import { Phases } from "./phases.js";
 import { appendThinking, keepThinkingOpen, setOpen } from "./thinking-panel.js";
@@ -160,6 +160,8 @@ export class AnswerView {
       const line = role(this.root, "stats");
       line.textContent = statParts(event.stats).join(" · ");
       show(line);
+      role(this.root, "facts").textContent = factsLine(event.stats, event.provenance) || "Details";
+      show(role(this.root, "facts-box"));
       if (event.stats && event.stats.finish_reason === "length") show(role(this.root, "cutoff"));
       if (event.provenance) {
         fillProvenance(role(this.root, "provenance"), event.provenance);

@@ -28,6 +28,16 @@ export function formatEta(seconds) {
   return `${Math.floor(minutes / 60)} h ${minutes % 60} min`;
 }
 
+// Mirrors playground/presenters.py facts_line.
+export function factsLine(stats, provenance) {
+  const parts = [];
+  const model = (provenance && provenance.model_id) || "";
+  if (model) parts.push(model.split("/").pop());
+  if (stats && stats.duration_seconds != null) parts.push(formatSeconds(stats.duration_seconds));
+  if (stats && stats.tokens_per_second) parts.push(`${stats.tokens_per_second} tokens/s`);
+  return parts.join(" · ");
+}
+
 // Mirrors playground/presenters.py stat_parts.
 export function statParts(stats) {
   if (!stats) return [];
