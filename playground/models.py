@@ -92,6 +92,9 @@ class Message(models.Model):
     # The answer: final sections plus the ordered delta log that produced them, so a viewer
     # who connects after the end still gets a byte-exact replay (seq 1..n).
     sections = models.JSONField(default=dict, blank=True)
+    # Seconds the answer spent thinking, reflecting and answering, so its phases still show
+    # after a reload ({"thinking": 4.2, "reflecting": 1.0, "answering": 2.3}).
+    phase_seconds = models.JSONField(default=dict, blank=True)
     deltas = models.JSONField(default=list, blank=True)
 
     created = models.DateTimeField(default=timezone.now, db_index=True)
@@ -197,6 +200,7 @@ class Message(models.Model):
         tokens: int | None,
         finish_reason: str,
         first_token_at: datetime | None,
+        phase_seconds: dict | None = None,
     ) -> bool:
         return self._transition(
             (self.Status.RUNNING,),
@@ -206,6 +210,7 @@ class Message(models.Model):
             tokens=tokens,
             finish_reason=finish_reason,
             first_token_at=first_token_at,
+            phase_seconds=phase_seconds or {},
             finished_at=timezone.now(),
         )
 

@@ -147,9 +147,16 @@ class Answer:
         return _epoch(self.message.started_at)
 
     @property
+    def shows_phases(self) -> bool:
+        """While it is written, and once done when its phases were timed (answers finished
+        before the timing was kept have none to show)."""
+        return self.active or (self.phase == "done" and bool(self.message.phase_seconds))
+
+    @property
     def phases(self) -> list[dict[str, Any]]:
-        """Each phase with its state (past, current, future) and, where the server knows it,
-        the time spent so far: the queue always, the thinking while nothing else came yet."""
+        """Each phase with its state (past, current, future, or skipped by a finished answer)
+        and, where the server knows it, the time spent: the queue always, the thinking while
+        nothing else came yet, and every phase of a finished answer."""
         now = time.time()
         created = self.message.created.timestamp()
         started = self.message.started_at.timestamp() if self.message.started_at else None
@@ -158,11 +165,22 @@ class Answer:
         seconds: dict[str, float] = {"queued": (started or now) - created}
         if self.phase == "thinking" and started is not None and not self.output:
             seconds["thinking"] = now - started
+        if self.phase == "done":
+            seconds |= self.message.phase_seconds
+        done = self.phase == "done"
+
+        def state(i: int, name: str) -> str:
+            if i == current:
+                return "past" if done else "current"
+            if i > current:
+                return "future"
+            return "past" if not done or name in seconds else "skipped"
+
         return [
             {
                 "name": name,
                 "label": label,
-                "state": "past" if i < current else "current" if i == current else "future",
+                "state": state(i, name),
                 "time": format_measured(seconds[name]) if name in seconds else "",
             }
             for i, (name, label) in enumerate(PHASES)

@@ -262,7 +262,12 @@ def _persist_outcome(message_id: str, outcome: Outcome) -> dict[str, Any] | None
             "first_token_at": outcome.first_token_at,
         }
         if outcome.status == Message.Status.DONE:
-            if not message.finish(finish_reason=outcome.finish_reason, **written):
+            finished = message.finish(
+                finish_reason=outcome.finish_reason,
+                phase_seconds=outcome.phase_seconds,
+                **written,
+            )
+            if not finished:
                 # Cancelled while the last tokens arrived: keep the text under the cancel.
                 message.store_partial(**written)
                 message.refresh_from_db()

@@ -40,6 +40,10 @@ CANCEL_POLL_SECONDS = 0.1
 LEASE_RETRY_SECONDS = 1.0
 
 
+# The phase a section's text belongs to; loose text outside the tags changes nothing.
+SECTION_PHASES = {"thinking": "thinking", "reflection": "reflecting", "output": "answering"}
+
+
 @dataclass
 class Outcome:
     """What a generation ended with, written to the row by generation.py."""
@@ -53,6 +57,8 @@ class Outcome:
     first_token_at: datetime | None = None
     events: list[dict[str, Any]] = field(default_factory=list)
     sections: dict[str, Any] = field(default_factory=dict)
+    # Seconds per phase (thinking, reflecting, answering), as the text arrived.
+    phase_seconds: dict[str, float] = field(default_factory=dict)
     requeue: bool = False
     interrupted: bool = False  # the worker is shutting down: back in line, to start afresh
     handed_on: bool = False  # the slot was released and the line dispatched already
@@ -93,6 +99,8 @@ class AnswerStream:
         self.wake_watcher = asyncio.Event()
         self.cancels = cancel_flags.cancel_watch(CANCEL_POLL_SECONDS)
         self.reader: asyncio.Task[None] | None = None
+        self.phase: str | None = None
+        self.phase_since = 0.0
 
     async def run(self) -> None:
         """Stream the answer to its end; the outcome says how it ended."""
@@ -114,7 +122,9 @@ class AnswerStream:
             self.cancels.unwatch(message_id)
             self.stop_watching = True
             self.wake_watcher.set()
-            self.pending.extend(self.parser.close())
+            closing = self.parser.close()
+            self._time_phases(closing, ended=True)
+            self.pending.extend(closing)
             self.reading_done = True
             self.wake.set()
             await flusher
@@ -179,8 +189,28 @@ class AnswerStream:
                         raise
                     await asyncio.sleep(OVERLOAD_BACKOFF_SECONDS * 2**attempt)
 
+    def _time_phases(self, deltas: list[Delta], *, ended: bool = False) -> None:
+        """Adds the time since the last change of section to the phase it belonged to."""
+        now = self.loop.time()
+        for delta in deltas:
+            phase = SECTION_PHASES.get(delta.section)
+            if phase is None or phase == self.phase:
+                continue
+            self._close_phase(now)
+            self.phase, self.phase_since = phase, now
+        if ended:
+            self._close_phase(now)
+            self.phase = None
+
+    def _close_phase(self, now: float) -> None:
+        if self.phase is not None:
+            spent = self.outcome.phase_seconds.get(self.phase, 0.0) + now - self.phase_since
+            self.outcome.phase_seconds[self.phase] = round(spent, 3)
+
     async def _take(self, text: str) -> None:
-        self.pending.extend(self.parser.feed(text))
+        deltas = self.parser.feed(text)
+        self._time_phases(deltas)
+        self.pending.extend(deltas)
         if not self.pending:
             return
         if self.loop.time() >= self.next_flush_at and not self.publishing.locked():

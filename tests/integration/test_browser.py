@@ -492,6 +492,11 @@ def test_phases_check_and_provenance_of_a_sample_and_the_thinking_panel(
     page.wait_for_selector("[data-role=output-rendered]:not([hidden])")
     assert page.locator("[data-role=thinking-box]").get_attribute("open") is not None
     assert "Correct" in page.inner_text("[data-role=check]"), "the server renders the check too"
+    # The phases and their times outlive the reload too.
+    for name in ("queued", "thinking", "reflecting", "answering"):
+        phase = page.locator(f'.phase[data-phase="{name}"]')
+        assert phase.get_attribute("data-state") == "past", name
+        assert re.search(r"\d s$", phase.inner_text()), phase.inner_text()
     context.close()
 
 

@@ -227,6 +227,31 @@ def test_an_active_answer_shows_its_phase_and_refreshes_without_javascript(
     assert 'http-equiv="refresh"' not in html
 
 
+def test_a_finished_answer_keeps_its_timed_phases_after_a_reload(
+    visitor: Client, backend: str, enqueued: list[str], samples: list[SamplePrompt]
+) -> None:
+    conversation = start_conversation(visitor, sample="sheep")
+    answer = answer_of(conversation)
+    finish(
+        answer,
+        "<thinking>\nCounting.\n</thinking>\n<output>\n9\n</output>",
+        phase_seconds={"thinking": 4.2, "answering": 2.25},
+    )
+
+    html = page_text(visitor.get(f"/c/{conversation.pk}/"))
+
+    assert 'data-role="phases"' in html
+    for name, time in (("thinking", "4.2 s"), ("answering", "2.2 s")):
+        assert re.search(
+            rf'data-phase="{name}" data-state="past"><span class="phase-label">\w+</span> '
+            rf'<span class="phase-time">{time}</span>',
+            html,
+        ), name
+    assert 'data-phase="reflecting" data-state="skipped"' in html, "no reflection this time"
+    assert 'data-phase="done" data-state="past"' in html
+    assert 'aria-current="step"' not in html
+
+
 @pytest.mark.parametrize(
     ("deltas", "phase"),
     [

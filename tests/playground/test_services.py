@@ -76,6 +76,21 @@ def test_a_generation_streams_a_sample_answer_into_the_message(
     assert slots.slots_in_use(sim) == 0
 
 
+def test_a_finished_answer_keeps_the_time_it_spent_in_each_phase(
+    sim: str, samples: Any, enqueued: list[str]
+) -> None:
+    message = submit()
+
+    services.run_generation(message.pk)
+
+    message.refresh_from_db()
+    spent = message.phase_seconds
+    assert set(spent) == {"thinking", "reflecting", "answering"}
+    assert all(seconds > 0 for seconds in spent.values())
+    generation = (message.finished_at - message.first_token_at).total_seconds()
+    assert sum(spent.values()) <= generation + 0.05
+
+
 def test_a_redelivered_task_is_a_no_op(sim: str, samples: Any, enqueued: list[str]) -> None:
     message = submit()
     services.run_generation(message.pk)
