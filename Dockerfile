@@ -38,6 +38,8 @@ COPY manage.py pyproject.toml ./
 COPY inference ./inference
 COPY playground ./playground
 COPY templates ./templates
+# The visitors' pages in Chinese: the compiled catalogs (no gettext in the image).
+COPY locale ./locale
 COPY static ./static
 COPY deploy ./deploy
 # Static files are collected once, here, with the production storage (hashed, compressed) and

@@ -29,6 +29,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from django.utils.translation import gettext
+
 from inference.samples import get_sample
 
 CORRECT = "correct"
@@ -346,26 +348,32 @@ def judge(
         before = checker(thinking_before_reflection)
         if before.verdict is not None:
             changed = before.verdict != verdict
+    # The note is written when the check is read (a page, the API), in its reader's language;
+    # the answers it quotes are the sample's own words and stay as they are.
     if changed and verdict == CORRECT:
-        note = (
-            f"A reflection changed the outcome: before it, the thinking's answer was "
-            f"{before.found}; the final answer is right."
-        )
+        note = gettext(
+            "A reflection changed the outcome: before it, the thinking's answer was "
+            "%(before)s; the final answer is right."
+        ) % {"before": before.found}
     elif changed:
-        note = (
-            f"A reflection changed the outcome: before it, the thinking had the right answer "
-            f"({before.found}); the final answer does not."
-        )
+        note = gettext(
+            "A reflection changed the outcome: before it, the thinking had the right answer "
+            "(%(before)s); the final answer does not."
+        ) % {"before": before.found}
     elif not output.strip():
-        note = "The answer has no output section."
+        note = gettext("The answer has no output section.")
     elif final.verdict is None:
-        note = "No clear answer was found in the output."
+        note = gettext("No clear answer was found in the output.")
     elif verdict == CORRECT:
-        note = f"The answer gives {final.found}."
+        note = gettext("The answer gives %(found)s.") % {"found": final.found}
     else:
-        note = f"The answer gives {final.found}, not {expected}."
+        note = gettext("The answer gives %(found)s, not %(expected)s.") % {
+            "found": final.found,
+            "expected": expected,
+        }
     if cut_off and verdict == INCORRECT:
-        note += " It was cut off at the length limit."
+        # Translators: %(note)s is one of the notes above; this sentence follows it.
+        note = gettext("%(note)s It was cut off at the length limit.") % {"note": note}
     return {
         "verdict": verdict,
         "expected": expected,

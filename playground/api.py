@@ -9,6 +9,7 @@ from typing import Any
 
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.translation import gettext, pgettext
 from django.views.decorators.csrf import ensure_csrf_cookie
 
 from playground import exports, inputs, services
@@ -35,9 +36,10 @@ def api_view(*methods: str) -> Callable[[View], View]:
         @ensure_csrf_cookie
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             if request.method not in methods:
-                response = error_response(
-                    "method_not_allowed", f"Use {' or '.join(methods)} here.", 405
-                )
+                either = pgettext("between two HTTP methods", "or")
+                allowed = f" {either} ".join(methods)
+                message = gettext("Use %(methods)s here.") % {"methods": allowed}
+                response = error_response("method_not_allowed", message, 405)
                 response["Allow"] = ", ".join(methods)
                 return response
             try:
@@ -62,13 +64,17 @@ def read_json(request: HttpRequest) -> dict[str, Any]:
             return {key: request.POST.get(key) for key in request.POST}
         body = request.body
     except RequestDataTooBig:
-        raise PlaygroundError("prompt_too_long", "The request body is too large.") from None
+        raise PlaygroundError(
+            "prompt_too_long", gettext("The request body is too large.")
+        ) from None
     try:
         data = json.loads(body or b"{}")
     except (ValueError, RecursionError):
-        raise PlaygroundError("invalid_json", "The request body is not valid JSON.") from None
+        raise PlaygroundError(
+            "invalid_json", gettext("The request body is not valid JSON.")
+        ) from None
     if not isinstance(data, dict):
-        raise PlaygroundError("invalid_params", "The request body must be a JSON object.")
+        raise PlaygroundError("invalid_params", gettext("The request body must be a JSON object."))
     return data
 
 
@@ -150,7 +156,7 @@ def export(request: HttpRequest, conversation_id: str) -> HttpResponse:
     found = services.get_owned_conversation(conversation_id, session_key(request))
     kind = request.GET.get("format", "json")
     if kind not in ("json", "md"):
-        raise PlaygroundError("invalid_params", "The format must be json or md.")
+        raise PlaygroundError("invalid_params", gettext("The format must be json or md."))
     return exports.download(found, kind)
 
 
@@ -202,4 +208,4 @@ def shared(request: HttpRequest, token: str) -> HttpResponse:
 
 
 def not_found(request: HttpRequest) -> HttpResponse:
-    return error_response("not_found", "There is nothing here.", 404)
+    return error_response("not_found", gettext("There is nothing here."), 404)

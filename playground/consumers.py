@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -19,6 +20,10 @@ from channels.consumer import get_handler_name
 from channels.db import DatabaseSyncToAsync
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+from django.utils import translation
+from django.utils.functional import Promise
+from django.utils.translation import gettext_lazy
 
 from playground import services, viewers
 from playground.ops import metrics
@@ -32,6 +37,14 @@ CLOSE_TRY_AGAIN = 1013  # RFC 6455: try again later
 CLOSE_GONE = 1006  # abnormal closure: what a vanished peer amounts to
 UNAVAILABLE_RETRY_SECONDS = 5
 
+TOO_MANY_STREAMS = gettext_lazy(
+    "Too many live streams are open from your network. Close some pages and try again."
+)
+STREAM_UNAVAILABLE = gettext_lazy(
+    "The live stream is unavailable for a moment. The page tries again by itself."
+)
+NO_SUCH_MESSAGE = gettext_lazy("No such message.")
+
 
 def _parse_int(values: list[str]) -> int | None:
     try:
@@ -40,18 +53,48 @@ def _parse_int(values: list[str]) -> int | None:
         return None
 
 
+def viewer_language(scope: dict[str, Any]) -> str:
+    """The language of the page that opened the stream, chosen as LocaleMiddleware chooses a
+    page's: the language cookie, else the browser's Accept-Language (the handshake has both)."""
+    headers = dict(scope.get("headers") or [])
+    accept = headers.get(b"accept-language", b"").decode("latin-1")
+    request = SimpleNamespace(
+        COOKIES=scope.get("cookies") or {}, META={"HTTP_ACCEPT_LANGUAGE": accept}
+    )
+    return translation.get_language_from_request(request)
+
+
 def _stream_state(
-    session: Any, message_id: str, share_token: str | None, after: int, attempt: int | None
+    session: Any,
+    message_id: str,
+    share_token: str | None,
+    after: int,
+    attempt: int | None,
+    language: str,
 ) -> services.StreamState | None:
     # The session is read in the same thread hop as the message: a cookie naming no session
-    # the server created is nobody (playground/visitors.py).
-    return services.stream_state(
-        message_id,
-        session_key=stored_session_key(session),
-        share_token=share_token,
-        after=after,
-        attempt=attempt,
-    )
+    # the server created is nobody (playground/visitors.py). A final event built here speaks
+    # the viewer's language (its error message, its check's note).
+    with translation.override(language):
+        return services.stream_state(
+            message_id,
+            session_key=stored_session_key(session),
+            share_token=share_token,
+            after=after,
+            attempt=attempt,
+        )
+
+
+def _final_replay(
+    message_id: str, language: str
+) -> tuple[list[dict[str, Any]], dict[str, Any]] | None:
+    with translation.override(language):
+        return services.final_replay(message_id)
+
+
+def _answer_check(message_id: str, language: str) -> dict[str, Any] | None:
+    with translation.override(language):
+        return services.answer_check(message_id)
 
 
 class MessageStreamConsumer(AsyncJsonWebsocketConsumer):
@@ -66,9 +109,11 @@ class MessageStreamConsumer(AsyncJsonWebsocketConsumer):
     place: int | None = None
     joined: bool = False
     counted: bool = False
+    language: str = settings.LANGUAGE_CODE
 
     async def connect(self) -> None:
         self.message_id = self.scope["url_route"]["kwargs"]["message_id"]
+        self.language = viewer_language(self.scope)
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         self.last_seq = _parse_int(query.get("after", [])) or 0
         self.attempt = _parse_int(query.get("attempt", []))
@@ -81,13 +126,7 @@ class MessageStreamConsumer(AsyncJsonWebsocketConsumer):
             await channel_groups.keep_listening()
             address = limit_key(socket_client_ip(self.scope))
             if not await viewers.tender().join(self, address):
-                await self._deny(
-                    429,
-                    "rate_limited",
-                    "Too many live streams are open from your network. Close some pages "
-                    "and try again.",
-                    retry_after=30,
-                )
+                await self._deny(429, "rate_limited", TOO_MANY_STREAMS, retry_after=30)
                 return
             self.joined = True
             await self.channel_layer.group_add(
@@ -97,10 +136,7 @@ class MessageStreamConsumer(AsyncJsonWebsocketConsumer):
         except redis_clients.REDIS_DOWN:
             await self._leave()
             await self._deny(
-                503,
-                "unavailable",
-                "The live stream is unavailable for a moment. The page tries again by itself.",
-                retry_after=UNAVAILABLE_RETRY_SECONDS,
+                503, "unavailable", STREAM_UNAVAILABLE, retry_after=UNAVAILABLE_RETRY_SECONDS
             )
             return
         await self.accept()
@@ -123,10 +159,11 @@ class MessageStreamConsumer(AsyncJsonWebsocketConsumer):
             self.share_token,
             self.last_seq,
             self.attempt,
+            self.language,
         )
         if state is None:
             await self.send_json(
-                {"type": "error", "code": "not_found", "message": "No such message."}
+                {"type": "error", "code": "not_found", "message": self.say(NO_SUCH_MESSAGE)}
             )
             await self._finish(CLOSE_NOT_FOUND)
             return
@@ -144,8 +181,34 @@ class MessageStreamConsumer(AsyncJsonWebsocketConsumer):
         if state.status_event is not None:
             await self._send_status(state.status_event)
 
+    def say(self, text: Promise) -> str:
+        """A sentence of ours in the viewer's language."""
+        with translation.override(self.language):
+            return str(text)
+
+    async def in_viewer_language(self, event: dict[str, Any]) -> dict[str, Any]:
+        """A final event as its viewer reads it. The worker that publishes it has no visitor
+        and writes it in the site's language; the sentences in it are said again in the
+        viewer's: the failure's message by its code, the check's note from the stored answer."""
+        if self.language == settings.LANGUAGE_CODE:
+            return event
+        kind = event.get("type")
+        if kind == "error":
+            with translation.override(self.language):
+                message = services.error_text(event.get("code"), event.get("message"))
+            return {**event, "message": message}
+        if kind == "cancelled" and event.get("message"):
+            with translation.override(self.language):
+                return {**event, "message": services.error_text(None, event["message"])}
+        if kind == "done" and event.get("check"):
+            check = await DatabaseSyncToAsync(_answer_check, thread_sensitive=False)(
+                self.message_id, self.language
+            )
+            return {**event, "check": check or event["check"]}
+        return event
+
     async def _deny(
-        self, status: int, code: str, message: str, *, retry_after: int | None = None
+        self, status: int, code: str, message: Promise, *, retry_after: int | None = None
     ) -> None:
         """Refuse the handshake with an HTTP answer a client can act on, where the server
         can send one (uvicorn); else by closing before accepting (daphne answers 403)."""
@@ -155,7 +218,7 @@ class MessageStreamConsumer(AsyncJsonWebsocketConsumer):
         headers = [(b"content-type", b"application/json")]
         if retry_after is not None:
             headers.append((b"retry-after", str(retry_after).encode()))
-        body = json.dumps({"error": {"code": code, "message": message}}).encode()
+        body = json.dumps({"error": {"code": code, "message": self.say(message)}}).encode()
         await self.base_send(
             {"type": "websocket.http.response.start", "status": status, "headers": headers}
         )
@@ -234,7 +297,7 @@ class MessageStreamConsumer(AsyncJsonWebsocketConsumer):
                     # The log is gone (Redis lost it): the stored answer has every delta.
                     ended = await self._catch_up_from_database()
                 else:
-                    await self.send_json(event)
+                    await self.send_json(await self.in_viewer_language(event))
                     ended = True
             if ended:
                 await self._finish()
@@ -301,8 +364,8 @@ class MessageStreamConsumer(AsyncJsonWebsocketConsumer):
     async def _catch_up_from_database(self) -> bool:
         """Send the stored deltas after `last_seq` and the final event; False if the answer
         has not ended after all. Called with `sending` held."""
-        replay = await DatabaseSyncToAsync(services.final_replay, thread_sensitive=False)(
-            self.message_id
+        replay = await DatabaseSyncToAsync(_final_replay, thread_sensitive=False)(
+            self.message_id, self.language
         )
         if replay is None:
             return False
@@ -323,7 +386,7 @@ class MessageStreamConsumer(AsyncJsonWebsocketConsumer):
                 {
                     "type": "error",
                     "code": "revoked",
-                    "message": services.ERROR_MESSAGES["revoked"],
+                    "message": self.say(services.ERROR_MESSAGES["revoked"]),
                 }
             )
             self.closed = True

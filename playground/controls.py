@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 from django.db.models import Q
-from django.utils import timezone
+from django.utils import dateformat, timezone
+from django.utils.translation import gettext, pgettext
 
 from playground.models import Block
 from playground.realtime import redis_clients
@@ -180,8 +181,14 @@ def refusal(session_key: str | None, client_ip: str | None) -> Refusal | None:
     """Why an operator control turns this visitor away right now, if it does."""
     block = active_block(session_key, client_ip)
     if block is not None:
-        until = block.expires.astimezone(UTC).strftime("%H:%M UTC on %d %b")
-        return Refusal("blocked", f"New questions from you are blocked until {until}.", status=403)
+        until = block.expires.astimezone(UTC)
+        # Translators: a date format (Django's "date" filter letters): 05 Mar.
+        day = dateformat.format(until, pgettext("the day a block ends", "d M"))
+        message = gettext("New questions from you are blocked until %(time)s UTC on %(day)s.") % {
+            "time": until.strftime("%H:%M"),
+            "day": day,
+        }
+        return Refusal("blocked", message, status=403)
     banner = pause_banner()
     if banner is not None:
         return Refusal("paused", banner, status=503)

@@ -7,6 +7,7 @@ from typing import Any
 from django.http import HttpResponse, JsonResponse
 from django.utils import timezone
 from django.utils.text import slugify
+from django.utils.translation import gettext, ngettext, pgettext, pgettext_lazy
 
 from playground import rotation, services
 from playground.models import Conversation, Message
@@ -69,23 +70,42 @@ def _quote(text: str) -> str:
     return "\n".join(f"> {line}" if line else ">" for line in text.strip().splitlines())
 
 
+# The Markdown is for people, in its reader's language; the JSON export is for programs and
+# keeps the stored values.
+STATUS_WORDS = {
+    Message.Status.QUEUED: pgettext_lazy("an answer's status", "queued"),
+    Message.Status.RUNNING: pgettext_lazy("an answer's status", "running"),
+    Message.Status.ERROR: pgettext_lazy("an answer's status", "error"),
+    Message.Status.CANCELLED: pgettext_lazy("an answer's status", "cancelled"),
+}
+
+
 def export_markdown(conversation: Conversation) -> str:
     data = export_json(conversation)
-    lines = [f"# {conversation.title or 'Conversation'}", ""]
-    lines.append(f"_Exported from Reflection Playground on {data['exported'][:10]}._")
+    title = conversation.title or gettext("Conversation")
+    lines = [f"# {title}", ""]
+    exported = gettext("Exported from Reflection Playground on %(date)s.") % {
+        "date": data["exported"][:10]
+    }
+    lines.append(f"_{exported}_")
     for entry in data["messages"]:
         lines.append("")
         if entry["role"] == Message.Role.USER:
-            lines += ["## Question", "", entry["prompt"].strip()]
+            question = gettext("Question")
+            lines += [f"## {question}", "", entry["prompt"].strip()]
             continue
         sections = entry["sections"]
-        lines.append("## Answer")
+        answer = pgettext("the heading of the model's final answer", "Answer")
+        lines.append(f"## {answer}")
         if sections["thinking"].strip():
-            lines += ["", "**Thinking**", "", _quote(sections["thinking"])]
+            title = pgettext("the panel with the model's thinking", "Thinking")
+            lines += ["", f"**{title}**", "", _quote(sections["thinking"])]
         for number, reflection in enumerate(sections["reflections"], start=1):
-            lines += ["", f"**Reflection {number}**", "", _quote(reflection)]
+            title = gettext("Reflection %(number)s") % {"number": number}
+            lines += ["", f"**{title}**", "", _quote(reflection)]
         if sections["output"].strip():
-            lines += ["", "**Output**", "", sections["output"].strip()]
+            output = gettext("Output")
+            lines += ["", f"**{output}**", "", sections["output"].strip()]
         if sections["text"].strip():
             lines += ["", sections["text"].strip()]
         lines += ["", _status_line(entry)]
@@ -93,15 +113,16 @@ def export_markdown(conversation: Conversation) -> str:
 
 
 def _status_line(entry: dict[str, Any]) -> str:
-    model = entry["model"].get("model_id") or "unknown model"
+    model = entry["model"].get("model_id") or gettext("unknown model")
     stats = entry["stats"] or {}
-    parts = [f"model: {model}"]
+    parts = [gettext("model: %(model)s") % {"model": model}]
     if stats.get("tokens"):
-        parts.append(f"{stats['tokens']} tokens")
+        count = stats["tokens"]
+        parts.append(ngettext("%(count)s token", "%(count)s tokens", count) % {"count": count})
     if stats.get("duration_seconds") is not None:
-        parts.append(f"{stats['duration_seconds']:.1f} s")
+        parts.append(gettext("%(seconds)s s") % {"seconds": f"{stats['duration_seconds']:.1f}"})
     if entry["status"] != Message.Status.DONE:
-        parts.append(entry["status"])
+        parts.append(str(STATUS_WORDS.get(entry["status"], entry["status"])))
     if stats.get("finish_reason") == "length":
-        parts.append("cut off at the length limit")
+        parts.append(gettext("cut off at the length limit"))
     return "_" + " · ".join(parts) + "_"

@@ -13,6 +13,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from django.utils.translation import gettext
+
 from playground.services.errors import PlaygroundError
 
 SAMPLE_SLUG = re.compile(r"[-a-zA-Z0-9_]{1,64}")
@@ -30,7 +32,9 @@ def question(data: Mapping[str, object]) -> Question:
     """A question from the API: a prompt or a sample, not both."""
     asked = Question(prompt=text(data, "prompt"), sample=sample(data))
     if asked.prompt and asked.sample:
-        raise PlaygroundError("invalid_params", "Send either a prompt or a sample, not both.")
+        raise PlaygroundError(
+            "invalid_params", gettext("Send either a prompt or a sample, not both.")
+        )
     return asked
 
 
@@ -47,9 +51,9 @@ def sample(data: Mapping[str, object]) -> str | None:
     if slug in (None, ""):
         return None
     if not isinstance(slug, str):
-        raise PlaygroundError("invalid_params", "The sample must be a slug string.")
+        raise PlaygroundError("invalid_params", gettext("The sample must be a slug string."))
     if not SAMPLE_SLUG.fullmatch(slug):
-        raise PlaygroundError("unknown_sample", "There is no such sample prompt.")
+        raise PlaygroundError("unknown_sample", gettext("There is no such sample prompt."))
     return slug
 
 
@@ -58,12 +62,17 @@ def text(data: Mapping[str, object], name: str) -> str | None:
     value = data.get(name)
     if value is None or isinstance(value, str):
         return value
-    raise PlaygroundError("invalid_params", f"The {name} must be a string.")
+    raise PlaygroundError("invalid_params", _not_a_string(name))
+
+
+def _not_a_string(name: str) -> str:
+    # Translators: %(field)s is a field's name as the API spells it ("prompt", "title").
+    return gettext("The %(field)s must be a string.") % {"field": name}
 
 
 def required_text(data: Mapping[str, object], name: str) -> str:
     """A text field that must be there."""
     value = text(data, name)
     if value is None:
-        raise PlaygroundError("invalid_params", f"The {name} must be a string.")
+        raise PlaygroundError("invalid_params", _not_a_string(name))
     return value

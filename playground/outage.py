@@ -12,13 +12,14 @@ import logging
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils.deprecation import MiddlewareMixin
+from django.utils.translation import gettext_lazy
 
 from playground import services
 
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 5
-MESSAGE = (
+MESSAGE = gettext_lazy(
     "The playground cannot take or show questions for a moment: a service it relies on is "
     "restarting. Please try again in a few seconds."
 )
@@ -47,5 +48,5 @@ def unavailable_response(request: HttpRequest) -> HttpResponse:
     if request.path.startswith("/api/"):
         return JsonResponse({"error": {"code": "unavailable", "message": MESSAGE}}, status=503)
     if request.path.startswith("/metrics"):
-        return HttpResponse(MESSAGE + "\n", status=503, content_type="text/plain")
+        return HttpResponse(f"{MESSAGE}\n", status=503, content_type="text/plain")
     return render(request, "playground/error.html", {"message": MESSAGE}, status=503)

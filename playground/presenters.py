@@ -15,32 +15,40 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from django.utils.translation import gettext, gettext_lazy, ngettext, pgettext_lazy
+
 from playground import services
-from playground.durations import format_measured
+from playground.durations import format_measured, format_wait
 from playground.models import Conversation, Message
 
+# Lazy, like every label below: they are read while a page renders, in its reader's language.
 PHASES = (
-    ("queued", "Queued"),
-    ("thinking", "Thinking"),
-    ("reflecting", "Reflecting"),
-    ("answering", "Answering"),
-    ("done", "Done"),
+    ("queued", pgettext_lazy("a phase of an answer", "Queued")),
+    ("thinking", pgettext_lazy("a phase of an answer", "Thinking")),
+    ("reflecting", pgettext_lazy("a phase of an answer", "Reflecting")),
+    ("answering", pgettext_lazy("a phase of an answer", "Answering")),
+    ("done", pgettext_lazy("a phase of an answer", "Done")),
 )
 FINISH_REASONS = {
-    "length": "cut off at the length limit",
-    "eos_token": "finished normally",
-    "stop_sequence": "stopped at a stop sequence",
+    "length": gettext_lazy("cut off at the length limit"),
+    "eos_token": gettext_lazy("finished normally"),
+    "stop_sequence": gettext_lazy("stopped at a stop sequence"),
 }
+# top_p, top_k and typical_p are the parameters' own names, the same in every language.
 SAMPLING_LABELS = (
-    ("temperature", "temperature"),
+    ("temperature", pgettext_lazy("a sampling parameter", "temperature")),
     ("top_p", "top_p"),
     ("top_k", "top_k"),
     ("typical_p", "typical_p"),
-    ("repetition_penalty", "repetition penalty"),
-    ("frequency_penalty", "frequency penalty"),
-    ("max_new_tokens", "max new tokens"),
-    ("seed", "seed"),
+    ("repetition_penalty", pgettext_lazy("a sampling parameter", "repetition penalty")),
+    ("frequency_penalty", pgettext_lazy("a sampling parameter", "frequency penalty")),
+    ("max_new_tokens", pgettext_lazy("a sampling parameter", "max new tokens")),
+    ("seed", pgettext_lazy("a sampling parameter", "seed")),
 )
+
+
+def tokens_per_second(speed: Any) -> str:
+    return gettext("%(speed)s tokens/s") % {"speed": speed}
 
 
 def stat_parts(stats: dict[str, Any] | None) -> list[str]:
@@ -49,18 +57,24 @@ def stat_parts(stats: dict[str, Any] | None) -> list[str]:
         return []
     parts = []
     if stats.get("queue_seconds") is not None:
-        parts.append(f"Queue {format_measured(stats['queue_seconds'])}")
+        measured = format_measured(stats["queue_seconds"])
+        parts.append(gettext("Queue %(time)s") % {"time": measured})
     if stats.get("ttft_seconds") is not None:
-        parts.append(f"First token {format_measured(stats['ttft_seconds'])}")
+        measured = format_measured(stats["ttft_seconds"])
+        parts.append(gettext("First token %(time)s") % {"time": measured})
     if stats.get("tokens") is not None:
-        parts.append(f"{stats['tokens']} tokens")
+        count = stats["tokens"]
+        parts.append(ngettext("%(count)s token", "%(count)s tokens", count) % {"count": count})
     if stats.get("tokens_per_second"):
-        parts.append(f"{stats['tokens_per_second']} tokens/s")
+        parts.append(tokens_per_second(stats["tokens_per_second"]))
     if stats.get("duration_seconds") is not None:
-        parts.append(f"{format_measured(stats['duration_seconds'])} in all")
+        measured = format_measured(stats["duration_seconds"])
+        parts.append(gettext("%(time)s in all") % {"time": measured})
     reason = stats.get("finish_reason")
     if reason:
-        parts.append(FINISH_REASONS.get(reason, f"finished: {reason}"))
+        known = FINISH_REASONS.get(reason)
+        # An unknown reason is the backend's own word, shown as it came.
+        parts.append(str(known) if known else gettext("finished: %(reason)s") % {"reason": reason})
     return parts
 
 
@@ -74,7 +88,7 @@ def facts_line(stats: dict[str, Any] | None, provenance: dict[str, Any] | None) 
     if stats and stats.get("duration_seconds") is not None:
         parts.append(format_measured(stats["duration_seconds"]))
     if stats and stats.get("tokens_per_second"):
-        parts.append(f"{stats['tokens_per_second']} tokens/s")
+        parts.append(tokens_per_second(stats["tokens_per_second"]))
     return " · ".join(parts)
 
 
@@ -121,6 +135,12 @@ class Answer:
     @property
     def facts(self) -> str:
         return facts_line(self.payload["stats"], self.payload["provenance"])
+
+    @property
+    def eta_text(self) -> str:
+        """The wait still expected, written as the page's script writes it ("2 min 05 s")."""
+        eta = self.payload["eta_seconds"]
+        return format_wait(eta) if eta else ""
 
     @property
     def cut_off(self) -> bool:
@@ -179,7 +199,7 @@ class Answer:
         return [
             {
                 "name": name,
-                "label": label,
+                "label": str(label),
                 "state": state(i, name),
                 "time": format_measured(seconds[name]) if name in seconds else "",
             }
@@ -310,16 +330,19 @@ def page_preview(conversation: Conversation, shown_turns: list[Turn]) -> dict[st
     """Title and description for link previews (OpenGraph / Twitter cards), from the turns
     the page already built: the final answer as plain text once there is one, never half a
     sentence of thinking."""
-    title = conversation.title or "A conversation"
+    title = conversation.title or gettext("A conversation")
     first = next((turn.shown for turn in shown_turns if turn.shown), None)
     description = ""
     if first is not None and first.message.status == Message.Status.DONE:
         description = plain_text(first.payload["sections"].get("output") or "")
     elif first is not None and first.active:
-        description = "A reasoning model is answering this live: watch it think."
+        description = gettext("A reasoning model is answering this live: watch it think.")
     if len(description) > 200:
         description = description[:199].rstrip() + "…"
-    return {"title": title, "description": description or "Watch a reasoning model think."}
+    return {
+        "title": title,
+        "description": description or gettext("Watch a reasoning model think."),
+    }
 
 
 # Markdown's marks, which a link preview would show as typed.

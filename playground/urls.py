@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.urls import include, path, re_path
+from django.views.decorators.cache import cache_page
 
 from playground import api, views
 from playground.ops import views as ops_views
@@ -26,6 +27,14 @@ api_patterns = [
 
 page_patterns = [
     path("", views.home, name="home"),
+    # The language switch (a POST that sets the language cookie) and the pages' scripts'
+    # translations (djangojs), cached per language like any static file.
+    path("i18n/", include("django.conf.urls.i18n")),
+    re_path(
+        r"^jsi18n/(?P<language>en|zh-hans)/$",
+        cache_page(60 * 60)(views.javascript_catalog),
+        name="javascript-catalog",
+    ),
     path("status", views.status_partial, name="status_partial"),
     path("c/new", views.new_conversation, name="new_conversation"),
     re_path(rf"^c/{ID.format('conversation_id')}/$", views.conversation, name="conversation"),

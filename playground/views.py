@@ -12,8 +12,11 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import translation
+from django.utils.translation import gettext
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_GET, require_POST
+from django.views.i18n import JavaScriptCatalog
 
 from playground import api, exports, inputs, presenters, rotation, services, slots
 from playground.durations import format_wait
@@ -276,7 +279,9 @@ def readyz(request: HttpRequest) -> HttpResponse:
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
-    message = "The form expired or the CSRF token is missing. Reload the page and try again."
+    message = gettext(
+        "The form expired or the CSRF token is missing. Reload the page and try again."
+    )
     if request.path.startswith("/api/"):
         return api.error_response("csrf", message, 403)
     return render(request, "playground/error.html", {"message": message}, status=403)
@@ -286,11 +291,11 @@ def bad_request(request: HttpRequest, exception: Exception | None = None) -> Htt
     """Django's refusals before any view runs: a body over DATA_UPLOAD_MAX_MEMORY_SIZE, too many
     form fields, a malformed multipart body."""
     if isinstance(exception, RequestDataTooBig):
-        code, message = "prompt_too_long", "The request body is too large."
+        code, message = "prompt_too_long", gettext("The request body is too large.")
     elif isinstance(exception, TooManyFieldsSent | TooManyFilesSent):
-        code, message = "invalid_params", "The request has too many fields."
+        code, message = "invalid_params", gettext("The request has too many fields.")
     else:
-        code, message = "bad_request", "The request could not be read."
+        code, message = "bad_request", gettext("The request could not be read.")
     if request.path.startswith("/api/"):
         return api.error_response(code, message, 400)
     return render(request, "playground/error.html", {"message": message}, status=400)
@@ -303,11 +308,19 @@ def page_not_found(request: HttpRequest, exception: Exception | None = None) -> 
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
+    message = gettext("Something went wrong on our side.")
     if request.path.startswith("/api/"):
-        return api.error_response("server_error", "Something went wrong on our side.", 500)
-    return render(
-        request,
-        "playground/error.html",
-        {"message": "Something went wrong on our side."},
-        status=500,
-    )
+        return api.error_response("server_error", message, 500)
+    return render(request, "playground/error.html", {"message": message}, status=500)
+
+
+# The page scripts' translations (domain djangojs, from LOCALE_PATHS only: not the admin's).
+_catalog = JavaScriptCatalog.as_view(packages=["playground"])
+
+
+@require_GET
+def javascript_catalog(request: HttpRequest, language: str) -> HttpResponse:
+    """One URL per language, named by the page that loads it: a browser that cached one
+    language's catalog never serves it to a page in the other after a switch."""
+    with translation.override(language):
+        return _catalog(request)

@@ -36,6 +36,7 @@ from playground.services.errors import (
     OUTAGE_ERRORS,
     NotFound,
     PlaygroundError,
+    error_text,
 )
 from playground.services.generation import (
     build_model_prompt,
@@ -84,7 +85,13 @@ from playground.services.questions import (
     title_for,
 )
 from playground.services.repair import lease_missing_key, purge_expired, reconcile
-from playground.services.replay import StreamState, ended_and_shared, final_replay, stream_state
+from playground.services.replay import (
+    StreamState,
+    answer_check,
+    ended_and_shared,
+    final_replay,
+    stream_state,
+)
 from playground.services.stopping import cancel
 
 __all__ = [
@@ -95,6 +102,7 @@ __all__ = [
     "NotFound",
     "PlaygroundError",
     "StreamState",
+    "answer_check",
     "attempt_shown",
     "build_model_prompt",
     "cancel",
@@ -106,6 +114,7 @@ __all__ = [
     "earlier_answer_to_sample",
     "edit_last_prompt",
     "ended_and_shared",
+    "error_text",
     "estimate_wait_for_new_arrival",
     "final_event",
     "final_replay",

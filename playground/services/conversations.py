@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from django.utils.translation import gettext
+
 from playground import slots
 from playground.models import Conversation, Message, new_share_token
 from playground.realtime import cancel_flags, channel_groups
@@ -24,15 +26,18 @@ from playground.services.questions import (
 
 log = logging.getLogger(__name__)
 
+TITLE_MAX_CHARS = 200
+
 
 def rename(conversation: Conversation, title: str | None) -> Conversation:
     if title is None or not storable(title):
-        raise PlaygroundError("invalid_params", "The title must be text.")
+        raise PlaygroundError("invalid_params", gettext("The title must be text."))
     cleaned = " ".join(title.split())
     if not cleaned:
-        raise PlaygroundError("invalid_params", "The title cannot be empty.")
-    if len(cleaned) > 200:
-        raise PlaygroundError("invalid_params", "Titles are limited to 200 characters.")
+        raise PlaygroundError("invalid_params", gettext("The title cannot be empty."))
+    if len(cleaned) > TITLE_MAX_CHARS:
+        told = gettext("Titles are limited to %(limit)d characters.") % {"limit": TITLE_MAX_CHARS}
+        raise PlaygroundError("invalid_params", told)
     conversation.title = cleaned
     conversation.save(update_fields=["title"])
     return conversation

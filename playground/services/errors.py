@@ -4,10 +4,14 @@ Redis chores that must not fail an answer when Redis is away.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any
 
+from django.utils import translation
+from django.utils.functional import Promise
+from django.utils.translation import gettext_lazy as _
 from kombu.exceptions import OperationalError as BrokerUnavailable
 
 from playground.realtime import redis_clients
@@ -19,41 +23,72 @@ log = logging.getLogger(__name__)
 OUTAGE_ERRORS = (*redis_clients.REDIS_DOWN, BrokerUnavailable)
 
 
+# Lazy: a failed answer's message is stored in English (the worker has no visitor), and each
+# page and API response says it again in its reader's language (error_text).
 ERROR_MESSAGES = {
-    "overloaded": "The model server is overloaded right now. Please try again in a minute.",
-    "validation": "The model server rejected this request.",
-    "generation": "The model server failed while writing this answer.",
-    "incomplete_stream": "The connection to the model server broke off before the answer "
-    "was complete.",
-    "backend_unavailable": "The model server could not be reached.",
-    "backend_timeout": "The model server stopped responding.",
-    "bad_stream": "The model server sent an answer the playground could not read.",
-    "backend_error": "The model server reported an error.",
-    "worker_lost": "The worker writing this answer stopped before it finished.",
-    "revoked": "This share link was turned off by its owner.",
-    "no_backend": "No model server is available.",
+    "overloaded": _("The model server is overloaded right now. Please try again in a minute."),
+    "validation": _("The model server rejected this request."),
+    "generation": _("The model server failed while writing this answer."),
+    "incomplete_stream": _(
+        "The connection to the model server broke off before the answer was complete."
+    ),
+    "backend_unavailable": _("The model server could not be reached."),
+    "backend_timeout": _("The model server stopped responding."),
+    "bad_stream": _("The model server sent an answer the playground could not read."),
+    "backend_error": _("The model server reported an error."),
+    "worker_lost": _("The worker writing this answer stopped before it finished."),
+    "worker_error": _("The playground failed while writing this answer."),
+    "revoked": _("This share link was turned off by its owner."),
+    "no_backend": _("No model server is available."),
 }
+ANSWER_FAILED = _("The answer failed.")
+OPERATOR_STOP_REASON = _("The site's operators stopped this answer.")
+
+
+def in_english(message: str | Promise) -> str:
+    """What the database keeps: one language, whoever's request or worker wrote it."""
+    with translation.override("en"):
+        return str(message)
+
+
+def error_text(code: str | None, stored: str | None) -> str:
+    """A stored failure's message in the reader's language: one of our own sentences (stored
+    in English) is said again in the reader's; anything else, an operator's own words, stays
+    as it was written. No message at all: the sentence for its code, else a generic one."""
+    if not stored:
+        return str(ERROR_MESSAGES.get(code or "", ANSWER_FAILED))
+    ours = _our_sentences().get(stored)
+    return str(ours) if ours is not None else stored
+
+
+@functools.cache
+def _our_sentences() -> dict[str, Promise]:
+    """Our own sentences by their English, as the database keeps them."""
+    sentences = (*ERROR_MESSAGES.values(), ANSWER_FAILED, OPERATOR_STOP_REASON)
+    return {in_english(sentence): sentence for sentence in sentences}
 
 
 class PlaygroundError(Exception):
     """A refusal a visitor can act on: rendered as JSON by the API and as text on pages."""
 
     def __init__(
-        self, code: str, message: str, status: int = 400, retry_after: int | None = None
+        self, code: str, message: str | Promise, status: int = 400, retry_after: int | None = None
     ) -> None:
         super().__init__(message)
         self.code = code
-        self.message = message
+        # Translated when it is raised, inside the request: the reader's language is active.
+        self.message = str(message)
         self.status = status
         self.retry_after = retry_after
 
 
 class NotFound(PlaygroundError):
     def __init__(self, what: str = "conversation") -> None:
-        super().__init__("not_found", f"No such {what}.", status=404)
+        text = _("No such message.") if what == "message" else _("No such conversation.")
+        super().__init__("not_found", text, status=404)
 
 
-ALREADY_GENERATING = "You already have an answer being written. Wait for it or stop it first."
+ALREADY_GENERATING = _("You already have an answer being written. Wait for it or stop it first.")
 
 
 def quietly(chore: Callable[[], Any], what: str) -> None:

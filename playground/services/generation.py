@@ -29,6 +29,8 @@ from playground.services.dispatching import (
     hand_on,
 )
 from playground.services.errors import (
+    ERROR_MESSAGES,
+    in_english,
     quietly,
 )
 from playground.services.line import (
@@ -160,7 +162,7 @@ def run_generation(message_id: str) -> None:
         outcome = shared_loop.run(_generate(message, prompt, params, info))
     except Exception:
         log.exception("generation of %s crashed", message_id)
-        if message.fail("worker_error", "The playground failed while writing this answer."):
+        if message.fail("worker_error", in_english(ERROR_MESSAGES["worker_error"])):
             quietly(
                 lambda: channel_groups.publish(message.pk, final_event(message)), "announce the end"
             )

@@ -12,6 +12,7 @@ from inference.parser import Delta, Sections
 from playground import answer_checks, eta, rotation
 from playground.models import Conversation, Message
 from playground.realtime import delta_log
+from playground.services.errors import error_text
 from playground.services.line import (
     eta_for_position,
     position_of,
@@ -73,7 +74,7 @@ def final_event(message: Message) -> dict[str, Any]:
     return {
         "type": "error",
         "code": message.error_code or "error",
-        "message": message.error_message or "The answer failed.",
+        "message": error_text(message.error_code, message.error_message),
         "seq": seq,
     }
 
@@ -82,7 +83,7 @@ def stopped_by(message: Message) -> dict[str, str]:
     """Who stopped a cancelled answer, where its visitor did not: "by" and "message" extend
     DESIGN 4.3's cancelled event (README, Public contracts)."""
     if message.stopped_by_operator:
-        return {"by": "operator", "message": message.error_message}
+        return {"by": "operator", "message": error_text(None, message.error_message)}
     return {}
 
 
@@ -167,7 +168,10 @@ def message_payload(
     else:
         eta = 0.0
     error = (
-        {"code": message.error_code, "message": message.error_message}
+        {
+            "code": message.error_code,
+            "message": error_text(message.error_code, message.error_message),
+        }
         if message.status == Message.Status.ERROR
         else None
     )

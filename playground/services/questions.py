@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Q
 from django.utils import timezone
+from django.utils.translation import gettext, ngettext
 
 from playground import controls, limits, logs, rotation, slots
 from playground.durations import format_wait
@@ -61,17 +62,19 @@ def storable(text: str) -> bool:
 def clean_prompt(prompt: str | None) -> str:
     """The prompt as it is asked: text a database can store, trimmed, not empty, not too long."""
     if prompt is None:
-        raise PlaygroundError("empty_prompt", "Write a prompt or pick a sample.")
+        raise PlaygroundError("empty_prompt", gettext("Write a prompt or pick a sample."))
     if not storable(prompt):
-        raise PlaygroundError("invalid_params", "The prompt contains characters that are not text.")
+        raise PlaygroundError(
+            "invalid_params", gettext("The prompt contains characters that are not text.")
+        )
     text = prompt.strip()
     if not text:
-        raise PlaygroundError("empty_prompt", "Write a prompt first.")
+        raise PlaygroundError("empty_prompt", gettext("Write a prompt first."))
     if len(text) > settings.PROMPT_MAX_CHARS:
         raise PlaygroundError(
             "prompt_too_long",
-            f"Prompts are limited to {settings.PROMPT_MAX_CHARS} characters "
-            f"(this one has {len(text)}).",
+            gettext("Prompts are limited to %(limit)d characters (this one has %(length)d).")
+            % {"limit": settings.PROMPT_MAX_CHARS, "length": len(text)},
         )
     return text
 
@@ -81,7 +84,7 @@ def resolve_prompt(*, prompt: str | None = None, sample: str | None = None) -> t
     if sample:
         found = SamplePrompt.objects.filter(slug=sample, enabled=True).first()
         if found is None:
-            raise PlaygroundError("unknown_sample", "There is no such sample prompt.")
+            raise PlaygroundError("unknown_sample", gettext("There is no such sample prompt."))
         return found.prompt, found.slug
     return clean_prompt(prompt), ""
 
@@ -99,8 +102,11 @@ def check_admission(session_key: str, client_ip: str | None) -> int:
     if wait:
         raise PlaygroundError(
             "rate_limited",
-            f"Too many questions from your network in a short time. Please try again in "
-            f"{format_wait(wait)}.",
+            gettext(
+                "Too many questions from your network in a short time. "
+                "Please try again in %(wait)s."
+            )
+            % {"wait": format_wait(wait)},
             status=429,
             retry_after=wait,
         )
@@ -108,14 +114,16 @@ def check_admission(session_key: str, client_ip: str | None) -> int:
     if load["session"]:
         raise PlaygroundError(
             "already_generating",
-            "You already have an answer being written. Wait for it or stop it first.",
+            ALREADY_GENERATING,
             status=409,
         )
     if load["ip"] >= settings.IP_MAX_ACTIVE:
         raise PlaygroundError(
             "rate_limited",
-            "Too many answers are being written for your network at once. "
-            "Please wait for one to finish.",
+            gettext(
+                "Too many answers are being written for your network at once. "
+                "Please wait for one to finish."
+            ),
             status=429,
             retry_after=30,
         )
@@ -126,8 +134,14 @@ def check_admission(session_key: str, client_ip: str | None) -> int:
         wait = max(1, min(math.ceil(estimate_wait_for_new_arrival()), QUEUE_FULL_RETRY_CAP))
         raise PlaygroundError(
             "queue_full",
-            f"The line is full right now ({waiting} people waiting, about "
-            f"{format_wait(wait)} to get through). Please try again in a little while.",
+            ngettext(
+                "The line is full right now (%(waiting)d person waiting, about %(wait)s to get "
+                "through). Please try again in a little while.",
+                "The line is full right now (%(waiting)d people waiting, about %(wait)s to get "
+                "through). Please try again in a little while.",
+                waiting,
+            )
+            % {"waiting": waiting, "wait": format_wait(wait)},
             status=429,
             retry_after=wait,
         )

@@ -23,6 +23,7 @@ from playground.services.dispatching import (
 )
 from playground.services.errors import (
     ERROR_MESSAGES,
+    in_english,
 )
 from playground.services.line import (
     back_in_line,
@@ -90,7 +91,7 @@ def reconcile() -> dict[str, int]:
             # One UPDATE with the text: a reader never sees the error without what was written.
             if message.fail(
                 "worker_lost",
-                ERROR_MESSAGES["worker_lost"],
+                in_english(ERROR_MESSAGES["worker_lost"]),
                 sections=sections_of(events),
                 deltas=events,
             ):
@@ -136,7 +137,7 @@ def _fail_outage_victims() -> int:
     victims = waiting().filter(created__lt=cutoff)
     failed = 0
     for message in victims:
-        if message.fail("backend_unavailable", ERROR_MESSAGES["backend_unavailable"]):
+        if message.fail("backend_unavailable", in_english(ERROR_MESSAGES["backend_unavailable"])):
             failed += 1
             channel_groups.publish(message.pk, final_event(message))
     return failed

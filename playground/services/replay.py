@@ -12,6 +12,7 @@ from typing import Any
 
 from django.utils import timezone
 
+from playground import answer_checks
 from playground.models import Message
 from playground.services.line import (
     eta_for_position,
@@ -101,3 +102,9 @@ def final_replay(message_id: str) -> tuple[list[dict[str, Any]], dict[str, Any]]
         return None
     events = message.deltas if message.role == Message.Role.ASSISTANT else []
     return events, final_event(message)
+
+
+def answer_check(message_id: str) -> dict[str, Any] | None:
+    """The check of a stored answer, its note in the active language (None: nothing to check)."""
+    message = Message.objects.filter(pk=message_id).first()
+    return answer_checks.check(message) if message is not None else None

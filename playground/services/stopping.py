@@ -7,6 +7,7 @@ import time
 
 from playground.models import Message
 from playground.realtime import cancel_flags, channel_groups, delta_log
+from playground.services.errors import OPERATOR_STOP_REASON, in_english
 from playground.services.line import (
     publish_queue_positions,
 )
@@ -16,9 +17,6 @@ log = logging.getLogger(__name__)
 
 
 CANCEL_WAIT_SECONDS = 3.0
-
-
-OPERATOR_STOP_REASON = "The site's operators stopped this answer."
 
 
 def cancel(message: Message, *, by_operator: bool = False, reason: str = "") -> Message:
@@ -33,7 +31,7 @@ def cancel(message: Message, *, by_operator: bool = False, reason: str = "") -> 
     if message.role != Message.Role.ASSISTANT or message.is_final:
         return message
     if by_operator:
-        message.note_stopped_by_operator(reason.strip() or OPERATOR_STOP_REASON)
+        message.note_stopped_by_operator(reason.strip() or in_english(OPERATOR_STOP_REASON))
     cancel_flags.request_cancel(message.pk)
     if message.status == Message.Status.QUEUED and message.cancel():
         channel_groups.publish(message.pk, final_event(message))

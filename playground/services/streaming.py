@@ -28,6 +28,7 @@ from playground.models import Message
 from playground.realtime import cancel_flags, delta_log, redis_clients
 from playground.services.errors import (
     ERROR_MESSAGES,
+    in_english,
     quietly,
 )
 
@@ -136,7 +137,7 @@ class AnswerStream:
         if outcome.status == Message.Status.DONE and not outcome.finish_reason:
             outcome.status = Message.Status.ERROR
             outcome.error_code = "incomplete_stream"
-            outcome.error_message = ERROR_MESSAGES["incomplete_stream"]
+            outcome.error_message = in_english(ERROR_MESSAGES["incomplete_stream"])
 
     async def _flush(self) -> None:
         # Everything pending goes out as one publish, in order: one publish at a time.
@@ -261,4 +262,6 @@ def _record_backend_error(outcome: Outcome, backend: str, exc: BackendError) -> 
             outcome.requeue = True
     outcome.status = Message.Status.ERROR
     outcome.error_code = exc.code
-    outcome.error_message = ERROR_MESSAGES.get(exc.code, ERROR_MESSAGES["backend_error"])
+    outcome.error_message = in_english(
+        ERROR_MESSAGES.get(exc.code, ERROR_MESSAGES["backend_error"])
+    )

@@ -19,6 +19,8 @@
 // set globals; the page loads them with defer before any module script, so they have run by
 // the time this module does, and they are looked up only when the first render happens.
 
+import { gettext, interpolate } from "./stream/i18n.js";
+
 const MATH_CACHE_LIMIT = 500;
 const AUTO_HIGHLIGHT_LIMIT = 20000;
 const mathCache = new Map();
@@ -106,7 +108,9 @@ function build() {
         return block ? `<p>${escapeHtml(text.trim())}</p>\n` : escapeHtml(text);
       },
       image({ href, text }) {
-        return `<a href="${escapeHtml(href)}">${escapeHtml(`[image: ${text || href}]`)}</a>`;
+        const description = text || href;
+        const label = interpolate(gettext("[image: %(description)s]"), { description });
+        return `<a href="${escapeHtml(href)}">${escapeHtml(label)}</a>`;
       },
       checkbox({ checked }) {
         return checked ? "☑ " : "☐ ";
@@ -252,8 +256,8 @@ function decorateCode(root, final) {
     head.className = "code-head";
     const name = document.createElement("span");
     name.className = "code-language";
-    name.textContent = language || (result && result.language) || "code";
-    head.append(name, copyButton("code", "Copy code"));
+    name.textContent = language || (result && result.language) || gettext("code");
+    head.append(name, copyButton("code", gettext("Copy code")));
     pre.replaceWith(frame);
     pre.tabIndex = 0; // a scrolling block must be reachable by keyboard
     frame.append(head, pre);
@@ -266,7 +270,7 @@ function frameTables(root) {
     frame.className = "table-scroll";
     frame.tabIndex = 0;
     frame.setAttribute("role", "region");
-    frame.setAttribute("aria-label", "Table");
+    frame.setAttribute("aria-label", gettext("Table"));
     table.replaceWith(frame);
     frame.append(table);
   }

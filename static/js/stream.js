@@ -16,6 +16,7 @@
 //   waiting.js        the place in line in the tab title, and the answer's start announced
 //   keys.js           keyboard shortcuts
 //   dom.js            small DOM helpers
+//   i18n.js           the page's translations (Django's catalog), English without them
 //   announce.js       the polite live region: phase changes and the finished answer, never
 //                     single tokens
 

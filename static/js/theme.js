@@ -8,7 +8,23 @@
 (() => {
   const KEY = "playground:theme";
   const CHOICES = ["system", "light", "dark"];
-  const LABELS = { system: "Theme: system", light: "Theme: light", dark: "Theme: dark" };
+  // The translations' catalog (/jsi18n/) is loaded just before this script; without it, English.
+  const gettext = typeof window.gettext === "function" ? window.gettext : (text) => text;
+  const interpolate =
+    typeof window.interpolate === "function"
+      ? window.interpolate
+      : (format, values) => format.replace(/%\((\w+)\)s/g, (whole, name) => String(values[name]));
+  const LABELS = {
+    system: gettext("Theme: system"),
+    light: gettext("Theme: light"),
+    dark: gettext("Theme: dark"),
+  };
+  const NOW = { light: gettext("now light"), dark: gettext("now dark") };
+  const SWITCH = {
+    system: gettext("Switch to system."),
+    light: gettext("Switch to light."),
+    dark: gettext("Switch to dark."),
+  };
   const root = document.documentElement;
   root.classList.add("js"); // what needs JavaScript (keyboard hints, copy buttons) may show
   const systemDark = window.matchMedia ? window.matchMedia("(prefers-color-scheme: dark)") : null;
@@ -48,7 +64,12 @@
       button.hidden = false;
       button.textContent = LABELS[choice];
       button.dataset.effective = effective;
-      button.setAttribute("aria-label", `${LABELS[choice]} (now ${effective}). Switch to ${next}.`);
+      const label = interpolate(
+        gettext("%(theme)s (%(now)s). %(switch)s"),
+        { theme: LABELS[choice], now: NOW[effective], switch: SWITCH[next] },
+        true,
+      );
+      button.setAttribute("aria-label", label);
     }
   }
 

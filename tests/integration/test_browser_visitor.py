@@ -91,7 +91,7 @@ def test_a_live_answer_is_followed_until_the_visitor_scrolls_up(
     page.goto(stack.base_url + "/")
     page.click("button[data-sample=agatha]")
     page.wait_for_selector('article.answer[data-status="running"]', timeout=20_000)
-    assert page.title().startswith("Writing… · ")
+    page.wait_for_function("() => document.title.startsWith('Writing… · ')", timeout=10_000)
 
     # The answer grows well past the first screen and the page keeps its live end in view.
     page.wait_for_function(f"() => ({LIVE_END_GAP})() + scrollY > 250", timeout=30_000)
@@ -102,7 +102,7 @@ def test_a_live_answer_is_followed_until_the_visitor_scrolls_up(
     # Scrolling up stops following: the text goes on growing below, the place stays.
     page.mouse.wheel(0, -10_000)
     page.wait_for_function("() => scrollY === 0")
-    page.wait_for_selector("button.jump-to-live:not([hidden])", timeout=5_000)
+    page.wait_for_selector("button.jump-to-live:not([hidden])", timeout=15_000)
     height = page.evaluate("() => document.documentElement.scrollHeight")
     page.wait_for_function("(h) => document.documentElement.scrollHeight > h + 40", arg=height)
     assert page.evaluate("() => scrollY") == 0
@@ -111,7 +111,7 @@ def test_a_live_answer_is_followed_until_the_visitor_scrolls_up(
 
     # "Jump to live" brings the live end back and following resumes.
     page.click("button.jump-to-live")
-    page.wait_for_function(f"() => ({LIVE_END_GAP})() <= 96", timeout=5_000)
+    page.wait_for_function(f"() => ({LIVE_END_GAP})() <= 96", timeout=15_000)
     page.wait_for_selector("button.jump-to-live", state="hidden")
     page.wait_for_selector('article.answer[data-status="done"]', timeout=90_000)
     assert page.title().startswith("✓ ")
@@ -132,7 +132,7 @@ def test_a_second_visitor_sees_their_place_in_line_in_the_tab_title(
     waiting = second.new_page()
     waiting.goto(stack.base_url + "/")
     waiting.click("button[data-sample=sheep]")
-    waiting.wait_for_function("() => document.title.startsWith('#1 in line · ')", timeout=10_000)
+    waiting.wait_for_function("() => document.title.startsWith('#1 in line · ')", timeout=30_000)
     assert waiting.evaluate(IN_VIEWPORT, "[data-role=status]")
     assert waiting.is_visible("[data-role=line-progress] progress")
     shot(waiting, "visitor-in-line-phone")
@@ -169,7 +169,7 @@ def test_a_follow_up_opens_at_the_new_question_with_the_composer_in_reach(
         "(s) => { const b = document.querySelector(s).getBoundingClientRect();"
         " return b.bottom > 0 && b.top < innerHeight; }",
         arg=turn,
-        timeout=5_000,
+        timeout=15_000,
     )
     assert "9.11 versus 9.9" in page.inner_text(turn + " .question")
     assert page.evaluate(IN_VIEWPORT, ".composer-docked textarea[name=prompt]")

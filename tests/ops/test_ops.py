@@ -694,3 +694,13 @@ def test_the_message_admin_cancels_selected_answers_and_audits_it(
     assert Message.objects.get(pk=waiting.pk).status == Message.Status.QUEUED
     entry = last_audit()
     assert (entry.action, entry.target, entry.detail["via"]) == ("cancel", third.pk, "admin")
+
+
+def test_the_operators_pages_stay_in_english_for_a_browser_that_prefers_chinese(
+    operator: Client,
+) -> None:
+    response = operator.get("/ops/", HTTP_ACCEPT_LANGUAGE="zh-CN,zh;q=0.9")
+
+    assert response.status_code == 200
+    assert response["Content-Language"] == "en"
+    assert '<html lang="en"' in response.content.decode()

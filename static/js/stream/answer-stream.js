@@ -10,6 +10,7 @@
 
 import { AnswerView } from "./answer-view.js";
 import { followAnswer, unfollowAnswer } from "./follow.js";
+import { gettext } from "./i18n.js";
 
 export const FINAL = new Set(["done", "error", "cancelled"]);
 const BACKOFF_MS = [250, 500, 1000, 2000, 4000, 8000, 15000];
@@ -54,7 +55,7 @@ export class AnswerStream {
       if (this.socket !== socket || this.finished) return;
       const delay = BACKOFF_MS[Math.min(this.retries, BACKOFF_MS.length - 1)];
       this.retries += 1;
-      this.view.setStatus("Connection lost, reconnecting…");
+      this.view.setStatus(gettext("Connection lost, reconnecting…"));
       window.setTimeout(() => this.connect(), delay);
     });
   }

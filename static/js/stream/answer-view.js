@@ -7,6 +7,7 @@ import { announce } from "./announce.js";
 import { appendText, role, show } from "./dom.js";
 import { checkSummary, fillCheck, fillProvenance } from "./facts.js";
 import { factsLine, formatEta, statParts } from "./format.js";
+import { gettext, interpolate } from "./i18n.js";
 import { LiveRender, renderOutput } from "./output.js";
 import { Phases } from "./phases.js";
 import { appendThinking, keepThinkingOpen, setOpen } from "./thinking-panel.js";
@@ -18,9 +19,6 @@ import {
   titleInLine,
   titleWriting,
 } from "./waiting.js";
-
-const SIMULATED_TEXT = "Served by the playground's simulator, not a real model.";
-const RESTART_NOTE = " · the playground restarted while writing this answer: it starts again";
 
 export class AnswerView {
   constructor(root) {
@@ -49,11 +47,15 @@ export class AnswerView {
     titleInLine(event.position);
     // On hold (the operators drained the line): no estimate holds until it moves again.
     const wait = event.on_hold
-      ? " · on hold: no new answers are starting for now, and you keep your place"
+      ? ` · ${gettext("on hold: no new answers are starting for now, and you keep your place")}`
       : event.eta_seconds
-        ? ` · about ${formatEta(event.eta_seconds)}`
+        ? ` · ${interpolate(gettext("about %(wait)s"), { wait: formatEta(event.eta_seconds) })}`
         : "";
-    this.setStatus((event.position > 0 ? `In line: #${event.position}${wait}` : "Starting…") + this.restartNote);
+    const place =
+      event.position > 0
+        ? interpolate(gettext("In line: #%(position)s"), { position: event.position }) + wait
+        : gettext("Starting…");
+    this.setStatus(place + this.restartNote);
   }
 
   started(event) {
@@ -64,11 +66,11 @@ export class AnswerView {
     announceStart();
     this.setStatusValue("running");
     this.phases.enter("thinking");
-    this.setStatus("Thinking…");
+    this.setStatus(gettext("Thinking…"));
     if (String(event.model || "").toLowerCase().includes("simulator")) {
       const note = role(this.root, "simulated");
       if (note) {
-        note.textContent = SIMULATED_TEXT;
+        note.textContent = gettext("Served by the playground's simulator, not a real model.");
         show(note);
       }
     }
@@ -90,9 +92,10 @@ export class AnswerView {
     this.phases.reset();
     this.setStatusValue("queued");
     this.phases.enter("queued");
-    this.restartNote = RESTART_NOTE;
-    this.setStatus(`Waiting${this.restartNote}`);
-    announce("The playground restarted: this answer starts again from the beginning.");
+    const note = gettext("the playground restarted while writing this answer: it starts again");
+    this.restartNote = ` · ${note}`;
+    this.setStatus(gettext("Waiting") + this.restartNote);
+    announce(gettext("The playground restarted: this answer starts again from the beginning."));
   }
 
   delta(event) {
@@ -102,10 +105,10 @@ export class AnswerView {
       appendThinking(this.root, event);
       if (event.section === "reflection") {
         this.phases.enter("reflecting");
-        this.setStatus("Reflecting…");
+        this.setStatus(gettext("Reflecting…"));
       } else if (this.phases.phase !== "answering") {
         this.phases.enter("thinking");
-        this.setStatus("Thinking…");
+        this.setStatus(gettext("Thinking…"));
       }
     } else if (event.section === "output") {
       const box = role(this.root, "output-box");
@@ -116,7 +119,7 @@ export class AnswerView {
       }
       appendText(role(this.root, "output"), event.text);
       this.phases.enter("answering");
-      this.setStatus("Answering…");
+      this.setStatus(gettext("Answering…"));
       this.liveRender.schedule();
     } else {
       const loose = role(this.root, "text");
@@ -156,11 +159,12 @@ export class AnswerView {
     }
     const doneItem = this.root.querySelector('.phase[data-phase="done"] .phase-label');
     if (event.type === "done") {
-      this.setStatus("Done");
+      this.setStatus(gettext("Done"));
       const line = role(this.root, "stats");
       line.textContent = statParts(event.stats).join(" · ");
       show(line);
-      role(this.root, "facts").textContent = factsLine(event.stats, event.provenance) || "Details";
+      const facts = factsLine(event.stats, event.provenance);
+      role(this.root, "facts").textContent = facts || gettext("Details");
       show(role(this.root, "facts-box"));
       if (event.stats && event.stats.finish_reason === "length") show(role(this.root, "cutoff"));
       if (event.provenance) {
@@ -171,27 +175,31 @@ export class AnswerView {
       if (hasOutput && !keepThinkingOpen()) setOpen(role(this.root, "thinking-box"), false);
       const answerText = hasOutput ? output.textContent.trim().replace(/\s+/g, " ") : "";
       const excerpt = answerText.length > 300 ? `${answerText.slice(0, 299)}…` : answerText;
-      const check = event.check ? ` ${checkSummary(event.check)}` : "";
-      announce(`Answer ready.${check}${excerpt ? ` The answer: ${excerpt}` : ""}`);
+      const sentences = [gettext("Answer ready.")];
+      if (event.check) sentences.push(checkSummary(event.check));
+      if (excerpt) sentences.push(interpolate(gettext("The answer: %(excerpt)s"), { excerpt }));
+      announce(sentences.join(" "));
     } else if (event.type === "cancelled" && event.by === "operator") {
       // Not the visitor's own Stop: say who stopped it and why.
-      this.setStatus("Stopped by the site");
-      if (doneItem) doneItem.textContent = "Stopped by the site";
+      this.setStatus(gettext("Stopped by the site"));
+      if (doneItem) doneItem.textContent = gettext("Stopped by the site");
       const note = role(this.root, "error");
-      note.textContent = event.message || "The site's operators stopped this answer.";
+      note.textContent = event.message || gettext("The site's operators stopped this answer.");
       show(note);
-      announce(`The site stopped this answer: ${note.textContent}`);
+      const reason = note.textContent;
+      announce(interpolate(gettext("The site stopped this answer: %(reason)s"), { reason }));
     } else if (event.type === "cancelled") {
-      this.setStatus("Stopped");
-      if (doneItem) doneItem.textContent = "Stopped";
-      announce("The answer was stopped.");
+      this.setStatus(gettext("Stopped"));
+      if (doneItem) doneItem.textContent = gettext("Stopped");
+      announce(gettext("The answer was stopped."));
     } else {
-      this.setStatus("Failed");
-      if (doneItem) doneItem.textContent = "Failed";
+      this.setStatus(gettext("Failed"));
+      if (doneItem) doneItem.textContent = gettext("Failed");
       const error = role(this.root, "error");
-      error.textContent = event.message || "The answer failed.";
+      error.textContent = event.message || gettext("The answer failed.");
       show(error);
-      announce(`The answer failed: ${error.textContent}`);
+      const reason = error.textContent;
+      announce(interpolate(gettext("The answer failed: %(reason)s"), { reason }));
     }
   }
 }

@@ -4,6 +4,7 @@
 
 import { announce } from "./announce.js";
 import { role } from "./dom.js";
+import { gettext } from "./i18n.js";
 
 async function copyText(text) {
   if (navigator.clipboard && window.isSecureContext) {
@@ -46,8 +47,10 @@ export async function onCopy(event) {
   const copied = text ? await copyText(text) : false;
   const label = button.dataset.label || button.textContent;
   button.dataset.label = label;
-  button.textContent = copied ? "Copied" : "Copy failed";
-  announce(copied ? "Copied to the clipboard." : "Copying failed; select the text instead.");
+  button.textContent = copied ? gettext("Copied") : gettext("Copy failed");
+  announce(
+    copied ? gettext("Copied to the clipboard.") : gettext("Copying failed; select the text instead."),
+  );
   window.setTimeout(() => {
     button.textContent = label;
   }, 1500);

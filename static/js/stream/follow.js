@@ -5,6 +5,8 @@
 // A ResizeObserver on each live answer sees every way it grows: deltas, the Markdown
 // rendering, the thinking folding away.
 
+import { gettext } from "./i18n.js";
+
 const SLACK_PX = 96;
 
 const live = new Set();
@@ -44,7 +46,7 @@ function ensureButton() {
   button = document.createElement("button");
   button.type = "button";
   button.className = "jump-to-live";
-  button.textContent = "↓ Jump to live";
+  button.textContent = `↓ ${gettext("Jump to live")}`;
   button.hidden = true;
   button.addEventListener("click", () => jumpToLive(true));
   document.body.append(button);

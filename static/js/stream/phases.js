@@ -6,6 +6,7 @@
 import { announce } from "./announce.js";
 import { role } from "./dom.js";
 import { formatSeconds } from "./format.js";
+import { gettext } from "./i18n.js";
 
 const PHASES = ["queued", "thinking", "reflecting", "answering", "done"];
 const TICK_MS = 250;
@@ -58,9 +59,9 @@ export class Phases {
     this.since = now;
     this.visited.add(name);
     this.render();
-    if (name === "thinking" && first) announce("The model is thinking.");
-    else if (name === "reflecting") announce("Reflection: the model is correcting itself.");
-    else if (name === "answering") announce("The model is writing its answer.");
+    if (name === "thinking" && first) announce(gettext("The model is thinking."));
+    else if (name === "reflecting") announce(gettext("Reflection: the model is correcting itself."));
+    else if (name === "answering") announce(gettext("The model is writing its answer."));
   }
 
   // The answer ended (done, error or cancelled): only "done" is entered as a phase.

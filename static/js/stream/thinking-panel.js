@@ -4,6 +4,7 @@
 // localStorage, for this answer and later ones; the page's own folding is not a choice.
 
 import { appendText, element, role } from "./dom.js";
+import { gettext, interpolate, ngettext } from "./i18n.js";
 
 const THINKING_KEY = "playground:thinking";
 
@@ -60,13 +61,16 @@ export function appendThinking(root, event) {
       aside.setAttribute("role", "note");
       aside.dataset.reflectionIndex = String(event.index);
       aside.append(
-        element("span", "reflection-label", "Reflection · the model corrects itself"),
+        element("span", "reflection-label", gettext("Reflection · the model corrects itself")),
         element("span", "reflection-text"),
       );
       body.append(aside);
       const count = body.querySelectorAll("aside.reflection").length;
       const counter = role(root, "reflection-count");
-      if (counter) counter.textContent = `· ${count} reflection${count === 1 ? "" : "s"}`;
+      if (counter) {
+        const reflections = ngettext("%(count)s reflection", "%(count)s reflections", count);
+        counter.textContent = `· ${interpolate(reflections, { count })}`;
+      }
     }
     appendText(aside.querySelector(".reflection-text"), event.text);
     return;

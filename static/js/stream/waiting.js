@@ -3,16 +3,19 @@
 // notification when their answer starts.
 
 import { show } from "./dom.js";
+import { gettext, interpolate } from "./i18n.js";
 
 const baseTitle = document.title;
 let notifyWhenStarted = false;
 
 export function titleInLine(position) {
-  document.title = position > 0 ? `#${position} in line · ${baseTitle}` : `Starting… · ${baseTitle}`;
+  const place =
+    position > 0 ? interpolate(gettext("#%(position)s in line"), { position }) : gettext("Starting…");
+  document.title = `${place} · ${baseTitle}`;
 }
 
 export function titleWriting() {
-  document.title = `Writing… · ${baseTitle}`;
+  document.title = `${gettext("Writing…")} · ${baseTitle}`;
 }
 
 export function titleDone(outcome) {
@@ -32,7 +35,9 @@ export function offerNotification(button) {
   button.addEventListener("click", async () => {
     const permission = await Notification.requestPermission();
     notifyWhenStarted = permission === "granted";
-    button.textContent = notifyWhenStarted ? "You will be notified" : "Notifications are off";
+    button.textContent = notifyWhenStarted
+      ? gettext("You will be notified")
+      : gettext("Notifications are off");
     button.disabled = true;
   });
 }
@@ -41,7 +46,8 @@ export function announceStart() {
   if (!notifyWhenStarted || !document.hidden) return;
   notifyWhenStarted = false;
   try {
-    new Notification("Your answer is being written", { body: baseTitle, tag: "answer-started" });
+    const title = gettext("Your answer is being written");
+    new Notification(title, { body: baseTitle, tag: "answer-started" });
   } catch {
     // Some browsers only allow notifications from a service worker: the tab title says it.
   }
