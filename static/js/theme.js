@@ -8,7 +8,8 @@
 (() => {
   const KEY = "playground:theme";
   const CHOICES = ["system", "light", "dark"];
-  // The translations' catalog (/jsi18n/) is loaded just before this script; without it, English.
+  // The translations' catalog (/jsi18n/<language>/) is loaded just before this script; without
+  // it, English.
   const gettext = typeof window.gettext === "function" ? window.gettext : (text) => text;
   const interpolate =
     typeof window.interpolate === "function"

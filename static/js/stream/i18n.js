@@ -1,5 +1,5 @@
-// The scripts' translations. base.html loads Django's JavaScript catalog (/jsi18n/, domain
-// djangojs) before any script, and it defines gettext, ngettext and interpolate on window. They
+// The scripts' translations. base.html loads Django's JavaScript catalog (/jsi18n/<language>/,
+// domain djangojs) before any script; it defines gettext, ngettext and interpolate on window. They
 // are looked up on every call rather than once: should the catalog fail to load, the page
 // keeps working in English, and in Node (where the modules are tested) there is no window.
 //
