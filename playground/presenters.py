@@ -296,10 +296,8 @@ def earlier_answer_text(message: Message) -> str:
     earlier = services.earlier_answer_to_sample(message.sample_slug, excluding=message.pk)
     if earlier is None:
         return ""
-    text = plain_text((earlier.sections or {}).get("output") or "")
-    if len(text) > MEANWHILE_CHARS:
-        text = text[: MEANWHILE_CHARS - 1].rstrip() + "…"
-    return text
+    output = (earlier.sections or {}).get("output") or ""
+    return services.shortened(plain_text(output), MEANWHILE_CHARS)
 
 
 def turns(conversation: Conversation, share_token: str | None = None) -> TurnList:
@@ -337,8 +335,7 @@ def page_preview(conversation: Conversation, shown_turns: list[Turn]) -> dict[st
         description = plain_text(first.payload["sections"].get("output") or "")
     elif first is not None and first.active:
         description = gettext("A reasoning model is answering this live: watch it think.")
-    if len(description) > 200:
-        description = description[:199].rstrip() + "…"
+    description = services.shortened(description, 200)
     return {
         "title": title,
         "description": description or gettext("Watch a reasoning model think."),

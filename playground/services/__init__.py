@@ -81,6 +81,7 @@ from playground.services.questions import (
     edit_last_prompt,
     regenerate,
     select_answer,
+    shortened,
     submit,
     title_for,
 )
@@ -147,6 +148,7 @@ __all__ = [
     "select_answer",
     "share_url",
     "shared_payload",
+    "shortened",
     "stream_state",
     "submit",
     "title_for",

@@ -335,6 +335,10 @@ def edit_last_prompt(
     return _create_and_dispatch(create, line_was_empty=not waiting)
 
 
+def shortened(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` characters, an ellipsis marking the cut."""
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
 def title_for(prompt: str) -> str:
-    line = " ".join(prompt.split())
-    return line if len(line) <= 80 else line[:79].rstrip() + "…"
+    return shortened(" ".join(prompt.split()), 80)
