@@ -130,13 +130,15 @@ def conversation(request: HttpRequest, conversation_id: str) -> HttpResponse:
 
 
 @api_view("POST")
-def edit_last_prompt(request: HttpRequest, conversation_id: str) -> HttpResponse:
+def edit_question(request: HttpRequest, conversation_id: str) -> HttpResponse:
     found = services.get_owned_conversation(conversation_id, session_key(request))
-    message = services.edit_last_prompt(
+    body = read_json(request)
+    message = services.edit_question(
         found,
         session_key=session_key(request),
         client_ip=client_ip(request),
-        prompt=inputs.required_text(read_json(request), "prompt"),
+        prompt=inputs.required_text(body, "prompt"),
+        question_id=inputs.message_id(body, "message"),
     )
     return JsonResponse({"message": services.message_payload(message)}, status=201)
 
@@ -191,7 +193,7 @@ def regenerate(request: HttpRequest, message_id: str) -> HttpResponse:
 @api_view("POST")
 def select(request: HttpRequest, message_id: str) -> HttpResponse:
     found = services.get_owned_message(message_id, session_key(request))
-    services.select_answer(found)
+    services.select(found)
     return JsonResponse(services.message_payload(found))
 
 

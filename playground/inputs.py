@@ -65,6 +65,11 @@ def text(data: Mapping[str, object], name: str) -> str | None:
     raise PlaygroundError("invalid_params", _not_a_string(name))
 
 
+def message_id(data: Mapping[str, object], name: str) -> str | None:
+    """A message's id, or None when the field is absent or empty (a form's hidden field)."""
+    return text(data, name) or None
+
+
 def _not_a_string(name: str) -> str:
     # Translators: %(field)s is a field's name as the API spells it ("prompt", "title").
     return gettext("The %(field)s must be a string.") % {"field": name}

@@ -81,8 +81,14 @@ class Message(models.Model):
     selected_answer = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
-    # An edited-and-resent question replaces the old turn, which is kept but no longer shown
-    # or sent to the model.
+    # On a question: the question it follows (None for a conversation's first). Questions with
+    # the same parent are versions of one turn, made by editing; each keeps the turns that
+    # followed it, so a conversation is a tree and the page shows one path through it.
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="followed_by"
+    )
+    # A version of a question the visitor edited away from (or switched away from): kept with
+    # its answers and later turns, but not shown or sent to the model until chosen again.
     superseded = models.BooleanField(default=False)
     sample_slug = models.CharField(max_length=64, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, db_index=True)

@@ -220,6 +220,22 @@ class Turn:
     question: Message
     answers: list[Answer]
     shown: Answer | None = None
+    # The versions of this turn's question (itself among them), oldest first.
+    versions: list[Message] = field(default_factory=list)
+
+    @property
+    def version(self) -> int:
+        return self.versions.index(self.question) + 1 if self.question in self.versions else 1
+
+    @property
+    def previous_version(self) -> Message | None:
+        index = self.version - 2
+        return self.versions[index] if index >= 0 else None
+
+    @property
+    def next_version(self) -> Message | None:
+        index = self.version
+        return self.versions[index] if 0 < index < len(self.versions) else None
 
     @property
     def position(self) -> int:
@@ -302,11 +318,12 @@ def earlier_answer_text(message: Message) -> str:
 
 def turns(conversation: Conversation, share_token: str | None = None) -> TurnList:
     messages = services.visible_messages(conversation)
+    versions = services.turn_versions(conversation, messages)
     result = TurnList()
     by_question: dict[str, Turn] = {}
     for message in messages:
         if message.role == Message.Role.USER:
-            turn = Turn(question=message, answers=[])
+            turn = Turn(question=message, answers=[], versions=versions[message.pk])
             by_question[message.pk] = turn
             result.append(turn)
         elif message.reply_to_id in by_question:

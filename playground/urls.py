@@ -14,7 +14,7 @@ api_patterns = [
     path("api/v1/status", api.status),
     path("api/v1/conversations", api.conversations),
     re_path(rf"^api/v1/conversations/{ID.format('conversation_id')}$", api.conversation),
-    re_path(rf"^api/v1/conversations/{ID.format('conversation_id')}/edit$", api.edit_last_prompt),
+    re_path(rf"^api/v1/conversations/{ID.format('conversation_id')}/edit$", api.edit_question),
     re_path(rf"^api/v1/conversations/{ID.format('conversation_id')}/share$", api.share_link),
     re_path(rf"^api/v1/conversations/{ID.format('conversation_id')}/export$", api.export),
     re_path(rf"^api/v1/conversations/{ID.format('conversation_id')}/messages$", api.create_message),
@@ -41,7 +41,7 @@ page_patterns = [
     re_path(rf"^c/{ID.format('conversation_id')}/send$", views.send_message, name="send_message"),
     re_path(rf"^c/{ID.format('conversation_id')}/rename$", views.rename, name="rename"),
     re_path(rf"^c/{ID.format('conversation_id')}/delete$", views.delete, name="delete"),
-    re_path(rf"^c/{ID.format('conversation_id')}/edit$", views.edit_last_prompt, name="edit"),
+    re_path(rf"^c/{ID.format('conversation_id')}/edit$", views.edit_question, name="edit"),
     re_path(
         rf"^c/{ID.format('conversation_id')}/share/new$", views.new_share_link, name="share_new"
     ),

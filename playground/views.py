@@ -142,11 +142,15 @@ def _owned(request: HttpRequest, conversation_id: str) -> Conversation:
     return services.get_owned_conversation(conversation_id, session_key(request))
 
 
-def _back(conversation_id: str, answer: Message | None = None) -> HttpResponse:
-    """The conversation page; at `answer` when an action made or chose one, so the page opens
-    where the visitor acted instead of at the top (htmx keeps the place itself: stream.js)."""
+def _back(conversation_id: str, message: Message | None = None) -> HttpResponse:
+    """The conversation page; at `message` when an action made or chose an answer or a
+    question's version, so the page opens where the visitor acted instead of at the top (htmx
+    keeps the place itself: stream.js)."""
     url = reverse("conversation", kwargs={"conversation_id": conversation_id})
-    return redirect(f"{url}#answer-{answer.pk}" if answer is not None else url)
+    if message is None:
+        return redirect(url)
+    kind = "question" if message.role == Message.Role.USER else "answer"
+    return redirect(f"{url}#{kind}-{message.pk}")
 
 
 def _conversation_action(view: ConversationView) -> Callable[..., HttpResponse]:
@@ -193,12 +197,13 @@ def revoke_share_link(request: HttpRequest, conversation: Conversation) -> HttpR
 
 
 @_conversation_action
-def edit_last_prompt(request: HttpRequest, conversation: Conversation) -> HttpResponse:
-    answer = services.edit_last_prompt(
+def edit_question(request: HttpRequest, conversation: Conversation) -> HttpResponse:
+    answer = services.edit_question(
         conversation,
         session_key=session_key(request),
         client_ip=client_ip(request),
         prompt=inputs.required_text(request.POST, "prompt"),
+        question_id=inputs.message_id(request.POST, "message"),
     )
     return _back(conversation.pk, answer)
 
@@ -215,7 +220,7 @@ def export(request: HttpRequest, conversation_id: str, kind: str) -> HttpRespons
 def _message_action(
     view: Callable[[HttpRequest, Message], Message | None],
 ) -> Callable[..., HttpResponse]:
-    """POST actions on one of one's answers; the page opens at the answer `view` returns."""
+    """POST actions on one of one's messages; the page opens at the message `view` returns."""
 
     @require_POST
     @wraps(view)
@@ -248,7 +253,7 @@ def regenerate(request: HttpRequest, message: Message) -> Message:
 
 @_message_action
 def select(request: HttpRequest, message: Message) -> Message:
-    services.select_answer(message)
+    services.select(message)
     return message
 
 

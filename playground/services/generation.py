@@ -62,20 +62,25 @@ ANNOUNCE_PATIENCE_SECONDS = 30.0
 
 
 def conversation_history(message: Message) -> list[Turn]:
-    """Earlier turns as the model should see them: each question with the *output* of its
-    chosen finished answer. Thinking is left out on purpose: it would crowd the context and
-    the model card's format treats it as scratch work."""
+    """Earlier turns as the model should see them: each question this one follows (its
+    branch, whatever other versions the conversation holds) with the *output* of its chosen
+    finished answer. Thinking is left out on purpose: it would crowd the context and the
+    model card's format treats it as scratch work."""
     question_of_this = message.reply_to
-    earlier = list(
-        Message.objects.filter(
-            conversation_id=message.conversation_id,
-            role=Message.Role.USER,
-            superseded=False,
-            created__lt=question_of_this.created if question_of_this else message.created,
-        ).order_by("created")
-    )
-    if not earlier:
+    if question_of_this is None or question_of_this.parent_id is None:
         return []  # a first question: nothing more to read on the way to its first token
+    questions = {
+        question.pk: question
+        for question in Message.objects.filter(
+            conversation_id=message.conversation_id, role=Message.Role.USER
+        )
+    }
+    earlier: list[Message] = []
+    parent = questions.get(question_of_this.parent_id)
+    while parent is not None:
+        earlier.append(parent)
+        parent = questions.get(parent.parent_id) if parent.parent_id else None
+    earlier.reverse()
     finished: dict[str, list[Message]] = {}
     answers = Message.objects.filter(
         reply_to__in=[question.pk for question in earlier], status=Message.Status.DONE

@@ -21,6 +21,7 @@ from playground.services.line import (
 )
 from playground.services.queries import (
     shown_answers,
+    turn_versions,
     visible_messages,
 )
 
@@ -210,11 +211,14 @@ def conversation_payload(conversation: Conversation) -> dict[str, Any]:
     waiting = any(m.status == Message.Status.QUEUED for m in messages)
     snapshot = queue_snapshot() if waiting else None
     shown = shown_answers(messages)
+    versions = turn_versions(conversation, messages)
     payloads = []
     for message in messages:
         payload = message_payload(message, snapshot=snapshot)
         if message.role == Message.Role.ASSISTANT:
             payload["selected"] = message.pk in shown
+        else:
+            payload["versions"] = [version.pk for version in versions[message.pk]]
         payloads.append(payload)
     return {
         "id": conversation.pk,

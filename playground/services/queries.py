@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import logging
 
-from django.db.models import Exists, OuterRef
-
 from playground.models import Conversation, Message, SamplePrompt
 from playground.realtime import presence
 from playground.services.errors import (
@@ -61,28 +59,61 @@ def earlier_answer_to_sample(slug: str, excluding: str) -> Message | None:
     """The latest finished answer to sample `slug` that was the first question of its
     conversation (so no visitor's earlier turns shaped it), for someone waiting for the same
     sample to read meanwhile."""
-    earlier_question = Message.objects.filter(
-        conversation=OuterRef("conversation"),
-        role=Message.Role.USER,
-        created__lt=OuterRef("reply_to__created"),
-    )
     return (
         Message.objects.filter(
-            role=Message.Role.ASSISTANT, status=Message.Status.DONE, sample_slug=slug
+            role=Message.Role.ASSISTANT,
+            status=Message.Status.DONE,
+            sample_slug=slug,
+            reply_to__parent__isnull=True,
         )
         .exclude(pk=excluding)
-        .exclude(Exists(earlier_question))
         .order_by("-finished_at")
         .first()
     )
 
 
+def shown_path(questions: list[Message]) -> list[Message]:
+    """The questions a conversation's page shows, first to last, out of all its `questions`.
+
+    Questions form a tree (each follows its parent; edits add siblings). From the first turn
+    on, each turn shows the version not superseded (the newest, should several claim it) and
+    continues with the questions that follow that version."""
+    followers: dict[str | None, list[Message]] = {}
+    for question in sorted(questions, key=lambda q: (q.created, q.pk)):
+        followers.setdefault(question.parent_id, []).append(question)
+    path: list[Message] = []
+    parent_id: str | None = None
+    while versions := followers.get(parent_id):
+        chosen = [q for q in versions if not q.superseded] or versions
+        path.append(chosen[-1])
+        parent_id = chosen[-1].pk
+    return path
+
+
+def questions_of(conversation: Conversation) -> list[Message]:
+    return list(conversation.messages.filter(role=Message.Role.USER))
+
+
 def last_question(conversation: Conversation) -> Message | None:
-    return (
-        conversation.messages.filter(role=Message.Role.USER, superseded=False)
-        .order_by("-created")
-        .first()
-    )
+    path = shown_path(questions_of(conversation))
+    return path[-1] if path else None
+
+
+def is_shown(question: Message) -> bool:
+    return question in shown_path(questions_of(question.conversation))
+
+
+def turn_versions(conversation: Conversation, shown: list[Message]) -> dict[str, list[Message]]:
+    """For each question in `shown`: the versions of its turn (itself among them), oldest
+    first."""
+    siblings: dict[str | None, list[Message]] = {}
+    for question in sorted(questions_of(conversation), key=lambda q: (q.created, q.pk)):
+        siblings.setdefault(question.parent_id, []).append(question)
+    return {
+        message.pk: siblings.get(message.parent_id, [message])
+        for message in shown
+        if message.role == Message.Role.USER
+    }
 
 
 HISTORY_LIMIT = 100
@@ -105,11 +136,11 @@ def chosen_answer(question: Message, answers: list[Message]) -> Message | None:
 
 
 def visible_messages(conversation: Conversation) -> list[Message]:
-    """Questions and all their answers, in order, leaving out turns replaced by an edit."""
+    """The shown path's questions and all their answers, in order (other versions of a turn,
+    and the turns that followed them, are left out)."""
     messages = list(conversation.messages.order_by("created"))
-    hidden = {m.pk for m in messages if m.role == Message.Role.USER and m.superseded}
-    shown = [m for m in messages if m.pk not in hidden and m.reply_to_id not in hidden]
-    return in_order(shown)
+    path = {q.pk for q in shown_path([m for m in messages if m.role == Message.Role.USER])}
+    return in_order([m for m in messages if m.pk in path or m.reply_to_id in path])
 
 
 def shown_answers(messages: list[Message]) -> set[str]:

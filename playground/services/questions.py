@@ -1,6 +1,7 @@
 """Putting a question in line: the prompt checked, admission (blocks, pause, rate limits,
 one answer at a time, a full line), the rows written in the line's turn, and dispatch.
-Also regenerating an answer and editing the last question, which queue answers the same way.
+Also regenerating an answer and editing a question (a new version of its turn), which queue
+answers the same way, and choosing which answer or version of a turn is shown.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Q
+from django.db.models import Count, Q, QuerySet
 from django.utils import timezone
 from django.utils.translation import gettext, ngettext
 
@@ -38,7 +39,9 @@ from playground.services.line import (
     waiting,
 )
 from playground.services.queries import (
-    last_question,
+    is_shown,
+    questions_of,
+    shown_path,
 )
 from playground.visitors import limit_key
 
@@ -182,8 +185,11 @@ def submit(
                 session_key=session_key, client_ip=client_ip, title=title_for(text)
             )
             # Written a moment ago, its `updated` needs no second write.
-            return _ask(conversation, text, slug, session_key, client_ip, touch=False)
-        return _ask(conversation, text, slug, session_key, client_ip)
+            return _ask(conversation, text, slug, session_key, client_ip, parent=None, touch=False)
+        # A follow-up follows the last question the page shows.
+        path = shown_path(questions_of(conversation))
+        parent = path[-1] if path else None
+        return _ask(conversation, text, slug, session_key, client_ip, parent=parent)
 
     return _create_and_dispatch(create, line_was_empty=not waiting)
 
@@ -195,11 +201,13 @@ def _ask(
     session_key: str,
     client_ip: str | None,
     *,
+    parent: Message | None,
     touch: bool = True,
 ) -> Message:
-    """A new question in a conversation and its queued answer."""
+    """A new question in a conversation, following `parent`, and its queued answer."""
     question = Message.objects.create(
         conversation=conversation,
+        parent=parent,
         role=Message.Role.USER,
         prompt=text,
         sample_slug=slug,
@@ -292,7 +300,7 @@ def _slot_for_the_head_of_the_line(answer: Message) -> str | None:
 def regenerate(answer: Message, *, session_key: str, client_ip: str | None) -> Message:
     """A new answer to the same question; the old one stays as an alternative."""
     question = answer.reply_to
-    if answer.role != Message.Role.ASSISTANT or question is None or question.superseded:
+    if answer.role != Message.Role.ASSISTANT or question is None or not is_shown(question):
         raise NotFound("message")
     if not answer.is_final:
         raise PlaygroundError("already_generating", ALREADY_GENERATING, status=409)
@@ -305,32 +313,82 @@ def regenerate(answer: Message, *, session_key: str, client_ip: str | None) -> M
     return _create_and_dispatch(create, line_was_empty=not waiting)
 
 
-def select_answer(answer: Message) -> None:
-    """Show (and send back to the model in follow-ups) this alternative for its question."""
-    if answer.role != Message.Role.ASSISTANT or answer.reply_to_id is None:
+def select(message: Message) -> None:
+    """Show this answer among its question's regenerations (and send it back to the model in
+    follow-ups), or show this version of a question with the turns that followed it."""
+    if message.role == Message.Role.ASSISTANT and message.reply_to_id is not None:
+        Message.objects.filter(pk=message.reply_to_id).update(selected_answer=message)
+    elif message.role == Message.Role.USER:
+        _select_version(message)
+    else:
         raise NotFound("message")
-    Message.objects.filter(pk=answer.reply_to_id).update(selected_answer=answer)
 
 
-def edit_last_prompt(
-    conversation: Conversation, *, session_key: str, client_ip: str | None, prompt: str
+def _select_version(question: Message) -> None:
+    conversation = question.conversation
+    questions = questions_of(conversation)
+    if question in shown_path(questions):
+        return
+    if _writing(conversation.messages.all()):
+        # The answer being written would vanish from the page with the turns it belongs to.
+        raise PlaygroundError("already_generating", ALREADY_GENERATING, status=409)
+    by_id = {q.pk: q for q in questions}
+    chosen: Message | None = question
+    with transaction.atomic():
+        # Every turn on the way down to it shows the version that leads there.
+        while chosen is not None:
+            _choose_version(chosen)
+            chosen = by_id.get(chosen.parent_id) if chosen.parent_id else None
+
+
+def _choose_version(question: Message) -> None:
+    versions = Message.objects.filter(
+        conversation_id=question.conversation_id,
+        role=Message.Role.USER,
+        parent_id=question.parent_id,
+    )
+    versions.exclude(pk=question.pk).update(superseded=True)
+    versions.filter(pk=question.pk).update(superseded=False)
+
+
+def _writing(messages: QuerySet[Message]) -> bool:
+    return messages.filter(role=Message.Role.ASSISTANT, status__in=Message.ACTIVE).exists()
+
+
+def edit_question(
+    conversation: Conversation,
+    *,
+    session_key: str,
+    client_ip: str | None,
+    prompt: str,
+    question_id: str | None = None,
 ) -> Message:
-    """Replace the last question with an edited one and answer it afresh."""
+    """Ask a shown question (the last one unless `question_id` names another) again in new
+    words, as a new version of its turn. The old version stays, with its answers and the turns
+    that followed it, one switch away; the new one is shown and answered afresh."""
     text = clean_prompt(prompt)
-    question = last_question(conversation)
+    path = shown_path(questions_of(conversation))
+    if question_id is None:
+        question = path[-1] if path else None
+    else:
+        question = next((q for q in path if q.pk == question_id), None)
     if question is None:
         raise NotFound("message")
-    if question.answers.filter(status__in=Message.ACTIVE).exists():
+    if _writing(Message.objects.filter(reply_to__in=path[path.index(question) :])):
         raise PlaygroundError("already_generating", ALREADY_GENERATING, status=409)
     waiting = check_admission(session_key, client_ip)
+    # Sent again word for word, a sample stays that sample (its answer is still checked).
+    slug = question.sample_slug if text == question.prompt else ""
 
     def create() -> Message:
-        Message.objects.filter(pk=question.pk).update(superseded=True)
-        if conversation.title == title_for(question.prompt):
-            # The title was the old question's own words: they go too (a rename stays).
+        if question.parent_id is None and conversation.title == title_for(question.prompt):
+            # The title was the old first question's own words: the new ones replace them (a
+            # rename stays).
             conversation.title = title_for(text)
             conversation.save(update_fields=["title"])
-        return _ask(conversation, text, "", session_key, client_ip)
+        answer = _ask(conversation, text, slug, session_key, client_ip, parent=question.parent)
+        _choose_version(answer.reply_to)
+        return answer
 
     return _create_and_dispatch(create, line_was_empty=not waiting)
 

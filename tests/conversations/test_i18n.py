@@ -282,7 +282,7 @@ def test_alternatives_and_the_follow_up_box_read_in_chinese(
     assert "第 2 个回答，共 2 个" in html
     assert 'aria-label="上一个回答"' in html
     assert 'placeholder="继续追问…"' in html
-    assert "编辑并重新发送" in html and "你的对话" in html
+    assert "<summary>编辑</summary>" in html and "你的对话" in html
 
 
 def test_a_shared_page_and_the_not_found_page_read_in_chinese(

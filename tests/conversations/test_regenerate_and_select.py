@@ -298,16 +298,30 @@ def test_the_conversation_api_reflects_the_selected_answer(
     assert selected() == {old_id: True, new_id: False}
 
 
-def test_selecting_a_question_or_someone_elses_answer_is_not_found(
+def test_selecting_someone_elses_answer_or_question_is_not_found(
     visitor: Client, make_visitor: VisitorFactory, backend: str, enqueued: list[str]
 ) -> None:
     created, old_id, _ = two_answers(visitor)
     question_id = conversation_json(visitor, created["id"])["messages"][0]["id"]
 
-    assert_error(visitor.post(f"/api/v1/messages/{question_id}/select"), 404, "not_found")
-    assert_error(make_visitor().post(f"/api/v1/messages/{old_id}/select"), 404, "not_found")
-    assert_not_found_page(make_visitor().post(f"/m/{old_id}/select"))
+    for message_id in (old_id, question_id):
+        assert_error(make_visitor().post(f"/api/v1/messages/{message_id}/select"), 404, "not_found")
+        assert_not_found_page(make_visitor().post(f"/m/{message_id}/select"))
     assert Message.objects.get(pk=question_id).selected_answer_id is None
+
+
+def test_selecting_the_question_already_shown_changes_nothing(
+    visitor: Client, backend: str, enqueued: list[str]
+) -> None:
+    created, _, _ = two_answers(visitor)
+    before = conversation_json(visitor, created["id"])
+    question_id = before["messages"][0]["id"]
+
+    response = visitor.post(f"/api/v1/messages/{question_id}/select")
+
+    assert response.status_code == 200
+    assert response.json()["id"] == question_id
+    assert conversation_json(visitor, created["id"]) == before
 
 
 def test_select_from_the_page_redirects_back(

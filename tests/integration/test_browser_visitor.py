@@ -212,3 +212,85 @@ def test_copy_link_copies_the_share_link_and_its_reader_can_ask_the_same(
     assert "Expected" in reader.inner_text("[data-role=check]"), "asked as the sample: checked"
     owner_context.close()
     reader_context.close()
+
+
+def ask_and_stop(page: object, composer: str, prompt: str, turns: int) -> None:
+    """Ask, and stop the answer once it is written: a finished turn, quickly."""
+    page.fill(f"{composer} textarea[name=prompt]", prompt)  # type: ignore[attr-defined]
+    page.click(f"{composer} button[type=submit]")  # type: ignore[attr-defined]
+    page.wait_for_function(  # type: ignore[attr-defined]
+        "(n) => document.querySelectorAll('ol.turns > li.turn').length === n", arg=turns
+    )
+    stop_and_wait_for_the_page(page)
+
+
+def stop_and_wait_for_the_page(page: object) -> None:
+    """Stop the running answer and wait for the page the stop's form swaps in: the stream says
+    "cancelled" before that, and what is typed or opened in between would be swapped away."""
+    page.wait_for_selector(  # type: ignore[attr-defined]
+        'li.turn:last-child article.answer[data-status="running"]', timeout=20_000
+    )
+    page.evaluate("() => { document.querySelector('ol.turns').dataset.old = 'yes'; }")  # type: ignore[attr-defined]
+    page.click("[data-role=stop] button")  # type: ignore[attr-defined]
+    page.wait_for_function("() => !document.querySelector('ol.turns').dataset.old")  # type: ignore[attr-defined]
+    page.wait_for_selector('article.answer[data-status="cancelled"]')  # type: ignore[attr-defined]
+
+
+def shown_questions(page: object) -> list[str]:
+    return page.eval_on_selector_all(".turn .question > p", "ps => ps.map(p => p.textContent)")  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("width", "height"), [(390, 844), (1280, 800)])
+def test_an_earlier_question_is_edited_and_the_old_branch_switched_back_to(
+    stack: Stack, browser: object, width: int, height: int
+) -> None:
+    context = browser.new_context(viewport={"width": width, "height": height})  # type: ignore[attr-defined]
+    page = context.new_page()
+    page.goto(stack.base_url + "/")
+    ask_and_stop(page, "form.composer", "One", turns=1)
+    ask_and_stop(page, ".composer-docked", "Two", turns=2)
+    ask_and_stop(page, ".composer-docked", "Three", turns=3)
+    assert shown_questions(page) == ["One", "Two", "Three"]
+
+    second = "ol.turns > li.turn:nth-child(2)"
+    page.click(f"{second} .edit-question summary")
+    page.fill(f"{second} .edit-question textarea", "Two, in other words")
+    assert page.evaluate(NO_HORIZONTAL_SCROLL)
+    shot(page, f"visitor-edit-before-{width}")
+    page.click(f"{second} .edit-question button[type=submit]")
+
+    # The new version replaces turn two and the turns after it, and its answer is on screen.
+    page.wait_for_function("() => document.querySelectorAll('ol.turns > li.turn').length === 2")
+    assert shown_questions(page) == ["One", "Two, in other words"]
+    assert "Version 2 of 2" in page.inner_text(f"{second} .versions")
+    page.wait_for_function(
+        "(s) => { const b = document.querySelector(s).getBoundingClientRect();"
+        " return b.bottom > 0 && b.top < innerHeight; }",
+        arg=f"{second} article.answer",
+        timeout=15_000,
+    )
+    stop_and_wait_for_the_page(page)
+    assert page.evaluate(NO_HORIZONTAL_SCROLL)
+    shot(page, f"visitor-edit-after-{width}")
+
+    # The old version comes back with the turn that followed it, where the visitor clicked.
+    top_before = page.evaluate(
+        f"() => document.querySelector('{second}').getBoundingClientRect().top"
+    )
+    page.click(f"{second} .versions button[aria-label='Previous version of this question']")
+    page.wait_for_function("() => document.querySelectorAll('ol.turns > li.turn').length === 3")
+    assert shown_questions(page) == ["One", "Two", "Three"]
+    assert "Version 1 of 2" in page.inner_text(f"{second} .versions")
+    # Where it was on screen once the page settles (a frame or two after the swap).
+    page.wait_for_function(
+        "([s, top]) => Math.abs(document.querySelector(s).getBoundingClientRect().top - top) <= 2",
+        arg=[second, top_before],
+        timeout=5_000,
+    )
+    assert page.evaluate(NO_HORIZONTAL_SCROLL)
+    shot(page, f"visitor-edit-switched-back-{width}")
+
+    page.click(f"{second} .versions button[aria-label='Next version of this question']")
+    page.wait_for_function("() => document.querySelectorAll('ol.turns > li.turn').length === 2")
+    assert shown_questions(page) == ["One", "Two, in other words"]
+    context.close()

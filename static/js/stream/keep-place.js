@@ -1,4 +1,4 @@
-// A follow-up, a regeneration, an edit or a switch between answers posts a form that htmx
+// A follow-up, a regeneration, an edit or a switch between answers or versions posts a form that htmx
 // boosts into a page swap: without this the new page would open at the top, far from the
 // question just asked. Before the request this notes where the visitor acted and which answers
 // the page has; after the swap it shows the new answer (and follows it live), or puts the
@@ -43,8 +43,11 @@ export function restorePlace() {
   }
   const noted = before;
   before = null;
+  // A new answer is one being written: switching to another version of a question brings
+  // back finished answers the page did not have, and those keep the place instead.
   const fresh = [...document.querySelectorAll("[data-stream-url]")].find(
-    (root) => !noted.answers.has(root.id),
+    (root) =>
+      !noted.answers.has(root.id) && ["queued", "running"].includes(root.dataset.status),
   );
   if (fresh) {
     const turn = fresh.closest(".turn") || fresh;
