@@ -309,7 +309,9 @@ def earlier_answer_text(message: Message) -> str:
     waiting = message.status == Message.Status.QUEUED and message.dispatched_at is None
     if not waiting or not message.sample_slug:
         return ""
-    earlier = services.earlier_answer_to_sample(message.sample_slug, excluding=message.pk)
+    earlier = services.earlier_answer_to_sample(
+        message.sample_slug, message.prompt, excluding=message.pk
+    )
     if earlier is None:
         return ""
     output = (earlier.sections or {}).get("output") or ""

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import logging
 
+from django.utils.translation import get_language
+
+from inference.samples import ENGLISH, get_sample, sample_in
 from playground.models import Conversation, Message, SamplePrompt
 from playground.realtime import presence
 from playground.services.errors import (
@@ -52,18 +55,35 @@ def can_view(message: Message, *, session_key: str | None, share_token: str | No
 
 
 def samples() -> list[SamplePrompt]:
-    return list(SamplePrompt.objects.filter(enabled=True))
+    return [in_visitors_language(sample) for sample in SamplePrompt.objects.filter(enabled=True)]
 
 
-def earlier_answer_to_sample(slug: str, excluding: str) -> Message | None:
-    """The latest finished answer to sample `slug` that was the first question of its
-    conversation (so no visitor's earlier turns shaped it), for someone waiting for the same
-    sample to read meanwhile."""
+def in_visitors_language(sample: SamplePrompt) -> SamplePrompt:
+    """The sample as this request's visitor reads and asks it: its version in their language
+    where it has one. A prompt the operators reworded has no translation and stays as they wrote
+    it; a title they changed stays too."""
+    version = sample_in(get_language() or ENGLISH, sample.slug)
+    builtin = get_sample(sample.slug)
+    if version is None or builtin is None or version.language == ENGLISH:
+        return sample
+    if " ".join(sample.prompt.split()) != " ".join(builtin.prompt.split()):
+        return sample
+    sample.prompt = version.prompt
+    if sample.title == builtin.title:
+        sample.title = version.title
+    return sample
+
+
+def earlier_answer_to_sample(slug: str, prompt: str, excluding: str) -> Message | None:
+    """The latest finished answer to sample `slug`, asked in the same words (its version in the
+    same language), that was the first question of its conversation (so no visitor's earlier
+    turns shaped it), for someone waiting for the same sample to read meanwhile."""
     return (
         Message.objects.filter(
             role=Message.Role.ASSISTANT,
             status=Message.Status.DONE,
             sample_slug=slug,
+            prompt=prompt,
             reply_to__parent__isnull=True,
         )
         .exclude(pk=excluding)

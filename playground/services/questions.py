@@ -39,6 +39,7 @@ from playground.services.line import (
     waiting,
 )
 from playground.services.queries import (
+    in_visitors_language,
     is_shown,
     questions_of,
     shown_path,
@@ -88,6 +89,7 @@ def resolve_prompt(*, prompt: str | None = None, sample: str | None = None) -> t
         found = SamplePrompt.objects.filter(slug=sample, enabled=True).first()
         if found is None:
             raise PlaygroundError("unknown_sample", gettext("There is no such sample prompt."))
+        found = in_visitors_language(found)
         return found.prompt, found.slug
     return clean_prompt(prompt), ""
 

@@ -21,7 +21,9 @@ import pytest
 from django.conf import settings
 from django.test import Client
 from django.utils import translation
+from django.utils.html import escape
 
+from inference.samples import find_sample_by_prompt, get_sample, sample_in
 from playground import controls
 from playground.models import Block, Message, SamplePrompt
 from playground.realtime import channel_groups
@@ -283,6 +285,104 @@ def test_alternatives_and_the_follow_up_box_read_in_chinese(
     assert 'aria-label="上一个回答"' in html
     assert 'placeholder="继续追问…"' in html
     assert "<summary>编辑</summary>" in html and "你的对话" in html
+
+
+# --- the samples in Chinese --------------------------------------------------------------------
+
+
+def test_the_home_page_offers_the_samples_in_chinese(
+    db: None, backend: str, samples: list[SamplePrompt]
+) -> None:
+    html = page(Client(HTTP_ACCEPT_LANGUAGE=CHINESE), "/")
+
+    for sample in samples:
+        version = sample_in("zh-hans", sample.slug)
+        assert version is not None
+        assert escape(version.title) in html, sample.slug
+        assert escape(sample.title) not in html, sample.slug
+
+
+def test_the_samples_api_answers_in_the_language_asked_for(
+    db: None, backend: str, samples: list[SamplePrompt]
+) -> None:
+    english = Client().get("/api/v1/samples").json()
+    chinese_list = Client(HTTP_ACCEPT_LANGUAGE=CHINESE).get("/api/v1/samples").json()
+
+    assert [s["slug"] for s in chinese_list] == [s["slug"] for s in english]
+    for listed in chinese_list:
+        version = sample_in("zh-hans", listed["slug"])
+        assert (listed["title"], listed["prompt"]) == (version.title, version.prompt)  # type: ignore[union-attr]
+    assert english[0]["prompt"] == get_sample(english[0]["slug"]).prompt  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("slug", ["strawberry", "agatha"])
+def test_a_sample_asked_in_chinese_is_asked_in_chinese_and_checked_in_chinese(
+    visitor: Client, backend: str, enqueued: list[str], samples: list[SamplePrompt], slug: str
+) -> None:
+    version = sample_in("zh-hans", slug)
+    assert version is not None
+
+    created = ask_sample(chinese(visitor), slug)
+
+    assert created["message"]["prompt"] == version.prompt
+    assert created["message"]["sample"] == slug
+    assert find_sample_by_prompt(created["message"]["prompt"]) is version, "the simulator's script"
+    thinking, reflection, output = scripted_sections(version.scripted_answer)
+    finish(created["message"]["id"], thinking=thinking, reflections=(reflection,), output=output)
+    check = conversation_check(visitor, created["id"])
+    assert (check["verdict"], check["expected"]) == ("correct", version.expected)
+    assert check["reflection_changed"] is True
+    html = page(visitor, f"/c/{created['id']}/")
+    assert "正确" in html and f"预期答案：{escape(version.expected)}。" in html
+
+
+def test_a_sample_reworded_by_the_operators_is_asked_in_their_words(
+    visitor: Client, backend: str, enqueued: list[str], samples: list[SamplePrompt]
+) -> None:
+    SamplePrompt.objects.filter(slug="sheep").update(
+        title="Sheep", prompt="A farmer has 20 sheep. All but 9 run away. How many are left?"
+    )
+    SamplePrompt.objects.filter(slug="strawberry").update(title="Strawberries")
+    html = page(chinese(visitor), "/")
+
+    assert "A farmer has 20 sheep." in html, "no translation for words it does not have"
+    assert "Strawberries" in html, "a renamed card keeps the operators' title"
+    assert escape(sample_in("zh-hans", "strawberry").prompt)[:20] in html  # type: ignore[union-attr]
+    created = ask_sample(visitor, "sheep")
+    assert created["message"]["prompt"].startswith("A farmer has 20 sheep.")
+
+
+def test_a_chinese_visitor_waiting_for_a_sample_reads_its_last_chinese_answer(
+    make_visitor: VisitorFactory, backend: str, samples: list[SamplePrompt], enqueued: list[str]
+) -> None:
+    english = ask_sample(make_visitor(), "strawberry")
+    finish(english["message"]["id"], output="There are 3 r's in English.")
+    for _ in range(2):  # both slots taken
+        ask_sample(make_visitor(), "sheep")
+    visitor = chinese(make_visitor())
+    waiting = ask_sample(visitor, "strawberry")
+    assert waiting["message"]["position"] > 0
+    assert "in English" not in page(visitor, f"/c/{waiting['id']}/"), "not in another language"
+
+    earlier = ask_sample(chinese(make_visitor()), "strawberry")
+    finish(earlier["message"]["id"], output="这个单词里有 3 个 r。")
+
+    html = page(visitor, f"/c/{waiting['id']}/")
+    assert "这个单词里有 3 个 r。" in html
+
+
+def scripted_sections(answer: str) -> tuple[str, str, str]:
+    """Thinking (before its first reflection), that reflection and the output of a script."""
+    thinking = answer.split("<thinking>\n", 1)[1].split("\n</thinking>", 1)[0]
+    before, rest = thinking.split("<reflection>", 1)
+    reflection = rest.split("</reflection>", 1)[0]
+    output = answer.split("<output>\n", 1)[1].split("\n</output>", 1)[0]
+    return before, reflection.strip(), output
+
+
+def conversation_check(client: Client, conversation_id: str) -> dict[str, Any]:
+    messages = client.get(f"/api/v1/conversations/{conversation_id}").json()["messages"]
+    return next(m["check"] for m in messages if m["role"] == "assistant")
 
 
 def test_a_shared_page_and_the_not_found_page_read_in_chinese(

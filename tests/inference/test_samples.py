@@ -9,7 +9,17 @@ import re
 
 import pytest
 
-from inference.samples import SAMPLES, Sample, find_sample_by_prompt, get_sample
+from inference.samples import (
+    SAMPLES,
+    VERSIONS,
+    Sample,
+    find_sample_by_prompt,
+    get_sample,
+    sample_in,
+)
+
+CHINESE = [version for version in VERSIONS if version.language == "zh-hans"]
+CHINESE_CHARACTER = re.compile(r"[\u4e00-\u9fff]")
 
 _LAYOUT = re.compile(
     r"\A<thinking>\n(?P<thinking>.+)\n</thinking>\n\n<output>\n(?P<output>.+)\n</output>\Z",
@@ -110,3 +120,53 @@ def test_find_sample_by_prompt_normalises_whitespace_only() -> None:
     assert find_sample_by_prompt("") is None
     for sample in SAMPLES:
         assert find_sample_by_prompt(" ".join(sample.prompt.split()) + " ") is sample
+
+
+# --- the Chinese versions ---------------------------------------------------------------------
+
+
+def test_every_sample_has_a_chinese_version_with_its_own_words() -> None:
+    assert [version.slug for version in CHINESE] == [sample.slug for sample in SAMPLES]
+    for version in CHINESE:
+        english = get_sample(version.slug)
+        assert english is not None
+        assert version.language == "zh-hans"
+        assert sample_in("zh-hans", version.slug) is version
+        assert sample_in("ZH-Hans", version.slug) is version, "language codes in any case"
+        assert sample_in("en", version.slug) is english
+        for attribute in ("title", "prompt", "scripted_answer"):
+            text = getattr(version, attribute)
+            assert text != getattr(english, attribute), (version.slug, attribute)
+            assert CHINESE_CHARACTER.search(text), (version.slug, attribute)
+    assert len({version.prompt for version in CHINESE}) == len(CHINESE)
+    assert sample_in("fr", "strawberry") is None
+
+
+@pytest.mark.parametrize("version", CHINESE, ids=lambda version: version.slug)
+def test_a_chinese_scripted_answer_has_thinking_reflection_and_output(version: Sample) -> None:
+    thinking, reflections, output = _sections(version)
+    assert reflections, f"{version.slug}: no <reflection> inside <thinking>"
+    # Chinese is not written with spaces between words: its length is counted in characters.
+    assert len(_REFLECTION.sub("", thinking)) >= 60, "the thinking should work step by step"
+    for reflection in reflections:
+        assert len(reflection) >= 30
+    assert not thinking.rstrip().endswith("</reflection>")
+    tags = _ANY_TAG.findall(version.scripted_answer)
+    assert tags.count("<thinking>") == tags.count("</thinking>") == 1
+    assert tags.count("<output>") == tags.count("</output>") == 1
+    assert version.expected.casefold() in output.casefold()
+
+
+def test_the_chinese_odd_numbers_answer_keeps_the_table_the_formula_and_the_code() -> None:
+    english = get_sample("odd-numbers")
+    chinese = sample_in("zh-hans", "odd-numbers")
+    assert english is not None and chinese is not None
+    _, _, output = _sections(chinese)
+    assert "|---|---|---|" in output
+    assert "$100^2 = 10000$" in output
+    assert "print(sum(range(1, 200, 2)))  # 10000" in output
+
+
+def test_a_chinese_prompt_finds_its_version() -> None:
+    for version in CHINESE:
+        assert find_sample_by_prompt(f"  {version.prompt}\n") is version

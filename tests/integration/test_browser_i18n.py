@@ -19,6 +19,7 @@ from collections.abc import Iterator
 import pytest
 
 from devtools.stack import Stack
+from inference.samples import sample_in
 from tests.integration.stack import playground_stack
 from tests.integration.test_browser import NO_HORIZONTAL_SCROLL, launched_chromium, shot
 
@@ -69,6 +70,9 @@ def test_a_chinese_browser_sees_the_live_answer_written_in_chinese(
     assert (toggle.get_attribute("aria-label") or "").startswith("主题：跟随系统（当前为")
     assert page.evaluate(NO_HORIZONTAL_SCROLL)
     shot(page, f"i18n-home-{width}")
+    sheep = sample_in("zh-hans", "sheep")
+    assert sheep is not None
+    assert page.inner_text("button[data-sample=sheep] .sample-title") == sheep.title
 
     page.click("button[data-sample=sheep]")
     page.wait_for_selector('article.answer[data-status="running"]', timeout=20_000)
@@ -97,8 +101,13 @@ def test_a_chinese_browser_sees_the_live_answer_written_in_chinese(
     for piece in ("排队 ", "首个词元 ", " 个词元", " 词元/秒", "共计 ", "正常结束"):
         assert piece in stats, stats
     assert "由 " in page.inner_text("[data-role=provenance]")
+    # The sample was asked in its Chinese words and answered in Chinese (the simulator's
+    # Chinese script), and the same checker read the Chinese answer.
+    assert page.inner_text(".question > p") == sheep.prompt
+    assert "还剩 9 只羊" in page.inner_text("[data-role=output-rendered]")
     check = page.inner_text("[data-role=check]")
     assert "正确" in check and "预期答案：9。" in check, check
+    assert "反思之前，思考中的答案是 8" in check, check
     page.wait_for_function(
         "() => document.getElementById('announcer').textContent.startsWith('回答已完成。')"
     )

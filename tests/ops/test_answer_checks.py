@@ -10,7 +10,7 @@ import pytest
 from django.utils import timezone
 
 from inference.parser import Delta, Sections, TagParser
-from inference.samples import SAMPLES, get_sample
+from inference.samples import SAMPLES, VERSIONS, get_sample, sample_in
 from playground import answer_checks
 from playground.answer_checks import CORRECT, INCORRECT, checker_for, judge
 from playground.models import Conversation, Message, SamplePrompt, new_id
@@ -40,12 +40,13 @@ def verdict(slug: str, text: str) -> str | None:
 # --- every sample's scripted answer -----------------------------------------------------------
 
 
-@pytest.mark.parametrize("sample", SAMPLES, ids=[s.slug for s in SAMPLES])
+@pytest.mark.parametrize("sample", VERSIONS, ids=[f"{s.slug}-{s.language}" for s in VERSIONS])
 def test_every_scripted_answer_is_correct_and_its_reflection_changed_the_outcome(
     sample: Any,
 ) -> None:
+    """In every language: the scripted answers are checked by the same checkers."""
     sections, log = parse(sample.scripted_answer)
-    checker, expected = checker_for(sample.slug, sample.expected)  # type: ignore[misc]
+    checker, expected = checker_for(sample.slug, get_sample(sample.slug).expected)  # type: ignore[misc, union-attr]
     result = judge(
         checker,
         expected,
@@ -53,7 +54,7 @@ def test_every_scripted_answer_is_correct_and_its_reflection_changed_the_outcome
         thinking_before_reflection=answer_checks.thinking_before_first_reflection(log),
     )
     assert result["verdict"] == CORRECT, result
-    assert result["expected"] == sample.expected
+    assert result["expected"] == get_sample(sample.slug).expected  # type: ignore[union-attr]
     # Each scripted reflection fixes a real mistake made before it.
     assert result["reflection_changed"] is True, result
     assert result["note"].startswith("A reflection changed the outcome")
@@ -111,10 +112,79 @@ def test_every_sample_has_its_own_checker() -> None:
         ("sheep", "The farmer has 9 sheep left.", CORRECT),
         ("sheep", "So 8 sheep are left.", INCORRECT),
         ("sheep", "19 sheep remain.", INCORRECT),
+        # The same checkers read answers in Chinese.
+        ("strawberry", "“strawberry” 里有 **3** 个 r。", CORRECT),
+        ("strawberry", "所以这个单词里有2个r。", INCORRECT),
+        ("strawberry", "字母 r 一共出现了三次。", CORRECT),
+        ("strawberry", "有 13 个 r。", INCORRECT),
+        ("decimal-compare", "**9.9** 更大。", CORRECT),
+        ("decimal-compare", "9.9 比 9.11 大 0.79。", CORRECT),
+        ("decimal-compare", "所以 9.11 更大。", INCORRECT),
+        ("decimal-compare", "9.11 比 9.9 小。", CORRECT),
+        ("decimal-compare", "较大的是 9.11。", INCORRECT),
+        ("agatha", "凶手是**阿加莎本人**。", CORRECT),
+        ("agatha", "阿加莎姑妈是自杀的。", CORRECT),
+        ("agatha", "所以管家就是凶手。", INCORRECT),
+        ("agatha", "查尔斯是凶手。", INCORRECT),
+        ("agatha", "管家不可能是凶手，查尔斯也不是凶手。", None),
+        ("weissensee", "绕着白湖（Weißer See）散步。", CORRECT),
+        ("weissensee", "先去白湖，再去墙公园（Mauerpark）的跳蚤市场。", INCORRECT),
+        ("weissensee", "去白湖。墙公园（Mauerpark）并不在魏森湖区，所以把它去掉。", CORRECT),
+        ("bat-and-ball", "球的价格是 **0.05 美元**（5 美分）。", CORRECT),
+        ("bat-and-ball", "球是 5 美分，球拍是 1.05 美元。", CORRECT),
+        ("bat-and-ball", "球的价格是 0.10 美元。", INCORRECT),
+        ("bat-and-ball", "球拍是 1.05 美元。", None),
+        ("alice-siblings", "爱丽丝的每个兄弟都有 **3** 个姐妹。", CORRECT),
+        ("alice-siblings", "所以每个兄弟有两个姐妹。", INCORRECT),
+        ("day-before", "昨天是**星期三**。", CORRECT),
+        ("day-before", "昨天是周四。", INCORRECT),
+        ("sheep", "农夫还剩 **9** 只羊。", CORRECT),
+        ("sheep", "所以还剩8只羊。", INCORRECT),
+        ("sheep", "九只羊留了下来。", CORRECT),
+        ("odd-numbers", "前 100 个奇数的和是 **10000**。", CORRECT),
+        ("odd-numbers", "所以它们的和是 10100。", INCORRECT),
+        ("odd-numbers", "总和为一万。", CORRECT),
     ],
 )
 def test_checkers_read_the_claim(slug: str, text: str, expected: str | None) -> None:
     assert verdict(slug, text) == expected
+
+
+@pytest.mark.parametrize(
+    ("numeral", "value"),
+    [
+        ("三", 3),
+        ("两", 2),
+        ("十", 10),
+        ("十七", 17),
+        ("二十", 20),
+        ("一百零五", 105),
+        ("一万", 10000),
+    ],
+)
+def test_chinese_numerals_are_read_as_numbers(numeral: str, value: int) -> None:
+    assert answer_checks.number_value(numeral) == value
+
+
+def test_an_answer_to_a_chinese_version_names_what_it_found_in_chinese(db: None) -> None:
+    chinese = sample_in("zh-hans", "agatha")
+    assert chinese is not None
+    sections, log = parse(chinese.scripted_answer)
+    message = Message(
+        role="assistant",
+        status="done",
+        sample_slug="agatha",
+        prompt=chinese.prompt,
+        sections=sections.as_dict(),
+        deltas=log,
+    )
+
+    result = answer_checks.check(message, expected="Agatha herself")
+
+    assert result is not None
+    assert result["verdict"] == CORRECT
+    assert (result["expected"], result["found"]) == ("阿加莎本人", "阿加莎本人")
+    assert "管家" in result["note"], "the thinking's answer before the reflection, in Chinese"
 
 
 def test_the_most_frequent_claim_wins_and_ties_go_to_the_first() -> None:

@@ -1,11 +1,8 @@
-"""Sample prompts for the playground, with the answers the simulator plays back for them.
+"""The samples in English, the language they are seeded in (and shown in by default).
 
-This module is the single source of truth for the samples: the Django side seeds its sample
-cards from `SAMPLES`, and the simulator (`inference.sim`) looks a prompt up here to decide what to
-stream. Each `scripted_answer` is written the way a Reflection-style model answers: reasoning in
+Each `scripted_answer` is written the way a Reflection-style model answers: reasoning in
 `<thinking>`, at least one `<reflection>` that catches a real mistake made earlier in that
-reasoning, and a correct `<output>`. `expected` is the short, correct final answer, so answer
-checks can test that it appears in the output.
+reasoning, and a correct `<output>`. `expected` is the short, correct final answer.
 """
 
 # The answers are prose with one paragraph per line, as a model writes them; wrapping them at
@@ -14,24 +11,9 @@ checks can test that it appears in the output.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from inference.samples.script import ODD_NUMBERS_CODE, Sample, scripted
 
-
-@dataclass(frozen=True)
-class Sample:
-    slug: str
-    title: str
-    prompt: str
-    expected: str
-    scripted_answer: str
-
-
-def _answer(thinking: str, output: str) -> str:
-    # Keeps the tag layout identical across samples, so the stream looks like one model's habit.
-    return f"<thinking>\n{thinking.strip()}\n</thinking>\n\n<output>\n{output.strip()}\n</output>"
-
-
-_STRAWBERRY = _answer(
+_STRAWBERRY = scripted(
     """
 I need to count how many times the letter "r" appears in the word "strawberry".
 
@@ -48,7 +30,7 @@ The word "strawberry" contains **3** r's: one in "straw" and two in "berry" (s-t
 """,
 )
 
-_DECIMALS = _answer(
+_DECIMALS = scripted(
     """
 Both numbers have the same whole-number part, 9, so the decimal parts decide.
 
@@ -67,7 +49,7 @@ Write both with the same number of decimal places: 9.90 vs. 9.11. Ninety hundred
 """,
 )
 
-_AGATHA = _answer(
+_AGATHA = scripted(
     """
 The killer lives in Dreadbury Mansion, so the suspects are Agatha, the butler and Charles. A killer must hate the victim and must not be richer than the victim.
 
@@ -92,7 +74,7 @@ That leaves Agatha. Check both conditions: she hates everyone except the butler,
 """,
 )
 
-_WEISSENSEE = _answer(
+_WEISSENSEE = scripted(
     """
 The question is about an afternoon in Weißensee, a district in the north-east of Berlin (part of the borough of Pankow). Good suggestions should be places that are actually in Weißensee and close enough to combine in a few hours.
 
@@ -121,7 +103,7 @@ Tram M4 along Berliner Allee links most of these, so you can do it all without h
 """,
 )
 
-_BAT_AND_BALL = _answer(
+_BAT_AND_BALL = scripted(
     """
 The bat and the ball together cost $1.10, and the bat costs $1.00 more than the ball.
 
@@ -140,7 +122,7 @@ The intuitive answer of 10 cents is wrong: then the bat would cost $1.10 and the
 """,
 )
 
-_ALICE = _answer(
+_ALICE = scripted(
     """
 Alice has 3 brothers and 2 sisters. The question asks how many sisters one of her brothers has.
 
@@ -157,7 +139,7 @@ Each of Alice's brothers has **3** sisters: Alice's 2 sisters plus Alice herself
 """,
 )
 
-_YESTERDAY = _answer(
+_YESTERDAY = scripted(
     """
 The day after tomorrow is Saturday. I need to find what day it was yesterday.
 
@@ -174,7 +156,7 @@ Yesterday was **Wednesday**. If the day after tomorrow is Saturday, then today i
 """,
 )
 
-_SHEEP = _answer(
+_SHEEP = scripted(
     """
 The farmer starts with 17 sheep, and all but 9 run away. I need the number left.
 
@@ -192,7 +174,7 @@ The farmer has **9** sheep left. "All but 9 run away" means every sheep except 9
 )
 
 
-_ODD_NUMBERS = _answer(
+_ODD_NUMBERS = scripted(
     """
 The first 100 odd numbers are 1, 3, 5, ..., 199. I need their sum.
 
@@ -219,11 +201,8 @@ The odd numbers add up to a perfect square at every step:
 In general $\sum_{k=1}^{n} (2k - 1) = 2 \cdot \frac{n(n+1)}{2} - n = n^2$, so for $n = 100$ it is $100^2 = 10000$.
 
 A brute-force check:
-
-```python
-print(sum(range(1, 200, 2)))  # 10000
-```
-""",
+"""
+    + ODD_NUMBERS_CODE,
 )
 
 
@@ -308,22 +287,3 @@ SAMPLES: tuple[Sample, ...] = (
         scripted_answer=_ODD_NUMBERS,
     ),
 )
-
-_BY_SLUG: dict[str, Sample] = {sample.slug: sample for sample in SAMPLES}
-
-
-def _normalise(text: str) -> str:
-    return " ".join(text.split())
-
-
-_BY_PROMPT: dict[str, Sample] = {_normalise(sample.prompt): sample for sample in SAMPLES}
-
-
-def get_sample(slug: str) -> Sample | None:
-    """The sample with this slug, or None."""
-    return _BY_SLUG.get(slug)
-
-
-def find_sample_by_prompt(prompt: str) -> Sample | None:
-    """The sample whose prompt equals `prompt` up to whitespace (runs collapsed, ends trimmed)."""
-    return _BY_PROMPT.get(_normalise(prompt))
