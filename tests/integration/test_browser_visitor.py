@@ -35,6 +35,15 @@ LIVE_END_GAP = """() => {
   return end - free;
 }"""
 
+COUNT_TONES = """
+window.tonesStarted = 0;
+const start = OscillatorNode.prototype.start;
+OscillatorNode.prototype.start = function (...args) {
+  window.tonesStarted += 1;
+  return start.apply(this, args);
+};
+"""
+
 IN_VIEWPORT = """(selector) => {
   const box = document.querySelector(selector).getBoundingClientRect();
   return box.top >= 0 && box.bottom <= innerHeight && box.height > 0;
@@ -128,18 +137,32 @@ def test_a_second_visitor_sees_their_place_in_line_in_the_tab_title(
     writing.click("button[data-sample=agatha]")
     writing.wait_for_selector('article.answer[data-status="running"]', timeout=20_000)
 
-    second = browser.new_context(viewport={"width": 390, "height": 844})  # type: ignore[attr-defined]
+    second = browser.new_context(  # type: ignore[attr-defined]
+        viewport={"width": 390, "height": 844}, permissions=["notifications"]
+    )
+    # Tones the page starts, counted as they are scheduled (headless Chromium plays them to no
+    # speaker).
+    second.add_init_script(COUNT_TONES)
     waiting = second.new_page()
     waiting.goto(stack.base_url + "/")
     waiting.click("button[data-sample=sheep]")
     waiting.wait_for_function("() => document.title.startsWith('#1 in line · ')", timeout=30_000)
     assert waiting.evaluate(IN_VIEWPORT, "[data-role=status]")
     assert waiting.is_visible("[data-role=line-progress] progress")
+    waiting.click("button[data-role=notify]")
+    waiting.wait_for_function(
+        "() => document.querySelector('button[data-role=notify]').textContent"
+        " === 'You will be notified, with a chime'"
+    )
     shot(waiting, "visitor-in-line-phone")
+    assert waiting.evaluate("() => window.tonesStarted") == 0, "no sound while waiting"
 
     stop_if_running(writing)
+    waiting.wait_for_selector('article.answer[data-status="running"]', timeout=30_000)
+    waiting.wait_for_function("() => window.tonesStarted === 2")
     waiting.wait_for_selector('article.answer[data-status="done"]', timeout=60_000)
     assert waiting.title().startswith("✓ ")
+    assert waiting.evaluate("() => window.tonesStarted") == 2, "one chime, once"
     first.close()
     second.close()
 

@@ -1,6 +1,6 @@
 // Waiting in line, made visible: the place in the tab title (so a visitor in another tab sees
-// it move), a bar that fills as the line moves, and, if the visitor asks for it, a browser
-// notification when their answer starts.
+// it move), a bar that fills as the line moves, and, if the visitor asks for it, a chime and a
+// browser notification when their answer starts.
 
 import { show } from "./dom.js";
 import { gettext, interpolate } from "./i18n.js";
@@ -29,20 +29,59 @@ export function lineProgress(bar, firstPosition, position) {
   show(bar.closest("[data-role='line-progress']"));
 }
 
+// The visitor's click on "Notify me" is the gesture that lets the page play sound later: the
+// audio context is made (or resumed) inside it. A notification needs the browser's permission
+// on top; the chime needs none, so a visitor who refuses notifications still hears it.
+let chime = null;
+
 export function offerNotification(button) {
-  if (!button || !("Notification" in window) || Notification.permission === "denied") return;
+  const canNotify = "Notification" in window && Notification.permission !== "denied";
+  if (!button || (!canNotify && !window.AudioContext)) return;
   show(button);
   button.addEventListener("click", async () => {
-    const permission = await Notification.requestPermission();
-    notifyWhenStarted = permission === "granted";
-    button.textContent = notifyWhenStarted
-      ? gettext("You will be notified")
-      : gettext("Notifications are off");
     button.disabled = true;
+    if (window.AudioContext) {
+      chime = chime || new AudioContext();
+      chime.resume();
+    }
+    const permission = canNotify ? await Notification.requestPermission() : "denied";
+    notifyWhenStarted = permission === "granted";
+    if (notifyWhenStarted) {
+      button.textContent = chime
+        ? gettext("You will be notified, with a chime")
+        : gettext("You will be notified");
+    } else {
+      button.textContent = chime
+        ? gettext("You will hear a chime")
+        : gettext("Notifications are off");
+    }
+  });
+}
+
+// Two short soft tones, rising: heard from another tab, not startling in this one.
+function playChime() {
+  const now = chime.currentTime;
+  [
+    [660, 0],
+    [880, 0.18],
+  ].forEach(([frequency, delay]) => {
+    const tone = chime.createOscillator();
+    const volume = chime.createGain();
+    tone.frequency.value = frequency;
+    volume.gain.setValueAtTime(0.0001, now + delay);
+    volume.gain.exponentialRampToValueAtTime(0.12, now + delay + 0.02);
+    volume.gain.exponentialRampToValueAtTime(0.0001, now + delay + 0.3);
+    tone.connect(volume).connect(chime.destination);
+    tone.start(now + delay);
+    tone.stop(now + delay + 0.32);
   });
 }
 
 export function announceStart() {
+  if (chime) {
+    playChime();
+    chime = null;
+  }
   if (!notifyWhenStarted || !document.hidden) return;
   notifyWhenStarted = false;
   try {
