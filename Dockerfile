@@ -30,6 +30,10 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONPATH=/app \
     VAR_DIR=/app/var \
     STATIC_ROOT=/app/staticfiles
+# Fonts for shared conversations' link-preview pictures (PREVIEW_FONTS): Latin and Chinese.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends fonts-dejavu-core fonts-wqy-microhei \
+    && rm -rf /var/lib/apt/lists/*
 RUN groupadd --system --gid 10001 playground \
     && useradd --system --uid 10001 --gid playground --home-dir /app --shell /usr/sbin/nologin playground
 COPY --from=builder /opt/venv /opt/venv

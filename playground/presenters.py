@@ -20,6 +20,7 @@ from django.utils.translation import gettext, gettext_lazy, ngettext, pgettext_l
 from playground import services
 from playground.durations import format_measured, format_wait
 from playground.models import Conversation, Message
+from playground.preview_image import PreviewCard
 
 # Lazy, like every label below: they are read while a page renders, in its reader's language.
 PHASES = (
@@ -359,6 +360,30 @@ def page_preview(conversation: Conversation, shown_turns: list[Turn]) -> dict[st
         "title": title,
         "description": description or gettext("Watch a reasoning model think."),
     }
+
+
+def preview_card(conversation: Conversation, shown_turns: list[Turn]) -> PreviewCard:
+    """What the link preview's picture says: the first question, and how it was answered (the
+    check's verdict for a sample, else the facts, or that it is being answered live)."""
+    if not shown_turns:
+        return PreviewCard(conversation.title, gettext("Watch a reasoning model think."), "neutral")
+    first = shown_turns[0]
+    question = " ".join(first.question.prompt.split())
+    answer = first.shown
+    if answer is None or answer.active:
+        return PreviewCard(question, gettext("Being answered live"), "live")
+    check = answer.payload["check"]
+    if check and check["verdict"] == "correct":
+        verdict = gettext("Correct: %(found)s") % {"found": check["found"] or check["expected"]}
+        if check["reflection_changed"]:
+            verdict += " · " + gettext("a reflection changed the outcome")
+        return PreviewCard(question, verdict, "correct")
+    if check:
+        verdict = gettext("Not right (expected %(expected)s)") % {"expected": check["expected"]}
+        return PreviewCard(question, verdict, "incorrect")
+    if answer.message.status == Message.Status.DONE:
+        return PreviewCard(question, answer.facts or gettext("Answered"), "neutral")
+    return PreviewCard(question, gettext("Not answered"), "neutral")
 
 
 # Markdown's marks, which a link preview would show as typed.

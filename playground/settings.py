@@ -283,6 +283,16 @@ IP_RATE_LIMIT = env_rate("IP_RATE_LIMIT", "20/m")
 # address needs more; a script opening hundreds is refused.
 IP_MAX_WEBSOCKETS = env_int("IP_MAX_WEBSOCKETS", 50, minimum=1)
 PROMPT_MAX_CHARS = env_int("PROMPT_MAX_CHARS", 4000, minimum=1)
+# Fonts for shared conversations' link-preview pictures, first match first (missing files are
+# skipped; Pillow's own Latin font comes last). The defaults are Debian's DejaVu Sans and
+# WenQuanYi Micro Hei (Chinese), which the image installs.
+PREVIEW_FONTS = tuple(
+    env_list(
+        "PREVIEW_FONTS",
+        "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf,"
+        "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
+    )
+)
 MAX_NEW_TOKENS = env_int("MAX_NEW_TOKENS", 2048, minimum=1)
 SYSTEM_PROMPT = env_str("SYSTEM_PROMPT") or None
 # How often, at most, a generation publishes coalesced deltas. Tokens that arrive further apart

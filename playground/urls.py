@@ -59,6 +59,11 @@ page_patterns = [
     re_path(rf"^m/{ID.format('message_id')}/regenerate$", views.regenerate, name="regenerate"),
     re_path(rf"^m/{ID.format('message_id')}/select$", views.select, name="select"),
     re_path(rf"^s/{ID.format('token')}/$", views.shared, name="shared"),
+    re_path(
+        rf"^s/{ID.format('token')}/preview\.png$",
+        views.shared_preview_image,
+        name="shared_preview_image",
+    ),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
     path("metrics", ops_views.prometheus_metrics, name="metrics"),

@@ -9,7 +9,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.db import connection
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseNotFound, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import translation
@@ -18,7 +18,7 @@ from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_GET, require_POST
 from django.views.i18n import JavaScriptCatalog
 
-from playground import api, exports, inputs, presenters, rotation, services, slots
+from playground import api, exports, inputs, presenters, preview_image, rotation, services, slots
 from playground.durations import format_wait
 from playground.models import Conversation, Message
 from playground.realtime import redis_clients
@@ -131,8 +131,26 @@ def shared(request: HttpRequest, token: str) -> HttpResponse:
         "turns": shown_turns,
         "shared": True,
         "preview": presenters.page_preview(found, shown_turns),
+        "preview_image": request.build_absolute_uri(
+            reverse("shared_preview_image", kwargs={"token": token})
+        ),
     }
     return render(request, "playground/conversation.html", context)
+
+
+@require_GET
+def shared_preview_image(request: HttpRequest, token: str) -> HttpResponse:
+    """The shared conversation's link-preview picture (its page's og:image)."""
+    try:
+        found = services.get_shared_conversation(token)
+    except PlaygroundError:
+        return HttpResponseNotFound(content_type="text/plain")
+    card = presenters.preview_card(found, presenters.turns(found, share_token=found.share_token))
+    png = preview_image.render(card, preview_image.usable_fonts(settings.PREVIEW_FONTS))
+    response = HttpResponse(png, content_type="image/png")
+    # Previewers fetch it once per share; five minutes keeps a turned-off link from lingering.
+    response["Cache-Control"] = "max-age=300"
+    return response
 
 
 ConversationView = Callable[[HttpRequest, Conversation], HttpResponse]

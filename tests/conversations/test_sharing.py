@@ -4,6 +4,7 @@ change, live streams included; the shared page's link previews."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import re
 from typing import Any
@@ -11,8 +12,11 @@ from typing import Any
 import pytest
 from django.test import Client
 from django.utils.html import escape
+from PIL import Image
 
-from playground.models import Conversation, Message
+from playground import presenters
+from playground.models import Conversation, Message, SamplePrompt
+from playground.preview_image import PreviewCard
 from playground.realtime import cancel_flags, channel_groups, delta_log, redis_clients
 from tests.conversations.answers import finish
 from tests.conversations.helpers import (
@@ -25,6 +29,7 @@ from tests.conversations.helpers import (
     conversation_json,
     counts,
     page,
+    post_json,
     receive_until_closed,
     regenerate,
     set_running,
@@ -325,7 +330,12 @@ def test_the_shared_page_has_link_preview_tags_and_noindex(
     assert '<meta name="robots" content="noindex">' in html
     assert meta(html, "property", "og:title") == escape("How many r's are in strawberry?")
     assert meta(html, "property", "og:description") == escape("There are three r's.")
-    assert meta(html, "name", "twitter:card") == "summary"
+    assert meta(html, "name", "twitter:card") == "summary_large_image"
+    image = f"http://testserver{created['share_url']}preview.png"
+    assert meta(html, "property", "og:image") == image
+    assert meta(html, "name", "twitter:image") == image
+    assert meta(html, "property", "og:image:width") == "1200"
+    assert meta(html, "property", "og:image:height") == "630"
     assert meta(html, "name", "twitter:title") == escape("How many r's are in strawberry?")
     assert meta(html, "name", "twitter:description") == escape("There are three r's.")
     assert meta(html, "property", "og:type") == "article"
@@ -380,3 +390,104 @@ def test_the_owners_page_is_noindex_too(visitor: Client, backend: str, enqueued:
 def test_a_bad_share_token_is_a_404_page_and_json(db: None, token: str) -> None:
     assert_not_found_page(Client().get(f"/s/{token}/"))
     assert_error(Client().get(f"/api/v1/shared/{token}"), 404, "not_found")
+
+
+# --- the link preview's picture -----------------------------------------------------------------
+
+
+def preview_png(client: Client, share_url: str) -> Image.Image:
+    response = client.get(f"{share_url}preview.png")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "image/png"
+    assert response["Cache-Control"] == "max-age=300"
+    return Image.open(io.BytesIO(response.content))
+
+
+def test_a_shared_conversation_has_a_preview_picture(
+    visitor: Client, backend: str, enqueued: list[str]
+) -> None:
+    created = answered(visitor, "How many r's are in strawberry?", "There are three r's.")
+
+    picture = preview_png(Client(), created["share_url"])
+
+    assert (picture.format, picture.size) == ("PNG", (1200, 630))
+    # The question is drawn: dark ink in the question's band.
+    band = picture.convert("L").crop((80, 170, 1120, 240))
+    assert band.getextrema()[0] < 80
+
+
+def test_the_preview_picture_changes_with_the_answer(
+    visitor: Client, backend: str, enqueued: list[str], samples: list[SamplePrompt]
+) -> None:
+    created = post_json(visitor, "/api/v1/conversations", {"sample": "strawberry"}).json()
+    share_url = created["share_url"]
+    live = preview_png(Client(), share_url).tobytes()
+    finish(created["message"]["id"], thinking="So 2 r's.", reflections=("No.",), output="3 r's.")
+
+    done = preview_png(Client(), share_url)
+
+    assert done.tobytes() != live
+    # The verdict's pill is green for a right answer.
+    red, green, blue = done.convert("RGB").getpixel((100, 516))
+    assert green > red and green > blue
+
+
+@pytest.mark.parametrize("revoke", [True, False], ids=["revoked", "unknown"])
+def test_a_preview_picture_needs_a_live_share_link(
+    visitor: Client, backend: str, enqueued: list[str], revoke: bool
+) -> None:
+    created = answered(visitor, "Private now", "Output")
+    url = f"{created['share_url']}preview.png" if revoke else "/s/notARealToken/preview.png"
+    if revoke:
+        assert visitor.delete(f"/api/v1/conversations/{created['id']}/share").status_code == 200
+
+    response = Client().get(url)
+
+    assert response.status_code == 404
+    assert b"Private now" not in response.content
+
+
+@pytest.mark.parametrize(
+    ("finished", "verdict", "tone"),
+    [
+        (
+            {"output": "There are 3 r's.", "thinking": "2 r's.", "reflections": ("Recount.",)},
+            "Correct: 3 · a reflection changed the outcome",
+            "correct",
+        ),
+        ({"output": "There are 3 r's."}, "Correct: 3", "correct"),
+        ({"output": "There are 2 r's."}, "Not right (expected 3)", "incorrect"),
+        (None, "Being answered live", "live"),
+        ({"output": "", "status": "cancelled"}, "Not answered", "neutral"),
+    ],
+    ids=["reflection-fixed-it", "correct", "incorrect", "live", "stopped"],
+)
+def test_the_preview_card_says_how_the_first_question_was_answered(
+    visitor: Client,
+    backend: str,
+    enqueued: list[str],
+    samples: list[SamplePrompt],
+    finished: dict[str, Any] | None,
+    verdict: str,
+    tone: str,
+) -> None:
+    created = post_json(visitor, "/api/v1/conversations", {"sample": "strawberry"}).json()
+    if finished is not None:
+        finish(created["message"]["id"], **finished)
+    conversation = Conversation.objects.get(pk=created["id"])
+
+    card = presenters.preview_card(conversation, presenters.turns(conversation))
+
+    assert card == PreviewCard(created["message"]["prompt"], verdict, tone)
+
+
+def test_the_preview_card_of_a_free_question_gives_the_answers_facts(
+    visitor: Client, backend: str, enqueued: list[str]
+) -> None:
+    created = answered(visitor, "  Tell me\nsomething  ", "Something.")
+    conversation = Conversation.objects.get(pk=created["id"])
+
+    card = presenters.preview_card(conversation, presenters.turns(conversation))
+
+    assert (card.question, card.tone) == ("Tell me something", "neutral")
+    assert card.verdict == "2.0 s · 20.0 tokens/s"  # no model named by this test's answer

@@ -594,6 +594,21 @@ def test_dockerfile_is_multi_stage_and_runs_as_a_user() -> None:
     assert any(k == "CMD" for k, _ in after_user), "the server must not run before USER"
 
 
+def test_the_image_installs_the_preview_pictures_fonts() -> None:
+    from django.conf import settings
+
+    packages = {
+        "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf": "fonts-dejavu-core",
+        "/usr/share/fonts/truetype/wqy/wqy-microhei.ttc": "fonts-wqy-microhei",
+    }
+    runs = " ".join(
+        args for keyword, args in final_stage(dockerfile_instructions()) if keyword == "RUN"
+    )
+    assert set(settings.PREVIEW_FONTS) == set(packages)
+    for package in packages.values():
+        assert f" {package}" in runs, package
+
+
 def test_dockerfile_collects_static_files_and_checks_health() -> None:
     final = final_stage(dockerfile_instructions())
     runs = [args for keyword, args in final if keyword == "RUN"]

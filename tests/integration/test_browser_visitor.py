@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from devtools.stack import Stack
-from tests.integration.stack import playground_stack
+from tests.integration.stack import ARTIFACTS, playground_stack
 from tests.integration.test_browser import (
     NO_HORIZONTAL_SCROLL,
     launched_chromium,
@@ -227,6 +227,16 @@ def test_copy_link_copies_the_share_link_and_its_reader_can_ask_the_same(
     reader.goto(link)
     assert reader.evaluate(NO_HORIZONTAL_SCROLL)
     shot(reader, "visitor-shared-phone")
+    # The link's preview picture: what a chat app shows when the link is pasted.
+    image = reader.get_attribute('meta[property="og:image"]', "content")
+    assert image == link + "preview.png"
+    size = reader.evaluate(
+        "(src) => new Promise((done) => { const img = new Image();"
+        " img.onload = () => done([img.naturalWidth, img.naturalHeight]); img.src = src; })",
+        image,
+    )
+    assert size == [1200, 630]
+    (ARTIFACTS / "visitor-share-preview.png").write_bytes(reader.request.get(image).body())
     reader.click("form.ask-yourself button")
     reader.wait_for_url(f"{stack.base_url}/c/**")
     assert "/s/" not in reader.url
