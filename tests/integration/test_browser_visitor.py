@@ -1,6 +1,8 @@
 """A launch-day visitor in Chromium: the question box in the first screen, the live text
 followed (and not, once they scroll up), a follow-up that opens where it is answered, the place
-in line in the tab title, sharing in one click, and a shared question asked again.
+in line in the tab title and a chime when the answer starts, sharing in one click with a
+preview picture, a shared question asked again, an earlier question edited and its old branch
+switched back to, and a rich answer (bold, table, math, code) streamed without raw marks.
 
 One slot (GENERATION_CONCURRENCY=1) and a slow simulator, so an answer is written for long
 enough to scroll around in, and a second visitor waits in line behind it. Every test ends with
@@ -326,4 +328,41 @@ def test_an_earlier_question_is_edited_and_the_old_branch_switched_back_to(
     page.click(f"{second} .versions button[aria-label='Next version of this question']")
     page.wait_for_function("() => document.querySelectorAll('ol.turns > li.turn').length === 2")
     assert shown_questions(page) == ["One", "Two, in other words"]
+    context.close()
+
+
+# Every change to the rendered answer, checked for Markdown's marks shown as typed.
+WATCH_FOR_RAW_MARKS = """
+window.rawMarksSeen = [];
+window.renderedChanges = 0;
+new MutationObserver(() => {
+  const rendered = document.querySelector('[data-role=output-rendered]');
+  if (!rendered) return;
+  window.renderedChanges += 1;
+  const text = rendered.textContent;
+  if (text.includes('**') || text.includes('$$')) window.rawMarksSeen.push(text);
+}).observe(document, { subtree: true, childList: true, characterData: true });
+"""
+
+
+def test_rich_formatting_streams_without_raw_marks_and_renders_table_math_and_code(
+    stack: Stack, browser: object
+) -> None:
+    context = browser.new_context(viewport={"width": 1280, "height": 800})  # type: ignore[attr-defined]
+    context.add_init_script(WATCH_FOR_RAW_MARKS)
+    page = context.new_page()
+    page.goto(stack.base_url + "/")
+    page.click("button[data-sample=odd-numbers]")
+    page.wait_for_selector('article.answer[data-status="done"]', timeout=90_000)
+
+    # Streamed in many steps, and not one of them showed a "**" or "$$" as typed.
+    assert page.evaluate("() => window.renderedChanges") > 10
+    assert page.evaluate("() => window.rawMarksSeen") == []
+    rendered = "[data-role=output-rendered]"
+    assert page.inner_text(f"{rendered} strong") == "10000"
+    assert page.locator(f"{rendered} table tr").count() == 5
+    assert page.locator(f"{rendered} .katex").count() >= 3
+    assert "print(sum(range(1, 200, 2)))" in page.inner_text(f"{rendered} pre code")
+    assert "Expected: 10000." in page.inner_text("[data-role=check]")
+    shot(page, "visitor-rich-answer")
     context.close()
