@@ -16,9 +16,11 @@ class PlaygroundConfig(AppConfig):
 
     def ready(self) -> None:
         from django.db.backends.signals import connection_created
+        from django.db.models.signals import post_delete, post_save
 
         from playground import (
             checks,  # noqa: F401  (registers the system checks)
+            controls,
             models,
             sqlite,
         )
@@ -28,6 +30,13 @@ class PlaygroundConfig(AppConfig):
         models.message_finished.connect(
             metrics.count_finished_message, dispatch_uid="playground.ops.metrics"
         )
+        # Admission reads when blocks end from Redis: every change to a block rewrites it.
+        for changed in (post_save, post_delete):
+            changed.connect(
+                controls.remember_when_blocks_end,
+                sender=models.Block,
+                dispatch_uid=f"playground.controls.blocks.{changed is post_save}",
+            )
 
         # A web or worker process relays deltas on its event-loop thread while other threads
         # (Django's view threads, Celery's pool) hold the interpreter lock for CPU work, and the

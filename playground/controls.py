@@ -5,7 +5,11 @@ Pause, drain, concurrency and disabled backends live in Redis, which every web a
 process already reads for each admission and dispatch, so a control takes effect everywhere on
 the next request (well within the 2 s the dashboard promises) with no cache to invalidate.
 Blocks live in the database: they must outlast a Redis restart, and an operator can edit or
-lift one in the admin.
+lift one in the admin. So that admission needs no database query to learn that nobody is
+blocked (nearly always the case), Redis also keeps when the last block in force ends, rewritten
+whenever a block is saved or deleted (apps.py connects that) and read with the pause banner in
+one round trip. It only ever spares the query: when it is missing (Redis restarted, a minute
+passed) or a block is in force, the database decides.
 
 The setters below touch only Redis (or store a block) so that any process (a shell, a script, a
 test in another process) can use them; an operator's actions (playground/ops/actions.py) check
@@ -15,13 +19,14 @@ their input, call them and record each change in the audit log.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, timedelta
 from typing import TYPE_CHECKING, Any
 
 import redis
-from django.db.models import Q
+from django.db.models import Max, Q
 from django.utils import dateformat, timezone
 from django.utils.translation import gettext, pgettext
 
@@ -33,6 +38,9 @@ if TYPE_CHECKING:
     from django.http import HttpRequest
 
 PAUSE_KEY = "pg:ctl:paused"
+# When the last block in force ends (epoch seconds; 0: none is), for at most a minute.
+BLOCKS_END_KEY = "pg:ctl:blocks-end"
+BLOCKS_END_TTL_SECONDS = 60
 DRAIN_KEY = "pg:ctl:draining"
 CONCURRENCY_KEY = "pg:ctl:concurrency"
 DISABLED_KEY = "pg:ctl:disabled"
@@ -156,7 +164,23 @@ def add_block(
     )
 
 
-def active_block(session_key: str | None, client_ip: str | None) -> Block | None:
+def remember_when_blocks_end(**_: Any) -> float:
+    """Store (and return) when the last block in force ends, 0 when none is."""
+    latest = Block.objects.filter(expires__gt=timezone.now()).aggregate(end=Max("expires"))["end"]
+    end = latest.timestamp() if latest is not None else 0.0
+    redis_clients.redis_client().set(BLOCKS_END_KEY, end, ex=BLOCKS_END_TTL_SECONDS)
+    return end
+
+
+def active_block(
+    session_key: str | None, client_ip: str | None, *, blocks_end: float | None = None
+) -> Block | None:
+    """The block in force on this visitor, if any. `blocks_end`: when the last block in force
+    ends, as Redis said (None: not known, the database is asked)."""
+    if blocks_end is None:
+        blocks_end = remember_when_blocks_end()
+    if blocks_end <= time.time():
+        return None
     match = Q()
     if client_ip:
         match |= Q(kind=Block.Kind.IP, value=client_ip)
@@ -179,7 +203,13 @@ class Refusal:
 
 def refusal(session_key: str | None, client_ip: str | None) -> Refusal | None:
     """Why an operator control turns this visitor away right now, if it does."""
-    block = active_block(session_key, client_ip)
+    pipe = redis_clients.redis_client().pipeline(transaction=False)
+    pipe.get(BLOCKS_END_KEY)
+    pipe.get(PAUSE_KEY)
+    blocks_end, banner = pipe.execute()
+    block = active_block(
+        session_key, client_ip, blocks_end=float(blocks_end) if blocks_end is not None else None
+    )
     if block is not None:
         until = block.expires.astimezone(UTC)
         # Translators: a date format (Django's "date" filter letters): 05 Mar.
@@ -189,9 +219,8 @@ def refusal(session_key: str | None, client_ip: str | None) -> Refusal | None:
             "day": day,
         }
         return Refusal("blocked", message, status=403)
-    banner = pause_banner()
     if banner is not None:
-        return Refusal("paused", banner, status=503)
+        return Refusal("paused", _text(banner) or "", status=503)
     return None
 
 

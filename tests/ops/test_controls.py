@@ -17,7 +17,7 @@ from django.utils import timezone
 from playground import controls, services, slots
 from playground.models import Block, Message
 from playground.ops import metrics
-from playground.realtime import presence
+from playground.realtime import presence, redis_clients
 from tests.support.simulator import running_simulator
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -259,6 +259,51 @@ def test_an_expired_or_lifted_block_refuses_nothing(backend: str, enqueued: list
     block.save()
 
     assert submit("s1", "10.0.0.1").status == Message.Status.QUEUED
+
+
+def test_admission_asks_the_database_about_blocks_only_while_one_is_in_force(
+    backend: str, enqueued: list[str], django_assert_num_queries: Any
+) -> None:
+    # Nobody blocked: once Redis knows it, telling needs no query at all.
+    assert controls.refusal("s1", "10.0.0.1") is None
+    with django_assert_num_queries(0):
+        assert controls.refusal("s1", "10.0.0.1") is None
+
+    block = controls.add_block(kind=Block.Kind.IP, value="10.0.0.1", duration=timedelta(hours=1))
+    assert controls.refusal("s1", "10.0.0.1").code == "blocked"  # type: ignore[union-attr]
+    assert controls.refusal("s2", "10.0.0.2") is None, "another visitor, asked in the database"
+
+    block.expires = timezone.now()
+    block.save()
+    with django_assert_num_queries(0):
+        assert controls.refusal("s1", "10.0.0.1") is None
+
+
+@pytest.mark.parametrize("change", ["deleted", "shortened"])
+def test_a_block_ended_in_the_admin_ends_for_admission_at_once(
+    backend: str, enqueued: list[str], change: str
+) -> None:
+    block = controls.add_block(kind=Block.Kind.IP, value="10.0.0.1", duration=timedelta(hours=1))
+    assert refused("s1", "10.0.0.1").code == "blocked"
+    other = controls.add_block(kind=Block.Kind.IP, value="10.0.0.9", duration=timedelta(days=1))
+
+    if change == "deleted":
+        block.delete()
+    else:
+        block.expires = timezone.now() - timedelta(minutes=1)
+        block.save()
+
+    assert submit("s1", "10.0.0.1").status == Message.Status.QUEUED
+    assert refused("s9", "10.0.0.9").code == "blocked", "the other block still holds"
+    other.delete()
+
+
+def test_without_the_remembered_end_the_database_decides(backend: str, enqueued: list[str]) -> None:
+    controls.add_block(kind=Block.Kind.IP, value="10.0.0.1", duration=timedelta(hours=1))
+    redis_clients.redis_client().delete(controls.BLOCKS_END_KEY)  # a Redis restart, say
+
+    assert refused("s1", "10.0.0.1").code == "blocked"
+    assert redis_clients.redis_client().ttl(controls.BLOCKS_END_KEY) > 0, "remembered again"
 
 
 def test_a_blocked_visitor_does_not_use_up_the_rate_budget(
