@@ -41,6 +41,7 @@ from playground.services.line import (
 from playground.services.queries import (
     in_visitors_language,
     is_shown,
+    last_question,
     questions_of,
     shown_path,
 )
@@ -189,8 +190,7 @@ def submit(
             # Written a moment ago, its `updated` needs no second write.
             return _ask(conversation, text, slug, session_key, client_ip, parent=None, touch=False)
         # A follow-up follows the last question the page shows.
-        path = shown_path(questions_of(conversation))
-        parent = path[-1] if path else None
+        parent = last_question(conversation)
         return _ask(conversation, text, slug, session_key, client_ip, parent=parent)
 
     return _create_and_dispatch(create, line_was_empty=not waiting)

@@ -8,30 +8,19 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import signal
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from devtools.stack import Stack
+from tests.integration.chromium import needs_chromium
 from tests.integration.stack import ARTIFACTS, playground_stack
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(
-        not Path(CHROMIUM).exists(),
-        reason="Chromium is not installed (Debian: apt-get install chromium); CI installs it",
-    ),
-]
-
-playwright_sync = pytest.importorskip("playwright.sync_api")
+pytestmark = [pytest.mark.integration, needs_chromium]
 
 
 @pytest.fixture(scope="module")
@@ -40,24 +29,6 @@ def stack() -> Iterator[Stack]:
         "browser", redis_db=9, sim_args=["--tokens-per-second", "60", "--seed", "2"]
     ) as running:
         yield running
-
-
-@contextmanager
-def launched_chromium() -> Iterator[object]:
-    """Debian's headless Chromium under Playwright (its own browser download cannot work here)."""
-    with playwright_sync.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    with launched_chromium() as chromium:
-        yield chromium
 
 
 def shot(page: object, name: str) -> None:

@@ -17,22 +17,11 @@ from typing import Any
 import pytest
 
 from devtools.stack import Stack
+from tests.integration.chromium import needs_chromium
 from tests.integration.stack import playground_stack
-from tests.integration.test_browser import (
-    CHROMIUM,
-    assert_rich_output_rendered,
-    launched_chromium,
-    seed_conversation,
-    shot,
-)
+from tests.integration.test_browser import assert_rich_output_rendered, seed_conversation, shot
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(
-        not Path(CHROMIUM).exists(),
-        reason="Chromium is not installed (Debian: apt-get install chromium); CI installs it",
-    ),
-]
+pytestmark = [pytest.mark.integration, needs_chromium]
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -54,12 +43,6 @@ def stack() -> Iterator[Stack]:
         "browser-csp", redis_db=10, sim_args=["--tokens-per-second", "200", "--seed", "4"]
     ) as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with launched_chromium() as chromium:
-        yield chromium
 
 
 class Watch:

@@ -20,10 +20,11 @@ import pytest
 
 from devtools.stack import Stack
 from inference.samples import sample_in
+from tests.integration.chromium import needs_chromium
 from tests.integration.stack import playground_stack
-from tests.integration.test_browser import NO_HORIZONTAL_SCROLL, launched_chromium, shot
+from tests.integration.test_browser import NO_HORIZONTAL_SCROLL, shot
 
-pytestmark = [pytest.mark.integration]
+pytestmark = [pytest.mark.integration, needs_chromium]
 
 STATUS_TEXT = "document.querySelector('[data-role=status]').textContent.trim()"
 STATUS = f"() => {STATUS_TEXT}"
@@ -40,12 +41,6 @@ def stack() -> Iterator[Stack]:
         GENERATION_CONCURRENCY="1",
     ) as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    with launched_chromium() as chromium:
-        yield chromium
 
 
 def chinese_context(browser: object, width: int = 1280, height: int = 800) -> object:

@@ -21,17 +21,12 @@ import pytest
 import tests.integration.stack as integration_stack
 from devtools.processes import free_port
 from devtools.stack import Stack
+from tests.integration.chromium import needs_chromium
 from tests.integration.stack import Visitor, playground_stack
-from tests.integration.test_browser import CHROMIUM, launched_chromium, shot, watch_for_scripts
+from tests.integration.test_browser import shot, watch_for_scripts
 from tests.support.simulator import running_simulator
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(
-        not Path(CHROMIUM).exists(),
-        reason="Chromium is not installed (Debian: apt-get install chromium); CI installs it",
-    ),
-]
+pytestmark = [pytest.mark.integration, needs_chromium]
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "operator-password-for-dashboard-tests"
@@ -71,12 +66,6 @@ def stack() -> Iterator[Stack]:
                 )
             )
         yield running
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with launched_chromium() as chromium:
-        yield chromium
 
 
 @pytest.fixture(scope="module")

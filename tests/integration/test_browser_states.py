@@ -17,10 +17,11 @@ from pathlib import Path
 import pytest
 
 from devtools.stack import Stack
+from tests.integration.chromium import needs_chromium
 from tests.integration.stack import playground_stack
-from tests.integration.test_browser import NO_HORIZONTAL_SCROLL, launched_chromium, shot
+from tests.integration.test_browser import NO_HORIZONTAL_SCROLL, shot
 
-pytestmark = [pytest.mark.integration]
+pytestmark = [pytest.mark.integration, needs_chromium]
 
 ROOT = Path(__file__).resolve().parents[2]
 PHONE = {"width": 390, "height": 844}
@@ -38,12 +39,6 @@ def stack() -> Iterator[Stack]:
         QUEUE_MAX_WAITING="1",
     ) as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    with launched_chromium() as chromium:
-        yield chromium
 
 
 def operators(stack: Stack, code: str) -> None:

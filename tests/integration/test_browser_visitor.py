@@ -17,15 +17,15 @@ from collections.abc import Iterator
 import pytest
 
 from devtools.stack import Stack
+from tests.integration.chromium import needs_chromium
 from tests.integration.stack import ARTIFACTS, playground_stack
 from tests.integration.test_browser import (
     NO_HORIZONTAL_SCROLL,
-    launched_chromium,
     seed_conversation,
     shot,
 )
 
-pytestmark = [pytest.mark.integration]
+pytestmark = [pytest.mark.integration, needs_chromium]
 
 # Where the live end of the answers is, against the part of the viewport the docked composer
 # leaves free (the slack is follow.js's: "at the live end" within 96 px).
@@ -61,12 +61,6 @@ def stack() -> Iterator[Stack]:
         GENERATION_CONCURRENCY="1",
     ) as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    with launched_chromium() as chromium:
-        yield chromium
 
 
 def stop_if_running(page: object) -> None:
