@@ -1,21 +1,31 @@
 from django.db import migrations
 
+BATCH = 1000
+
 
 def link_questions(apps, schema_editor) -> None:
     """Before branches, a conversation was one line of questions and an edit could only replace
-    the last: every question followed the latest question still shown that was asked before it."""
+    the last: every question followed the latest question still shown that was asked before it.
+    One pass over every question, conversation by conversation, written in batches."""
     Message = apps.get_model("playground", "Message")
-    conversation_ids = (
-        Message.objects.filter(role="user").values_list("conversation_id", flat=True).distinct()
+    questions = (
+        Message.objects.filter(role="user")
+        .order_by("conversation_id", "created", "pk")
+        .values_list("pk", "conversation_id", "superseded")
     )
-    for conversation_id in conversation_ids.iterator():
-        shown_so_far = None
-        questions = Message.objects.filter(conversation_id=conversation_id, role="user")
-        for question in questions.order_by("created", "pk"):
-            if shown_so_far is not None:
-                Message.objects.filter(pk=question.pk).update(parent=shown_so_far)
-            if not question.superseded:
-                shown_so_far = question.pk
+    linked = []
+    conversation = shown_so_far = None
+    for pk, conversation_id, superseded in questions.iterator(chunk_size=BATCH):
+        if conversation_id != conversation:
+            conversation, shown_so_far = conversation_id, None
+        if shown_so_far is not None:
+            linked.append(Message(pk=pk, parent_id=shown_so_far))
+        if not superseded:
+            shown_so_far = pk
+        if len(linked) >= BATCH:
+            Message.objects.bulk_update(linked, ["parent"])
+            linked = []
+    Message.objects.bulk_update(linked, ["parent"])
 
 
 class Migration(migrations.Migration):

@@ -58,11 +58,28 @@ def test_questions_from_before_branches_follow_the_question_shown_before_them(
         status="done",
     ).pk
 
+    # A long conversation, linked over more than one batch of writes.
+    long = Conversation.objects.create(session_key="s", title="long")
+    Message.objects.bulk_create(
+        Message(
+            conversation=long,
+            role="user",
+            prompt=f"Turn {turn}",
+            status="done",
+            created=start + timedelta(seconds=turn),
+        )
+        for turn in range(1500)
+    )
+    turns = list(
+        Message.objects.filter(conversation=long).order_by("created").values_list("pk", flat=True)
+    )
+
     executor = MigrationExecutor(connection)
     executor.migrate(BRANCHES)
 
     Message = executor.loader.project_state(BRANCHES).apps.get_model("playground", "Message")
     parents = dict(Message.objects.values_list("pk", "parent_id"))
+    assert [parents.pop(pk) for pk in turns] == [None, *turns[:-1]]
     assert parents == {
         one: None,
         two: one,
