@@ -1,5 +1,6 @@
 """The paced ASGI handler: a burst of requests goes through the views a few at a time, in
-arrival order, and a client slow to send its body holds no turn. The lifespan: the channel
+arrival order, a request waiting for its turn holds no thread, and a client slow to send its
+body holds no turn. The lifespan: the channel
 layer listens from startup, and startup never waits long for Redis."""
 
 from __future__ import annotations
@@ -151,6 +152,87 @@ def test_a_client_slow_to_send_its_body_holds_no_turn() -> None:
     quick_done, slow_done = asyncio.run(both())
 
     assert quick_done < 0.5 < slow_done
+
+
+def test_a_request_waiting_for_its_turn_holds_no_thread() -> None:
+    app = PacedASGIHandler(views_at_once=1)
+    most_threads = 0
+
+    def count_threads() -> None:
+        nonlocal most_threads
+        # The requests' own threads (asgiref names them after their executor).
+        alive = [t for t in threading.enumerate() if t.name.startswith("ThreadPoolExecutor")]
+        most_threads = max(most_threads, len(alive))
+
+    async def burst() -> None:
+        watching = True
+
+        async def watch() -> None:
+            while watching:
+                count_threads()
+                await asyncio.sleep(0.005)
+
+        watcher = asyncio.create_task(watch())
+        await asyncio.gather(*(request(app, "GET", f"/slow/{n}", [b""]) for n in range(12)))
+        watching = False
+        await watcher
+
+    before = len([t for t in threading.enumerate() if t.name.startswith("ThreadPoolExecutor")])
+    asyncio.run(burst())
+
+    assert entered == [str(n) for n in range(12)]
+    # One request inside at a time, each with its thread (a finished one's may still be
+    # closing down): never one for each of the twelve waiting.
+    assert most_threads - before <= 3
+
+
+def test_a_large_body_is_read_ahead_only_up_to_the_limit_and_arrives_whole() -> None:
+    parts = [b"x" * 1000 for _ in range(5)]
+
+    async def read() -> tuple[int, bytes]:
+        messages = [
+            {"type": "http.request", "body": part, "more_body": index < 4}
+            for index, part in enumerate(parts)
+        ]
+        given: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            message = messages.pop(0)
+            given.append(message)
+            return message
+
+        early, replay = await handlers.read_ahead(receive, 2000)
+        body = b""
+        while True:
+            message = await replay()
+            body += message["body"]
+            if not message["more_body"]:
+                break
+        return len(early), body
+
+    read_early, body = asyncio.run(read())
+
+    assert read_early == 3, "past 2,000 bytes the rest is read when Django asks"
+    assert body == b"".join(parts)
+
+
+def test_a_client_gone_while_sending_its_body_gets_no_turn() -> None:
+    app = PacedASGIHandler(views_at_once=1)
+    sent: list[dict[str, Any]] = []
+    messages = [
+        {"type": "http.request", "body": b"a", "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(app(scope("POST", "/echo"), receive, send))
+
+    assert sent == []
 
 
 async def run_lifespan(app: Any) -> tuple[list[str], str | None]:
