@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qs
@@ -43,7 +44,6 @@ TOO_MANY_STREAMS = gettext_lazy(
 STREAM_UNAVAILABLE = gettext_lazy(
     "The live stream is unavailable for a moment. The page tries again by itself."
 )
-NO_SUCH_MESSAGE = gettext_lazy("No such message.")
 
 
 def _parse_int(values: list[str]) -> int | None:
@@ -65,36 +65,22 @@ def viewer_language(scope: dict[str, Any]) -> str:
 
 
 def _stream_state(
-    session: Any,
-    message_id: str,
-    share_token: str | None,
-    after: int,
-    attempt: int | None,
-    language: str,
+    session: Any, message_id: str, share_token: str | None, after: int, attempt: int | None
 ) -> services.StreamState | None:
     # The session is read in the same thread hop as the message: a cookie naming no session
-    # the server created is nobody (playground/visitors.py). A final event built here speaks
-    # the viewer's language (its error message, its check's note).
+    # the server created is nobody (playground/visitors.py).
+    return services.stream_state(
+        message_id,
+        session_key=stored_session_key(session),
+        share_token=share_token,
+        after=after,
+        attempt=attempt,
+    )
+
+
+def _in_language(language: str, read: Callable[..., Any], *args: Any) -> Any:
     with translation.override(language):
-        return services.stream_state(
-            message_id,
-            session_key=stored_session_key(session),
-            share_token=share_token,
-            after=after,
-            attempt=attempt,
-        )
-
-
-def _final_replay(
-    message_id: str, language: str
-) -> tuple[list[dict[str, Any]], dict[str, Any]] | None:
-    with translation.override(language):
-        return services.final_replay(message_id)
-
-
-def _answer_check(message_id: str, language: str) -> dict[str, Any] | None:
-    with translation.override(language):
-        return services.answer_check(message_id)
+        return read(*args)
 
 
 class MessageStreamConsumer(AsyncJsonWebsocketConsumer):
@@ -149,22 +135,27 @@ class MessageStreamConsumer(AsyncJsonWebsocketConsumer):
             # from what it has once Redis is back.
             await self._finish(CLOSE_TRY_AGAIN)
 
+    async def _read(self, read: Callable[..., Any], *args: Any) -> Any:
+        """`read(*args)` from the database, with the viewer's language active: a final event or
+        check built there speaks it (its error message, its check's note). Not thread-sensitive:
+        outside Django's HTTP handler, every thread-sensitive call of the process runs on one
+        shared thread, and a burst of viewers connecting would queue on it one by one."""
+        return await DatabaseSyncToAsync(_in_language, thread_sensitive=False)(
+            self.language, read, *args
+        )
+
     async def _start(self) -> None:
-        # Not thread-sensitive: outside Django's HTTP handler, every thread-sensitive call of
-        # the process runs on one shared thread, and a burst of viewers connecting would
-        # queue on it one by one.
-        state = await DatabaseSyncToAsync(_stream_state, thread_sensitive=False)(
+        state = await self._read(
+            _stream_state,
             self.scope.get("session"),
             self.message_id,
             self.share_token,
             self.last_seq,
             self.attempt,
-            self.language,
         )
         if state is None:
-            await self.send_json(
-                {"type": "error", "code": "not_found", "message": self.say(NO_SUCH_MESSAGE)}
-            )
+            message = self.say(services.NO_SUCH_MESSAGE)
+            await self.send_json({"type": "error", "code": "not_found", "message": message})
             await self._finish(CLOSE_NOT_FOUND)
             return
         if state.restarted_event is not None:
@@ -201,9 +192,7 @@ class MessageStreamConsumer(AsyncJsonWebsocketConsumer):
             with translation.override(self.language):
                 return {**event, "message": services.error_text(None, event["message"])}
         if kind == "done" and event.get("check"):
-            check = await DatabaseSyncToAsync(_answer_check, thread_sensitive=False)(
-                self.message_id, self.language
-            )
+            check = await self._read(services.answer_check, self.message_id)
             return {**event, "check": check or event["check"]}
         return event
 
@@ -364,9 +353,7 @@ class MessageStreamConsumer(AsyncJsonWebsocketConsumer):
     async def _catch_up_from_database(self) -> bool:
         """Send the stored deltas after `last_seq` and the final event; False if the answer
         has not ended after all. Called with `sending` held."""
-        replay = await DatabaseSyncToAsync(_final_replay, thread_sensitive=False)(
-            self.message_id, self.language
-        )
+        replay = await self._read(services.final_replay, self.message_id)
         if replay is None:
             return False
         events, final = replay

@@ -230,13 +230,11 @@ class Turn:
 
     @property
     def previous_version(self) -> Message | None:
-        index = self.version - 2
-        return self.versions[index] if index >= 0 else None
+        return _beside(self.versions, self.question, -1)
 
     @property
     def next_version(self) -> Message | None:
-        index = self.version
-        return self.versions[index] if 0 < index < len(self.versions) else None
+        return _beside(self.versions, self.question, 1)
 
     @property
     def position(self) -> int:
@@ -244,13 +242,20 @@ class Turn:
 
     @property
     def previous(self) -> Answer | None:
-        index = self.position - 2
-        return self.answers[index] if index >= 0 else None
+        return _beside(self.answers, self.shown, -1)
 
     @property
     def next(self) -> Answer | None:
-        index = self.position
-        return self.answers[index] if 0 < index < len(self.answers) else None
+        return _beside(self.answers, self.shown, 1)
+
+
+def _beside(items: list[Any], item: Any, step: int) -> Any:
+    """The item `step` places from `item` in `items`: None past either end, or when `item` is
+    not among them."""
+    if item is None or item not in items:
+        return None
+    index = items.index(item) + step
+    return items[index] if 0 <= index < len(items) else None
 
 
 def thinking_segments(events: list[dict[str, Any]]) -> list[Segment]:

@@ -33,6 +33,7 @@ from playground.services.conversations import (
 from playground.services.dispatching import dispatch, is_abandoned, restore_redis_state
 from playground.services.errors import (
     ERROR_MESSAGES,
+    NO_SUCH_MESSAGE,
     OUTAGE_ERRORS,
     NotFound,
     PlaygroundError,
@@ -99,6 +100,7 @@ from playground.services.stopping import cancel
 __all__ = [
     "ERROR_MESSAGES",
     "HISTORY_LIMIT",
+    "NO_SUCH_MESSAGE",
     "OUTAGE_ERRORS",
     "SERVICE_TIMES_KEY",
     "NotFound",

@@ -82,9 +82,12 @@ class PlaygroundError(Exception):
         self.retry_after = retry_after
 
 
+NO_SUCH_MESSAGE = _("No such message.")
+
+
 class NotFound(PlaygroundError):
     def __init__(self, what: str = "conversation") -> None:
-        text = _("No such message.") if what == "message" else _("No such conversation.")
+        text = NO_SUCH_MESSAGE if what == "message" else _("No such conversation.")
         super().__init__("not_found", text, status=404)
 
 
