@@ -28,6 +28,9 @@ export class AnswerView {
     this.phases = new Phases(root);
     this.firstPosition = 0;
     if (root.dataset.status === "queued") offerNotification(role(root, "notify"));
+    // A page opened on an answer already being written says so in its tab at once, not only
+    // when the socket's replayed "started" arrives.
+    if (root.dataset.status === "running") titleWriting();
   }
 
   setStatus(text) {
