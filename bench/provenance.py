@@ -59,6 +59,7 @@ def environment(sim_args: list[str], stack: Stack, source: dict[str, Any]) -> di
                 "IP_MAX_ACTIVE",
                 "IP_RATE_LIMIT",
                 "STREAM_FLUSH_INTERVAL",
+                "STREAM_CROWD_FRAMES_PER_SECOND",
                 "MAX_NEW_TOKENS",
             )
         },

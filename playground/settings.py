@@ -298,6 +298,12 @@ SYSTEM_PROMPT = env_str("SYSTEM_PROMPT") or None
 # How often, at most, a generation publishes coalesced deltas. Tokens that arrive further apart
 # than this go out at once; only bursts are merged, so the channel layer never floods.
 STREAM_FLUSH_INTERVAL = env_float("STREAM_FLUSH_INTERVAL", 0.02, minimum=0.0, maximum=1.0)
+# The most WebSocket frames one answer's deltas make in a second over all the sockets watching
+# it: an answer watched by a crowd (a viral share link) is published less often, in larger
+# deltas (realtime.crowds), so its viewers' delay stays short however many they are.
+STREAM_CROWD_FRAMES_PER_SECOND = env_int(
+    "STREAM_CROWD_FRAMES_PER_SECOND", 10_000, minimum=100, maximum=10_000_000
+)
 # Behind N reverse proxies, the client address is the N-th entry from the right of
 # X-Forwarded-For. 0 means the header is ignored (it is trivially forged without a proxy).
 NUM_PROXIES = env_int("NUM_PROXIES", 0, minimum=0, maximum=10)

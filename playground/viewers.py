@@ -5,7 +5,8 @@ Every few seconds (`Tender.beat`), for all of the process's sockets at once:
 - presence: each watched message is marked seen, so a visitor waiting with only a socket
   open is never taken for gone when their turn comes, even after Redis lost the marks;
 - the per-address socket budget (IP_MAX_WEBSOCKETS) is renewed: each socket holds a lease
-  in Redis that lapses a while after its process died, so a crash frees its budget;
+  in Redis that lapses a while after its process died, so a crash frees its budget; the same
+  lease counts the socket in its answer's crowd (realtime.crowds);
 - the sweep: one query finds the watched answers that ended a while ago and the share links
   that were turned off. Their sockets are told from the database (the final event, with any
   deltas they miss) or closed. Events normally arrive through the channel layer in
@@ -28,7 +29,7 @@ from channels.db import DatabaseSyncToAsync
 from django.conf import settings
 
 from playground import services
-from playground.realtime import presence, redis_clients
+from playground.realtime import crowds, presence, redis_clients
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +41,16 @@ SOCKET_LEASE_SECONDS = 60
 
 _ADMIT = """
 -- KEYS[1]: the address's sockets (member: socket id, score: lease expiry); KEYS[2]: the
--- message's presence mark. ARGV: now, expiry, socket id, budget, key ttl, presence ttl
+-- message's presence mark; KEYS[3]: the message's crowd (like KEYS[1]).
+-- ARGV: now, expiry, socket id, budget, key ttl, presence ttl
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[4]) then return 0 end
 redis.call('ZADD', KEYS[1], ARGV[2], ARGV[3])
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[6])
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3])
+redis.call('EXPIRE', KEYS[3], ARGV[5])
 return 1
 """
 
@@ -85,9 +90,10 @@ class Tender:
         client = redis_clients.async_redis_client()
         admitted = await client.eval(
             _ADMIT,
-            2,
+            3,
             _budget_key(address),
             presence.seen_key(viewer.message_id),
+            crowds.crowd_key(viewer.message_id),
             f"{now:.3f}",
             now + SOCKET_LEASE_SECONDS,
             socket_id,
@@ -110,6 +116,7 @@ class Tender:
         # The viewer was last seen now; the grace before they count as gone starts here.
         pipe = redis_clients.async_redis_client().pipeline(transaction=False)
         pipe.zrem(_budget_key(address), socket_id)
+        pipe.zrem(crowds.crowd_key(viewer.message_id), socket_id)
         pipe.set(
             presence.seen_key(viewer.message_id), f"{time.time():.3f}", ex=presence.PRESENCE_TTL
         )
@@ -138,9 +145,10 @@ class Tender:
         await presence.atouch_many({viewer.message_id for viewer, _ in viewers})
         expiry = time.time() + SOCKET_LEASE_SECONDS
         pipe = redis_clients.async_redis_client().pipeline(transaction=False)
-        for _, (address, socket_id) in viewers:
-            pipe.zadd(_budget_key(address), {socket_id: expiry})
-            pipe.expire(_budget_key(address), SOCKET_LEASE_SECONDS * 2)
+        for viewer, (address, socket_id) in viewers:
+            for key in (_budget_key(address), crowds.crowd_key(viewer.message_id)):
+                pipe.zadd(key, {socket_id: expiry})
+                pipe.expire(key, SOCKET_LEASE_SECONDS * 2)
         await pipe.execute()
 
     async def _sweep(self, viewers: list[Viewer]) -> None:

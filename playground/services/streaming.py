@@ -25,7 +25,7 @@ from inference.client import (
 from inference.parser import Delta, TagParser, merge_deltas
 from playground import rotation, slots
 from playground.models import Message
-from playground.realtime import cancel_flags, delta_log, redis_clients
+from playground.realtime import cancel_flags, crowds, delta_log, redis_clients
 from playground.services.errors import (
     ERROR_MESSAGES,
     in_english,
@@ -68,7 +68,8 @@ class Outcome:
 class AnswerStream:
     """One generation's stream, on the worker's shared event loop: three tasks that end
     together. The reader reads the backend and parses the tags; the flusher publishes what
-    arrives within STREAM_FLUSH_INTERVAL of a publish as one delta; the watcher stops the
+    arrives within STREAM_FLUSH_INTERVAL of a publish as one delta (longer for an answer
+    watched by a crowd, see realtime.crowds); the watcher stops the
     reader on a Stop (or the worker shutting down) and renews the slot lease."""
 
     def __init__(
@@ -89,7 +90,6 @@ class AnswerStream:
         self.pending: list[Delta] = []
         self.wake = asyncio.Event()
         self.reading_done = False
-        self.interval = settings.STREAM_FLUSH_INTERVAL
         self.publishing = asyncio.Lock()
         self.next_flush_at = self.loop.time()
         # The watcher is stopped by this flag and event, never by cancelling it: redis-py can
@@ -99,6 +99,7 @@ class AnswerStream:
         self.stop_watching = False
         self.wake_watcher = asyncio.Event()
         self.cancels = cancel_flags.cancel_watch(CANCEL_POLL_SECONDS)
+        self.crowd = crowds.crowd_watch()
         self.reader: asyncio.Task[None] | None = None
         self.phase: str | None = None
         self.phase_since = 0.0
@@ -109,6 +110,7 @@ class AnswerStream:
         flusher = asyncio.create_task(self._flush_forever())
         reader = self.reader = asyncio.create_task(self._read())
         self.cancels.watch(message_id, self.wake_watcher)
+        self.crowd.watch(message_id)
         watcher = asyncio.create_task(self._watch())
         try:
             await reader
@@ -121,6 +123,7 @@ class AnswerStream:
             _record_backend_error(outcome, self.backend, exc)
         finally:
             self.cancels.unwatch(message_id)
+            self.crowd.unwatch(message_id)
             self.stop_watching = True
             self.wake_watcher.set()
             closing = self.parser.close()
@@ -146,7 +149,8 @@ class AnswerStream:
             self.pending.clear()
             if batch:
                 await self.publisher.publish_deltas(batch)
-                self.next_flush_at = self.loop.time() + self.interval
+                watchers = self.crowd.size(self.publisher.message_id)
+                self.next_flush_at = self.loop.time() + crowds.flush_interval(watchers)
 
     async def _flush_forever(self) -> None:
         # Publishes what arrived within the interval after a publish, merged into one delta.
