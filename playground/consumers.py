@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 from collections.abc import Callable
 from types import SimpleNamespace
@@ -21,6 +22,7 @@ from channels.consumer import get_handler_name
 from channels.db import DatabaseSyncToAsync
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from channels.layers import get_channel_layer
 from django.conf import settings
 from django.utils import translation
 from django.utils.functional import Promise
@@ -28,7 +30,7 @@ from django.utils.translation import gettext_lazy
 
 from playground import services, viewers
 from playground.ops import metrics
-from playground.realtime import channel_groups, delta_log, redis_clients
+from playground.realtime import channel_groups, consumer_loop, delta_log, redis_clients
 from playground.visitors import limit_key, socket_client_ip, stored_session_key
 
 FINAL_EVENTS = {"done", "error", "cancelled"}
@@ -96,6 +98,17 @@ class MessageStreamConsumer(AsyncJsonWebsocketConsumer):
     joined: bool = False
     counted: bool = False
     language: str = settings.LANGUAGE_CODE
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        # As channels' AsyncConsumer, with a loop that costs one task step per message
+        # instead of a new task and an asyncio.wait (realtime.consumer_loop).
+        self.scope = scope
+        self.channel_layer = get_channel_layer(self.channel_layer_alias)
+        self.channel_name = await self.channel_layer.new_channel()
+        self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
+        self.base_send = send
+        with contextlib.suppress(StopConsumer):
+            await consumer_loop.dispatch_each([receive, self.channel_receive], self.dispatch)
 
     async def connect(self) -> None:
         self.message_id = self.scope["url_route"]["kwargs"]["message_id"]
