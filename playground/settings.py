@@ -302,7 +302,7 @@ STREAM_FLUSH_INTERVAL = env_float("STREAM_FLUSH_INTERVAL", 0.02, minimum=0.0, ma
 # it: an answer watched by a crowd (a viral share link) is published less often, in larger
 # deltas (realtime.crowds), so its viewers' delay stays short however many they are.
 STREAM_CROWD_FRAMES_PER_SECOND = env_int(
-    "STREAM_CROWD_FRAMES_PER_SECOND", 10_000, minimum=100, maximum=10_000_000
+    "STREAM_CROWD_FRAMES_PER_SECOND", 20_000, minimum=100, maximum=10_000_000
 )
 # Behind N reverse proxies, the client address is the N-th entry from the right of
 # X-Forwarded-For. 0 means the header is ignored (it is trivially forged without a proxy).
