@@ -32,6 +32,11 @@ def print_diagnostics(diagnostics: dict[str, Any], say: Callable[[str], None]) -
         f"  ETA judged on {rush['eta_judged_visitors']} visitors; median signed error "
         f"{'—' if signed is None else f'{signed * 100:+.1f}%'} (+ = over-estimate)"
     )
+    after_told = rush["eta_error_after_told"]["p50"]
+    say(
+        "  ETA error counted from the POST's answer (not the click), median: "
+        f"{'—' if after_told is None else f'{after_told * 100:.1f}%'}"
+    )
     say(f"  finals: {rush['final_types']}; reconnects {rush['reconnects']}")
     phases = rush["stack_delay_phases"]
     say(

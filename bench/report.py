@@ -222,6 +222,9 @@ def build(
     signed_eta = stats.present(
         stats.signed_eta_error(v.predicted_wait, v.actual_wait) for v in visits
     )
+    eta_errors_after_told = stats.present(
+        stats.eta_error(v.predicted_wait, v.wait_after_told) for v in visits
+    )
     diagnostics = {
         "rush": {
             "stack_ttfd_s": stats.summarize(stack_ttfd),
@@ -245,6 +248,7 @@ def build(
             "eta_error": stats.summarize(eta_errors),
             "eta_signed_error_median": stats.median(signed_eta),
             "eta_judged_visitors": len(eta_errors),
+            "eta_error_after_told": stats.summarize(eta_errors_after_told),
             "reconnects": sum(v.reconnects for v in visits),
             "seq_errors": sum(v.seq_errors for v in visits),
             "final_types": stats.count([v.final_type or "none" for v in visits]),

@@ -71,6 +71,15 @@ class StackVisit:
         return start - self.submit_at
 
     @property
+    def wait_after_told(self) -> float | None:
+        """The wait from the moment the POST's answer told the estimate: what the estimate
+        itself speaks of (actual_wait also counts the time the POST took)."""
+        start = self.answer_started_at
+        if start is None or self.submit_at is None or self.post_seconds is None:
+            return None
+        return start - (self.submit_at + self.post_seconds)
+
+    @property
     def ttfd(self) -> float | None:
         if self.first_delta_at is None or self.submit_at is None:
             return None

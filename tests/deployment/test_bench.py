@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from bench import monitor, report, stats, timing
+from bench.visitors import StackVisit
 
 
 def test_stamps_are_read_in_order_with_their_decimals() -> None:
@@ -66,6 +67,15 @@ def test_eta_error_only_judges_visitors_who_waited() -> None:
     assert stats.eta_error(None, 10.0) is None
     assert stats.signed_eta_error(8.0, 10.0) == pytest.approx(-0.2)
     assert stats.signed_eta_error(0.1, 0.2) is None
+
+
+def test_a_visitors_wait_is_counted_from_the_click_and_from_the_posts_answer() -> None:
+    visit = StackVisit(index=0, slug="sheep", submit_at=100.0, post_seconds=12.0)
+    visit.started_at, visit.first_delta_at = 130.0, 130.5
+
+    assert visit.actual_wait == pytest.approx(30.0)
+    assert visit.wait_after_told == pytest.approx(18.0)
+    assert StackVisit(index=1, slug="sheep", submit_at=100.0).wait_after_told is None
 
 
 def test_peak_concurrent_and_open_at() -> None:
