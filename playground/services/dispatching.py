@@ -68,12 +68,14 @@ def dispatch() -> int:
     submissions used to queue on the lock, each polling it, while the first wave waited for
     its turn among them.
     """
-    if controls.draining():
-        # An operator drains: what runs finishes, nothing new starts, the line keeps its order.
-        return 0
     if not with_leases(slots.any_free_slot):
         # Whoever frees a slot dispatches next, and this message was committed before the
         # look: either the look sees the freed slot or the freeing side sees this message.
+        # Looked at first: under a rush every slot is busy, and each submission is spared
+        # the drain's round trip.
+        return 0
+    if controls.draining():
+        # An operator drains: what runs finishes, nothing new starts, the line keeps its order.
         return 0
     client = redis_clients.redis_client()
     client.set(DISPATCH_WANTED_KEY, "1", ex=60)

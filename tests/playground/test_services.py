@@ -20,6 +20,7 @@ import httpx
 import pytest
 from aiohttp import web
 from django.db import connections, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from inference.parser import parse
@@ -733,3 +734,29 @@ def test_model_output_no_database_can_store_is_stored_and_shown_the_same_everywh
     assert message.sections["output"] == "Fine."
     shown = [event for event in message.deltas if event["section"] == "thinking"]
     assert "".join(event["text"] for event in shown) == message.sections["thinking"]
+
+
+def test_a_question_that_waits_in_line_is_answered_as_written_without_reading_it_back(
+    backend: str, samples: Any, enqueued: list[str], settings: Any
+) -> None:
+    # Under a rush every slot is busy and every submission waits: the row as written is the
+    # answer (its conversation included), with no query after the commit.
+    settings.GENERATION_CONCURRENCY = 1
+    submit(session="s1", ip="10.0.0.1")
+
+    with CaptureQueriesContext(connections["default"]) as queries:
+        waiting = submit(session="s2", ip="10.0.0.2")
+
+    assert queries.captured_queries[-1]["sql"] == "COMMIT"
+    stored = Message.objects.select_related("conversation").get(pk=waiting.pk)
+    assert (waiting.status, waiting.dispatched_at, waiting.backend) == (
+        stored.status,
+        None,
+        "",
+    )
+    assert waiting.conversation == stored.conversation
+    assert waiting.conversation.title == stored.conversation.title
+    assert services.position_of(waiting) == 1
+    with CaptureQueriesContext(connections["default"]) as after:
+        services.message_payload(waiting)
+    assert not any("playground_conversation" in q["sql"] for q in after.captured_queries)
