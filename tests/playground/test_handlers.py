@@ -120,7 +120,13 @@ def test_a_burst_goes_through_the_views_a_few_at_a_time_in_arrival_order() -> No
 
     assert answers == [(200, name.encode()) for name in names]
     assert most_inside == 2
-    assert entered == names
+    # The turns go in arrival order; two visitors let in at the same moment (the two before
+    # them finished together, on a busy machine) start their threads in either order. So
+    # each visitor is in the views before anyone who arrived two or more places later.
+    place = {name: entered.index(name) for name in names}
+    for early, name in enumerate(names):
+        for later in names[early + 2 :]:
+            assert place[name] < place[later], entered
 
 
 def test_without_pacing_the_same_burst_is_all_inside_at_once() -> None:
