@@ -459,6 +459,9 @@ def test_phases_check_and_provenance_of_a_sample_and_the_thinking_panel(
 
     # The visitor opens the thinking again; the choice outlives the page.
     page.click("[data-role=thinking-box] summary")
+    # A <details> reports its toggle in a task of its own: the choice is stored a moment after
+    # the click, and a reload at once could come first.
+    page.wait_for_function("() => localStorage.getItem('playground:thinking') === 'open'")
     page.reload()
     page.wait_for_selector("[data-role=output-rendered]:not([hidden])")
     assert page.locator("[data-role=thinking-box]").get_attribute("open") is not None
