@@ -9,6 +9,7 @@ import logging
 
 import redis
 
+from playground.realtime.per_loop import PerLoop
 from playground.realtime.redis_clients import (
     async_redis_client,
     redis_client,
@@ -83,16 +84,12 @@ class CancelWatch:
                     wake.set()
 
 
-_cancel_watches: dict[asyncio.AbstractEventLoop, CancelWatch] = {}
+# Its interval is the one its latest caller asks for (cancel_watch).
+_cancel_watches = PerLoop(lambda: CancelWatch(interval=0.0))
 
 
 def cancel_watch(interval: float) -> CancelWatch:
     """The running loop's cancel watch, polling every `interval` seconds."""
-    loop = asyncio.get_running_loop()
-    watch = _cancel_watches.get(loop)
-    if watch is None:
-        for stale in [known for known in _cancel_watches if known.is_closed()]:
-            del _cancel_watches[stale]
-        watch = _cancel_watches[loop] = CancelWatch(interval)
+    watch = _cancel_watches.get()
     watch.interval = interval
     return watch

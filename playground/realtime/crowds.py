@@ -25,6 +25,7 @@ import time
 import redis
 from django.conf import settings
 
+from playground.realtime.per_loop import PerLoop
 from playground.realtime.redis_clients import async_redis_client
 
 log = logging.getLogger(__name__)
@@ -99,15 +100,9 @@ class CrowdWatch:
                 await asyncio.wait_for(self._read_now.wait(), CROWD_POLL_SECONDS)
 
 
-_crowd_watches: dict[asyncio.AbstractEventLoop, CrowdWatch] = {}
+_crowd_watches = PerLoop(CrowdWatch)
 
 
 def crowd_watch() -> CrowdWatch:
     """The running loop's crowd watch."""
-    loop = asyncio.get_running_loop()
-    watch = _crowd_watches.get(loop)
-    if watch is None:
-        for stale in [known for known in _crowd_watches if known.is_closed()]:
-            del _crowd_watches[stale]
-        watch = _crowd_watches[loop] = CrowdWatch()
-    return watch
+    return _crowd_watches.get()

@@ -14,6 +14,8 @@ import redis.asyncio as aredis
 from django.conf import settings
 from redis.asyncio.connection import parse_url
 
+from playground.realtime.per_loop import PerLoop
+
 log = logging.getLogger(__name__)
 
 
@@ -175,15 +177,9 @@ def _tls_context(options: dict[str, Any]) -> ssl.SSLContext:
     return context
 
 
-_pipes: dict[asyncio.AbstractEventLoop, RedisPipe] = {}
+_pipes = PerLoop(lambda: RedisPipe(settings.REDIS_URL))
 
 
 def redis_pipe() -> RedisPipe:
     """The running loop's pipe (one per worker process: generations share its loop)."""
-    loop = asyncio.get_running_loop()
-    pipe = _pipes.get(loop)
-    if pipe is None:
-        for stale in [known for known in _pipes if known.is_closed()]:
-            del _pipes[stale]
-        pipe = _pipes[loop] = RedisPipe(settings.REDIS_URL)
-    return pipe
+    return _pipes.get()

@@ -4,7 +4,6 @@ asyncio client per event loop; and what an unreachable Redis raises.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import redis
@@ -12,6 +11,8 @@ import redis.asyncio as aredis
 from django.conf import settings
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
+
+from playground.realtime.per_loop import PerLoop
 
 log = logging.getLogger(__name__)
 
@@ -29,31 +30,28 @@ def redis_client() -> redis.Redis:
     return _sync_client
 
 
-_async_clients: dict[asyncio.AbstractEventLoop, aredis.Redis] = {}
+def _new_async_client() -> aredis.Redis:
+    # A blocking pool: a burst of viewers connecting at once waits a moment for a
+    # connection instead of failing with "too many connections".
+    # Connections outlive a Redis restart in the pool: a command that meets a dead one
+    # reconnects and is sent again instead of failing a generation or a viewer.
+    pool = aredis.BlockingConnectionPool.from_url(
+        settings.REDIS_URL,
+        max_connections=64,
+        timeout=20,
+        health_check_interval=30,
+        retry=AsyncRetry(ExponentialBackoff(cap=1.0, base=0.05), 5),
+        retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
+    )
+    return aredis.Redis(connection_pool=pool)
+
+
+_async_clients = PerLoop(_new_async_client)
 
 
 def async_redis_client() -> aredis.Redis:
     """One pooled client per event loop (a web process has one; each generation runs its own)."""
-    loop = asyncio.get_running_loop()
-    client = _async_clients.get(loop)
-    if client is None:
-        for stale in [known for known in _async_clients if known.is_closed()]:
-            del _async_clients[stale]
-        # A blocking pool: a burst of viewers connecting at once waits a moment for a
-        # connection instead of failing with "too many connections".
-        # Connections outlive a Redis restart in the pool: a command that meets a dead one
-        # reconnects and is sent again instead of failing a generation or a viewer.
-        pool = aredis.BlockingConnectionPool.from_url(
-            settings.REDIS_URL,
-            max_connections=64,
-            timeout=20,
-            health_check_interval=30,
-            retry=AsyncRetry(ExponentialBackoff(cap=1.0, base=0.05), 5),
-            retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
-        )
-        client = aredis.Redis(connection_pool=pool)
-        _async_clients[loop] = client
-    return client
+    return _async_clients.get()
 
 
 # What a Redis that cannot be reached raises: refused, reset, or too slow to answer.
