@@ -144,11 +144,15 @@ class Tender:
     async def _renew(self, viewers: list[tuple[Viewer, tuple[str, str]]]) -> None:
         await presence.atouch_many({viewer.message_id for viewer, _ in viewers})
         expiry = time.time() + SOCKET_LEASE_SECONDS
-        pipe = redis_clients.async_redis_client().pipeline(transaction=False)
+        leases: dict[str, dict[str, float]] = {}
         for viewer, (address, socket_id) in viewers:
             for key in (_budget_key(address), crowds.crowd_key(viewer.message_id)):
-                pipe.zadd(key, {socket_id: expiry})
-                pipe.expire(key, SOCKET_LEASE_SECONDS * 2)
+                leases.setdefault(key, {})[socket_id] = expiry
+        # One ZADD and EXPIRE per key: a thousand sockets on one share link are one crowd.
+        pipe = redis_clients.async_redis_client().pipeline(transaction=False)
+        for key, members in leases.items():
+            pipe.zadd(key, members)
+            pipe.expire(key, SOCKET_LEASE_SECONDS * 2)
         await pipe.execute()
 
     async def _sweep(self, viewers: list[Viewer]) -> None:
