@@ -425,7 +425,11 @@ def test_phases_check_and_provenance_of_a_sample_and_the_thinking_panel(
     assert page.locator("[data-role=thinking-box]").get_attribute("open") is not None
     assert page.locator('.phase[data-phase="queued"]').get_attribute("data-state") == "past"
     page.wait_for_selector('.phase[data-phase="reflecting"][data-state="current"]', timeout=20_000)
-    assert "Reflection" in page.inner_text("#announcer")
+    # The live region is emptied and written a moment later (so a repeat is read again).
+    page.wait_for_function(
+        "() => document.getElementById('announcer').textContent.includes('Reflection')",
+        timeout=5_000,
+    )
     page.wait_for_selector('.phase[data-phase="answering"][data-state="current"]', timeout=20_000)
     # The answer arrived: the thinking folds away.
     page.wait_for_function(
