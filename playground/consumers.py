@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import functools
 import json
+import math
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
@@ -39,6 +40,9 @@ CLOSE_REVOKED = 4403
 CLOSE_TRY_AGAIN = 1013  # RFC 6455: try again later
 CLOSE_GONE = 1006  # abnormal closure: what a vanished peer amounts to
 UNAVAILABLE_RETRY_SECONDS = 5
+# A waiting viewer is told a new place at most this often: the line changes at every hand-off,
+# thirty times a second under a launch-day rush, and nobody reads their place that fast.
+PLACE_INTERVAL = 1.0
 
 TOO_MANY_STREAMS = gettext_lazy(
     "Too many live streams are open from your network. Close some pages and try again."
@@ -95,6 +99,13 @@ class MessageStreamConsumer(AsyncJsonWebsocketConsumer):
     queue_as_of: float = 0.0
     # The last place in line this viewer was told (None: none yet, or the answer started over).
     place: int | None = None
+    # In the line's group (channel_groups.LINE_GROUP), while the answer waits.
+    in_line: bool = False
+    # When a place was last sent (the loop's clock), and a newer one held back until
+    # PLACE_INTERVAL after that.
+    place_told_at: float = -math.inf
+    held_place: dict[str, Any] | None = None
+    correction: asyncio.Task[None] | None = None
     joined: bool = False
     counted: bool = False
     language: str = settings.LANGUAGE_CODE
@@ -183,6 +194,8 @@ class MessageStreamConsumer(AsyncJsonWebsocketConsumer):
         async with self.sending:
             await self._send_missing()
         if state.status_event is not None:
+            if state.status_event["type"] == "queued":
+                await self._join_line()
             await self._send_status(state.status_event)
 
     def say(self, text: Promise) -> str:
@@ -233,6 +246,7 @@ class MessageStreamConsumer(AsyncJsonWebsocketConsumer):
         await self._leave()
 
     async def _leave(self) -> None:
+        await self._leave_line()
         if self.joined:
             self.joined = False
             await viewers.tender().leave(self)
@@ -311,7 +325,48 @@ class MessageStreamConsumer(AsyncJsonWebsocketConsumer):
         if kind == "restarted":
             await self._restart(event)
             return
+        if kind == "line":
+            await self._hear_the_line(event)
+            return
         await self._send_status(event)
+
+    async def _join_line(self) -> None:
+        if not self.in_line:
+            self.in_line = True
+            await self.channel_layer.group_add(channel_groups.LINE_GROUP, self.channel_name)
+
+    async def _leave_line(self) -> None:
+        self.held_place = None
+        if self.in_line:
+            self.in_line = False
+            with contextlib.suppress(*redis_clients.REDIS_DOWN):
+                await self.channel_layer.group_discard(channel_groups.LINE_GROUP, self.channel_name)
+
+    async def _hear_the_line(self, event: dict[str, Any]) -> None:
+        """This viewer's place, out of the event that tells the whole line: sent at once if
+        none was sent in the last PLACE_INTERVAL, else held back and sent when it is up (a
+        newer event meanwhile replaces it)."""
+        queued = services.place_in(event, self.message_id)
+        if queued is None or self.closed:
+            return
+        wait = self.place_told_at + PLACE_INTERVAL - asyncio.get_running_loop().time()
+        if wait <= 0 or self.place is None or queued["position"] == 0:
+            self.held_place = None
+            await self._send_status(queued)
+            return
+        if self.held_place is None and (self.correction is None or self.correction.done()):
+            self.correction = asyncio.ensure_future(self._tell_held_place(wait))
+        self.held_place = queued
+
+    async def _tell_held_place(self, after: float) -> None:
+        await asyncio.sleep(after)
+        async with self.sending:
+            held, self.held_place = self.held_place, None
+            if held is None or self.closed:
+                return
+            # The viewer may have gone meanwhile: its disconnect is on its way.
+            with contextlib.suppress(OSError, RuntimeError):
+                await self._send_status(held)
 
     async def _restart(self, event: dict[str, Any]) -> None:
         # The answer starts over: what the viewer has belongs to an attempt that is gone.
@@ -321,6 +376,8 @@ class MessageStreamConsumer(AsyncJsonWebsocketConsumer):
             self.queue_as_of = 0.0
             self.place = None
             await self.send_json(event)
+        # It waits in line again (its place follows in the next line event).
+        await self._join_line()
 
     async def _send_status(self, event: dict[str, Any]) -> None:
         # The started event may reach a viewer twice (the snapshot on connect and the live
@@ -332,6 +389,7 @@ class MessageStreamConsumer(AsyncJsonWebsocketConsumer):
             if self.started_sent:
                 return
             self.started_sent = True
+            await self._leave_line()
         elif kind == "queued":
             as_of = float(event.get("as_of", 0.0))
             if self.started_sent or self.last_seq > 0 or as_of < self.queue_as_of:
@@ -347,6 +405,7 @@ class MessageStreamConsumer(AsyncJsonWebsocketConsumer):
                 return
             self.queue_as_of = as_of
             self.place = place if isinstance(place, int) else self.place
+            self.place_told_at = asyncio.get_running_loop().time()
         await self.send_json(event)
 
     async def _send_missing(self) -> None:

@@ -19,6 +19,10 @@ from playground.realtime.redis_clients import (
 log = logging.getLogger(__name__)
 
 
+# The group every viewer of a waiting answer joins: one event tells the whole line its places.
+LINE_GROUP = "line"
+
+
 def group_name(message_id: str) -> str:
     return f"msg.{message_id}"
 
@@ -32,8 +36,17 @@ def group_channel(message_id: str) -> str:
     event loop (busy with every socket under a rush), and from the generation loop without
     queueing on the layer's single lock-guarded connection.
     """
+    return _channel_of(group_name(message_id))
+
+
+def line_channel() -> str:
+    """The Redis pub/sub channel behind LINE_GROUP."""
+    return _channel_of(LINE_GROUP)
+
+
+def _channel_of(group: str) -> str:
     prefix = settings.CHANNEL_LAYERS["default"].get("CONFIG", {}).get("prefix", "asgi")
-    return f"{prefix}__group__{group_name(message_id)}"
+    return f"{prefix}__group__{group}"
 
 
 # The channel layer's reader (channels_redis's pub/sub layer) reads only while the process is
@@ -84,3 +97,8 @@ def publish_many(events: list[tuple[str, dict[str, Any]]]) -> None:
     for message_id, event in events:
         pipe.publish(group_channel(message_id), wire_message(event))
     pipe.execute()
+
+
+def publish_to_line(event: dict[str, Any]) -> None:
+    """Send one event to every viewer of a waiting answer, from synchronous code."""
+    redis_client().publish(line_channel(), wire_message(event))

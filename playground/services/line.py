@@ -221,14 +221,44 @@ def queued_event(position: int, eta: float, as_of: float, on_hold: bool) -> dict
     }
 
 
-# Telling everyone where they stand is one message per waiting visitor. A short line is told
-# at every change; a long one changes at every hand-off (thirty a second in a launch-day rush
-# of short answers), and a thousand places told thirty times a second kept the web process
-# from answering submissions (bench/README.md). So a line longer than ANNOUNCE_ALWAYS_UP_TO is
-# told at most ANNOUNCED_PLACES_PER_SECOND places a second overall: a thousand waiting are
-# told every half second. A change in between is told by the next announcement, which one
-# process schedules for when the pause is over; a place told is exact when it is told, and
-# only ever falls.
+def line_event(
+    line: list[str], estimates: list[float], as_of: float, on_hold: bool
+) -> dict[str, Any]:
+    """Everyone's place in line and estimate, in one event for the group that every viewer of
+    a waiting answer joins (`realtime.channel_groups.LINE_GROUP`); each viewer's socket picks
+    its own place out of it (`place_in`)."""
+    return {
+        "type": "line",
+        "as_of": as_of,
+        "on_hold": on_hold,
+        "places": {
+            message_id: [place, round(eta, 1)]
+            for place, (message_id, eta) in enumerate(zip(line, estimates, strict=False), start=1)
+        },
+    }
+
+
+def place_in(event: dict[str, Any], message_id: str) -> dict[str, Any] | None:
+    """A waiting answer's own `queued` event out of a line event; None when it is not in it
+    (it started, or it was put in line after the line was read)."""
+    entry = event["places"].get(message_id)
+    if entry is None:
+        return None
+    position, eta = entry
+    return queued_event(position, eta, event["as_of"], event["on_hold"])
+
+
+# The line is told its places in one event (line_event), which each web process hands to each
+# of its waiting viewers' sockets, and each socket tells its viewer a new place at most once a
+# second (consumers.py). A short line is told at every change; a long one changes at every
+# hand-off (thirty a second in a launch-day rush of short answers), and each event costs every
+# web process a step per waiting viewer, so a line longer than ANNOUNCE_ALWAYS_UP_TO is told at
+# most ANNOUNCED_PLACES_PER_SECOND places a second overall: a thousand waiting are told every
+# half second. A change in between is told by the next announcement, which one process
+# schedules for when the pause is over; a place told is exact when it is told, and only ever
+# falls. (Before the line event, a place was a channel-layer message of its own: a thousand
+# waiting were a thousand messages for the publisher to send and the web process to read,
+# twice a second; bench/README.md.)
 ANNOUNCE_ALWAYS_UP_TO = 50
 ANNOUNCED_PLACES_PER_SECOND = 2000
 ANNOUNCED_KEY = "pg:line:announced"
@@ -236,7 +266,7 @@ ANNOUNCE_SCHEDULED_KEY = "pg:line:announce-scheduled"
 
 
 def publish_queue_positions() -> None:
-    """Tell everyone waiting where they stand now (one channel-layer round for all of them)."""
+    """Tell everyone waiting where they stand now (one event for all of them)."""
     # Taken before reading the line: several processes publish concurrently, and a viewer
     # must be able to tell a stale snapshot from a fresh one (see the consumer).
     as_of = round(time.time(), 6)
@@ -252,12 +282,7 @@ def publish_queue_positions() -> None:
         return
     snapshot = queue_snapshot()
     estimates = eta.wait_estimates(snapshot, len(line))
-    channel_groups.publish_many(
-        [
-            (message_id, queued_event(place, eta, as_of, snapshot.on_hold))
-            for place, (message_id, eta) in enumerate(zip(line, estimates, strict=False), start=1)
-        ]
-    )
+    channel_groups.publish_to_line(line_event(line, estimates, as_of, snapshot.on_hold))
 
 
 def _told_a_moment_ago() -> bool:

@@ -15,7 +15,7 @@ import pytest
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 
-from playground import viewers
+from playground import consumers, viewers
 from playground.consumers import MessageStreamConsumer
 from playground.models import Conversation, Message
 from playground.realtime import channel_groups, delta_log, presence, redis_clients
@@ -27,10 +27,12 @@ OWNER = "owner-session"
 SOMEONE_ELSE = "someone-else"
 
 
-def make_message(status: str = Message.Status.DONE, deltas: list | None = None) -> Message:
-    conversation = Conversation.objects.create(session_key=OWNER, title="t")
+def make_message(
+    status: str = Message.Status.DONE, deltas: list | None = None, session: str = OWNER
+) -> Message:
+    conversation = Conversation.objects.create(session_key=session, title="t")
     question = Message.objects.create(
-        conversation=conversation, role="user", prompt="q", status="done", session_key=OWNER
+        conversation=conversation, role="user", prompt="q", status="done", session_key=session
     )
     return Message.objects.create(
         conversation=conversation,
@@ -38,7 +40,7 @@ def make_message(status: str = Message.Status.DONE, deltas: list | None = None) 
         reply_to=question,
         prompt="q",
         status=status,
-        session_key=OWNER,
+        session_key=session,
         deltas=deltas or [],
     )
 
@@ -284,10 +286,112 @@ def test_events_are_published_on_the_channel_the_layer_subscribes_viewers_to() -
     # that named its channels differently would leave every viewer waiting in silence.
     from channels.layers import get_channel_layer
 
-    async def layer_channel() -> str:
-        return get_channel_layer()._get_group_channel_name(channel_groups.group_name("m-1"))
+    async def layer_channels() -> tuple[str, str]:
+        layer = get_channel_layer()
+        return (
+            layer._get_group_channel_name(channel_groups.group_name("m-1")),
+            layer._get_group_channel_name(channel_groups.LINE_GROUP),
+        )
 
-    assert channel_groups.group_channel("m-1") == asyncio.run(layer_channel())
+    assert (channel_groups.group_channel("m-1"), channel_groups.line_channel()) == asyncio.run(
+        layer_channels()
+    )
+
+
+def line_event(as_of: float, places: dict[str, int]) -> dict[str, Any]:
+    return {
+        "type": "line",
+        "as_of": as_of,
+        "on_hold": False,
+        "places": {message_id: [place, place * 3.0] for message_id, place in places.items()},
+    }
+
+
+def test_a_waiting_viewer_is_told_its_place_from_the_event_the_whole_line_shares(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(consumers, "PLACE_INTERVAL", 0.3)
+    ahead = [make_message(status=Message.Status.QUEUED, session=f"ahead-{n}") for n in range(2)]
+    message = make_message(status=Message.Status.QUEUED)
+
+    async def scenario() -> list[tuple[float, dict]]:
+        socket = communicator(message)
+        await socket.connect()
+        first = json.loads((await socket.receive_output(3))["text"])
+        heard = [(time.monotonic(), first)]
+        # Within the interval of the first place: held back, the newer replacing the older.
+        for step, place in enumerate((2, 1), start=1):
+            places = {ahead[1].pk: 1, message.pk: place} if place == 2 else {message.pk: 1}
+            event = line_event(first["as_of"] + step, places)
+            await asyncio.to_thread(channel_groups.publish_to_line, event)
+            await asyncio.sleep(0.02)
+        later = json.loads((await socket.receive_output(3))["text"])
+        heard.append((time.monotonic(), later))
+        # Nothing more is due: the held place was the last news.
+        assert await socket.receive_nothing(0.4)
+        await socket.disconnect()
+        return heard
+
+    (told_at, first), (later_at, later) = asyncio.run(scenario())
+
+    assert first["position"] == 3
+    assert later == {
+        "type": "queued",
+        "position": 1,
+        "eta_seconds": 3.0,
+        "as_of": later["as_of"],
+        "on_hold": False,
+    }
+    assert later["as_of"] == first["as_of"] + 2
+    assert later_at - told_at >= 0.25, "a second place within the interval waited for it"
+
+
+def test_a_reserved_slot_from_the_line_event_is_told_at_once() -> None:
+    message = make_message(status=Message.Status.QUEUED)
+
+    async def scenario() -> tuple[float, dict]:
+        socket = communicator(message)
+        await socket.connect()
+        first = json.loads((await socket.receive_output(3))["text"])
+        started = time.monotonic()
+        event = line_event(first["as_of"] + 1, {message.pk: 0})
+        await asyncio.to_thread(channel_groups.publish_to_line, event)
+        reserved = json.loads((await socket.receive_output(3))["text"])
+        await socket.disconnect()
+        return time.monotonic() - started, reserved
+
+    took, reserved = asyncio.run(scenario())
+
+    assert reserved["position"] == 0
+    assert took < consumers.PLACE_INTERVAL
+
+
+def test_a_started_answers_viewer_hears_nothing_more_from_the_line() -> None:
+    message = make_message(status=Message.Status.QUEUED)
+    elsewhere = make_message(status=Message.Status.QUEUED, session=SOMEONE_ELSE)
+
+    async def scenario() -> list[dict]:
+        socket = communicator(message)
+        await socket.connect()
+        first = json.loads((await socket.receive_output(3))["text"])
+        # A line event without this answer (it was read before this answer joined) says
+        # nothing to it.
+        await asyncio.to_thread(
+            channel_groups.publish_to_line, line_event(first["as_of"] + 1, {elsewhere.pk: 1})
+        )
+        assert await socket.receive_nothing(0.2)
+        await asyncio.to_thread(channel_groups.publish, message.pk, {"type": "started"})
+        await asyncio.sleep(0.1)
+        await asyncio.to_thread(
+            channel_groups.publish_to_line, line_event(first["as_of"] + 5, {message.pk: 1})
+        )
+        await asyncio.sleep(0.1)
+        await asyncio.to_thread(channel_groups.publish, message.pk, {"type": "cancelled"})
+        return [first, *await receive_all(socket)]
+
+    events = asyncio.run(scenario())
+
+    assert [e.get("type") for e in events] == ["queued", "started", "cancelled", None]
 
 
 class ViewerWhoLeaves:

@@ -21,15 +21,16 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def told(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]]:
-    """The places told, as (message, queued event), in the order they were sent."""
+    """The places told, as (message, its queued event), in the order the line events that
+    told them were sent."""
     sent: list[tuple[str, dict[str, Any]]] = []
-    original = channel_groups.publish_many
+    original = channel_groups.publish_to_line
 
-    def recording(events: list[tuple[str, dict[str, Any]]]) -> None:
-        sent.extend(event for event in events if event[1]["type"] == "queued")
-        original(events)
+    def recording(event: dict[str, Any]) -> None:
+        sent.extend((message, line.place_in(event, message)) for message in event["places"])
+        original(event)
 
-    monkeypatch.setattr(channel_groups, "publish_many", recording)
+    monkeypatch.setattr(channel_groups, "publish_to_line", recording)
     return sent
 
 
