@@ -101,30 +101,45 @@ def _window_starts(seconds: int, now: float) -> list[int]:
 # --- recording ------------------------------------------------------------------------------
 
 
-def _record(counts: dict[str, int], samples: dict[str, float] | None = None) -> None:
+def _record(
+    counts: dict[str, int],
+    samples: dict[str, float] | None = None,
+    pipe: redis.client.Pipeline | None = None,
+) -> None:
+    """`pipe`: a caller's pipeline to add the writes to (the caller sends it, and its errors
+    are the caller's); else they are sent now, and an error is only logged."""
+    if pipe is not None:
+        _add_writes(pipe, counts, samples)
+        return
     try:
-        start = _bucket(clock())
-        key = _bucket_key(start)
         pipe = redis_clients.redis_client().pipeline(transaction=False)
-        for name, amount in counts.items():
-            pipe.hincrby(key, name, amount)
-            pipe.hincrby(TOTALS_KEY, name, amount)
-        pipe.expire(key, BUCKET_TTL)
-        for kind, value in (samples or {}).items():
-            samples_key = _samples_key(kind, start)
-            pipe.lpush(samples_key, f"{value:.4f}")
-            pipe.ltrim(samples_key, 0, SAMPLES_PER_BUCKET - 1)
-            pipe.expire(samples_key, PERCENTILE_WINDOW + 2 * BUCKET_SECONDS)
-            # bisect_left: the first bound >= value, i.e. the bucket with value <= le.
-            pipe.hincrby(TOTALS_KEY, f"hist:{kind}:{bisect.bisect_left(HISTOGRAMS[kind], value)}")
-            pipe.hincrbyfloat(TOTALS_KEY, f"hist:{kind}:sum", value)
+        _add_writes(pipe, counts, samples)
         pipe.execute()
     except redis.RedisError:
         log.warning("could not record metrics %s", counts, exc_info=True)
 
 
-def record_admitted() -> None:
-    _record({"admitted": 1})
+def _add_writes(
+    pipe: redis.client.Pipeline, counts: dict[str, int], samples: dict[str, float] | None
+) -> None:
+    start = _bucket(clock())
+    key = _bucket_key(start)
+    for name, amount in counts.items():
+        pipe.hincrby(key, name, amount)
+        pipe.hincrby(TOTALS_KEY, name, amount)
+    pipe.expire(key, BUCKET_TTL)
+    for kind, value in (samples or {}).items():
+        samples_key = _samples_key(kind, start)
+        pipe.lpush(samples_key, f"{value:.4f}")
+        pipe.ltrim(samples_key, 0, SAMPLES_PER_BUCKET - 1)
+        pipe.expire(samples_key, PERCENTILE_WINDOW + 2 * BUCKET_SECONDS)
+        # bisect_left: the first bound >= value, i.e. the bucket with value <= le.
+        pipe.hincrby(TOTALS_KEY, f"hist:{kind}:{bisect.bisect_left(HISTOGRAMS[kind], value)}")
+        pipe.hincrbyfloat(TOTALS_KEY, f"hist:{kind}:sum", value)
+
+
+def record_admitted(pipe: redis.client.Pipeline | None = None) -> None:
+    _record({"admitted": 1}, pipe=pipe)
 
 
 def record_rejected(code: str) -> None:

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import redis
 from django.conf import settings
 
 from playground import controls, logs, slots
@@ -49,12 +50,13 @@ def enqueue(message_id: str, request_id: str | None) -> None:
     celery_app.send_task(GENERATE_TASK, args=[message_id], headers=headers)
 
 
-def remember_request_id(message_id: str) -> None:
+def remember_request_id(message_id: str, pipe: redis.client.Pipeline) -> None:
     """An answer that waits in line is handed to a worker by whoever frees a slot, in another
-    request or a worker: the id of the request that asked for it waits in Redis meanwhile."""
+    request or a worker: the id of the request that asked for it waits in Redis meanwhile
+    (written with the caller's `pipe`)."""
     request_id = logs.current_request_id()
     if request_id:
-        redis_clients.redis_client().set(request_id_key(message_id), request_id, ex=REQUEST_ID_TTL)
+        pipe.set(request_id_key(message_id), request_id, ex=REQUEST_ID_TTL)
 
 
 def dispatch() -> int:

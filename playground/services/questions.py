@@ -20,6 +20,7 @@ from playground import controls, limits, logs, rotation, slots
 from playground.durations import format_wait
 from playground.models import Conversation, Message, SamplePrompt
 from playground.ops import metrics
+from playground.realtime import redis_clients
 from playground.services.dispatching import (
     dispatch,
     enqueue,
@@ -265,14 +266,20 @@ def _create_and_dispatch(create: Callable[[], Message], *, line_was_empty: bool)
         if leased_on is not None:
             enqueue(answer.pk, logs.current_request_id())
         else:
-            remember_request_id(answer.pk)
+            # One round trip for both writes: under a rush, every one a submission makes
+            # waits its turn on a busy machine.
+            pipe = redis_clients.redis_client().pipeline(transaction=False)
+            remember_request_id(answer.pk, pipe)
+            metrics.record_admitted(pipe)
+            pipe.execute()
             dispatched_others = dispatch() > 0
     except OUTAGE_ERRORS:
         # The question is in line (committed): the reconciler dispatches it, or puts it back
         # in line if its task was lost, once Redis answers again. Nothing to refuse.
         log.warning("could not dispatch %s after queueing it", answer.pk, exc_info=True)
         dispatched_others = True  # it may have got as far as this one
-    metrics.record_admitted()
+    if leased_on is not None:
+        metrics.record_admitted()
     if dispatched_others:
         # Read back: the pass may have given this one a slot.
         return Message.objects.select_related("conversation").get(pk=answer.pk)

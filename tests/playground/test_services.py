@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import json
 import threading
 import time
@@ -760,3 +761,36 @@ def test_a_question_that_waits_in_line_is_answered_as_written_without_reading_it
     with CaptureQueriesContext(connections["default"]) as after:
         services.message_payload(waiting)
     assert not any("playground_conversation" in q["sql"] for q in after.captured_queries)
+
+
+def test_a_question_that_waits_writes_its_request_id_and_its_count_in_one_round_trip(
+    backend: str, samples: Any, enqueued: list[str], settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from redis.client import Pipeline
+
+    from playground import logs
+    from playground.ops import metrics
+    from playground.services import dispatching
+
+    settings.GENERATION_CONCURRENCY = 1
+    submit(session="s1", ip="10.0.0.1")
+    sent: list[list[str]] = []
+    execute = Pipeline.execute
+
+    def recording(pipe: Pipeline, *args: Any, **kwargs: Any) -> Any:
+        sent.append([str(command[0][0]) for command in pipe.command_stack])
+        return execute(pipe, *args, **kwargs)
+
+    monkeypatch.setattr(Pipeline, "execute", recording)
+    admitted_before = int(redis_clients.redis_client().hget(metrics.TOTALS_KEY, "admitted") or 0)
+
+    def in_a_request() -> Message:
+        logs.set_request_id("request-of-s2")
+        return submit(session="s2", ip="10.0.0.2")
+
+    waiting = contextvars.copy_context().run(in_a_request)
+
+    assert ["SET", "HINCRBY", "HINCRBY", "EXPIRE"] in sent
+    client = redis_clients.redis_client()
+    assert client.get(dispatching.request_id_key(waiting.pk)) == b"request-of-s2"
+    assert int(client.hget(metrics.TOTALS_KEY, "admitted") or 0) == admitted_before + 1
