@@ -22,6 +22,7 @@ def print_diagnostics(diagnostics: dict[str, Any], say: Callable[[str], None]) -
     say(f"  floor delay:                        {fmt(rush['floor_delay_ms'], 'ms')}")
     say(f"  stack slot hand-off gap:            {fmt(rush['stack_handoff_gap_ms'], 'ms')}")
     say(f"  floor slot hand-off gap:            {fmt(rush['floor_handoff_gap_ms'], 'ms')}")
+    say(f"  GET / (the page, all at once):      {fmt(rush['stack_page_seconds'], 's')}")
     say(f"  POST /api/v1/conversations:         {fmt(rush['stack_post_seconds'], 's')}")
     say(
         f"  slot utilisation: stack {rush['stack_slot_utilisation']:.3f}, "

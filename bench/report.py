@@ -235,6 +235,7 @@ def build(
             "start_lag_vs_floor_by_wave": timing.start_lag_by_wave(stack_rush, floor_rush, slots),
             "floor_delay_ms": stats.in_ms(stats.summarize(floor_delays)),
             "stack_post_seconds": stats.summarize(stats.present([v.post_seconds for v in visits])),
+            "stack_page_seconds": stats.summarize(stats.present([v.page_seconds for v in visits])),
             "stack_handoff_gap_ms": stats.in_ms(
                 stats.summarize(timing.handoff_gaps(stack_intervals, slots))
             ),
