@@ -27,7 +27,7 @@ from playground.visitors import client_ip, session_key
 
 
 def _status_context() -> dict[str, Any]:
-    status = services.queue_status()
+    status = services.queue_status(recent=True)
     return {"status": status, "wait_text": format_wait(status["queue"]["eta_seconds"])}
 
 

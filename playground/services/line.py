@@ -106,11 +106,12 @@ def queue_snapshot() -> eta.QueueSnapshot:
     )
 
 
-# Every submission and every waiting viewer who connects asks where they stand; under a rush
-# that is hundreds of the same database and Redis reads a second in one web process. Those
-# answers reuse a snapshot this young, its running times advanced by its age. Publishing new
-# places from this process (after a dispatch that started answers, a cancel, a requeue) starts
-# afresh; /api/v1/status and the dashboard always read afresh.
+# Every submission, every waiting viewer who connects and every page with the line's status
+# asks where the line stands; under a rush that is hundreds of the same database and Redis reads
+# a second in one web process. Those answers reuse a snapshot this young, its running times
+# advanced by its age. Publishing new places from this process (after a dispatch that started
+# answers, a cancel, a requeue) starts afresh; /api/v1/status and the dashboard always read
+# afresh.
 SNAPSHOT_REUSE_SECONDS = 0.25
 
 
@@ -188,9 +189,11 @@ def line_state(*, reachable: bool, paused: bool, full: bool, draining: bool) -> 
     return "open"
 
 
-def queue_status() -> dict[str, Any]:
+def queue_status(*, recent: bool = False) -> dict[str, Any]:
+    """`recent`: a snapshot of the last SNAPSHOT_REUSE_SECONDS will do (a page's status line,
+    which a thousand visitors opening the page at once all ask for)."""
     waiting = waiting_count()
-    snapshot = queue_snapshot()
+    snapshot = recent_queue_snapshot() if recent else queue_snapshot()
     state = line_state(
         reachable=bool(rotation.backends()),
         paused=controls.pause_banner() is not None,

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from playground import controls
+from playground import controls, services
 from playground.models import Conversation, Message
 from playground.presenters import plain_text
 from tests.conversations.answers import finish
@@ -45,6 +45,9 @@ def test_a_draining_line_is_named_on_the_home_page_without_a_frozen_estimate(
     for _ in range(3):
         ask(make_visitor())
     controls.set_draining(True)
+    # As the operators' drain does (ops/actions.py): the line is told at once, and this
+    # process's recent snapshot of the line, which pages reuse for a quarter second, with it.
+    services.publish_queue_positions()
 
     html = page(Client(), "/")
 

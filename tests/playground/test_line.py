@@ -222,3 +222,30 @@ def test_a_drained_line_is_told_it_is_on_hold_and_then_that_it_moves_again(
     assert [event["on_hold"] for _, event in told] == [True] * 3 + [False] * 3
     assert [event["position"] for _, event in told] == [1, 2, 3] * 2
     assert services.message_payload(line_of[0])["on_hold"] is False
+
+
+def test_pages_reuse_a_recent_snapshot_of_the_line_and_the_api_reads_afresh(
+    backend: str, samples: Any, client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A thousand visitors opening the page at once all ask for the line's status; one
+    # reading of the line serves them for SNAPSHOT_REUSE_SECONDS.
+    readings: list[int] = []
+    read = line.queue_snapshot
+
+    def counted() -> eta.QueueSnapshot:
+        readings.append(1)
+        return read()
+
+    monkeypatch.setattr(line, "queue_snapshot", counted)
+    # Long enough for a slow machine to serve the pages below within it.
+    monkeypatch.setattr(line, "SNAPSHOT_REUSE_SECONDS", 60.0)
+    line.forget_queue_snapshot()
+
+    for _ in range(3):
+        assert client.get("/").status_code == 200
+    assert client.get("/status").status_code == 200
+    assert len(readings) == 1
+
+    for _ in range(2):
+        assert client.get("/api/v1/status").status_code == 200
+    assert len(readings) == 3
