@@ -9,7 +9,9 @@ from __future__ import annotations
 import math
 import secrets
 import time
+from dataclasses import dataclass
 
+import redis
 from django.conf import settings
 
 from playground.env import Rate
@@ -32,12 +34,37 @@ return '0'
 
 def take(ip: str, rate: Rate | None = None) -> int:
     """Spend one submission of `ip`'s budget: 0 if allowed, else seconds until one frees up."""
+    pipe = redis_clients.redis_client().pipeline(transaction=False)
+    spend_in(pipe, ip, rate)
+    (reply,) = pipe.execute()
+    return seconds_to_wait(reply)
+
+
+@dataclass(frozen=True)
+class Spend:
+    """One submission's entry in an address's log, to give back if the submission is refused
+    for another reason after all."""
+
+    key: str
+    member: str
+
+
+def spend_in(pipe: redis.client.Pipeline, ip: str, rate: Rate | None = None) -> Spend:
+    """Add the spend of `take` to a caller's pipeline (its reply reads with `seconds_to_wait`).
+    EVAL, not EVALSHA: a pipeline holding a registered script asks Redis whether it knows the
+    script first, a round trip more, and Redis caches the script by its hash either way."""
     rate = rate or settings.IP_RATE_LIMIT
-    script = redis_clients.redis_client().register_script(_TAKE)
-    wait = float(
-        script(
-            keys=[f"pg:rate:{ip}"],
-            args=[time.time(), rate.seconds, rate.count, secrets.token_hex(6)],
-        )
-    )
+    spend = Spend(key=f"pg:rate:{ip}", member=secrets.token_hex(6))
+    pipe.eval(_TAKE, 1, spend.key, time.time(), rate.seconds, rate.count, spend.member)
+    return spend
+
+
+def seconds_to_wait(reply: bytes | str) -> int:
+    wait = float(reply)
     return math.ceil(wait) if wait > 0 else 0
+
+
+def give_back(spend: Spend) -> None:
+    """Take a spend out of its address's log (a refused submission must not use up the
+    budget of everyone else at that address). A spend the budget refused was never logged."""
+    redis_clients.redis_client().zrem(spend.key, spend.member)

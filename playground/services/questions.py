@@ -99,13 +99,21 @@ def resolve_prompt(*, prompt: str | None = None, sample: str | None = None) -> t
 @metrics.counting_refusals
 def check_admission(session_key: str, client_ip: str | None) -> int:
     """Refuse what the site must not take; return how many wait in line."""
-    # Operators' blocks and pause come first: a blocked visitor must not use up rate budget.
-    refusal = controls.refusal(session_key, client_ip)
+    # The operators' switches and the address's budget in one round trip. Blocks and the
+    # pause come first all the same: a visitor they refuse gets the spend back, so that a
+    # blocked visitor does not use up the budget of everyone else at the address.
+    pipe = redis_clients.redis_client().pipeline(transaction=False)
+    controls.read_switches(pipe)
+    spend = limits.spend_in(pipe, limit_key(client_ip))
+    blocks_end, banner, spent = pipe.execute()
+    refusal = controls.refusal_from(session_key, client_ip, blocks_end, banner)
     if refusal is not None:
+        limits.give_back(spend)
         raise PlaygroundError(refusal.code, refusal.message, status=refusal.status)
     if not rotation.backends():
+        limits.give_back(spend)
         raise PlaygroundError("no_backend", ERROR_MESSAGES["no_backend"], status=503)
-    wait = limits.take(limit_key(client_ip))
+    wait = limits.seconds_to_wait(spent)
     if wait:
         raise PlaygroundError(
             "rate_limited",

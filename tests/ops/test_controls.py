@@ -319,6 +319,19 @@ def test_a_blocked_visitor_does_not_use_up_the_rate_budget(
     assert submit("s1", "10.0.0.1").status == Message.Status.QUEUED
 
 
+def test_a_visitor_turned_away_by_a_pause_does_not_use_up_the_rate_budget(
+    backend: str, enqueued: list[str], settings: Any
+) -> None:
+    from playground.env import parse_rate
+
+    settings.IP_RATE_LIMIT = parse_rate("1/h")
+    controls.set_paused("Back soon.")
+    assert refused("s1", "10.0.0.1").code == "paused"
+    controls.set_paused(None)
+
+    assert submit("s1", "10.0.0.1").status == Message.Status.QUEUED
+
+
 def test_refusals_by_controls_are_counted_by_reason(backend: str, enqueued: list[str]) -> None:
     controls.add_block(kind=Block.Kind.IP, value="10.0.0.7", duration=timedelta(hours=1))
     refused("s1", "10.0.0.7")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from playground import limits
 from playground.env import Rate
+from playground.realtime import redis_clients
 
 
 def test_submissions_within_the_budget_pass_and_the_next_says_how_long_to_wait() -> None:
@@ -32,3 +33,29 @@ def test_the_budget_comes_back_as_the_window_slides() -> None:
     time.sleep(1.1)
 
     assert limits.take("192.0.2.9", rate) == 0
+
+
+def test_a_spend_given_back_leaves_the_budget_as_it_was() -> None:
+    rate = Rate(count=1, seconds=3600)
+    pipe = redis_clients.redis_client().pipeline(transaction=False)
+    spend = limits.spend_in(pipe, "192.0.2.20", rate)
+    (reply,) = pipe.execute()
+    assert limits.seconds_to_wait(reply) == 0
+
+    limits.give_back(spend)
+
+    assert limits.take("192.0.2.20", rate) == 0
+    assert limits.take("192.0.2.20", rate) > 0
+
+
+def test_giving_back_a_spend_the_budget_refused_takes_nothing_else_back() -> None:
+    rate = Rate(count=1, seconds=3600)
+    assert limits.take("192.0.2.21", rate) == 0
+    pipe = redis_clients.redis_client().pipeline(transaction=False)
+    refused = limits.spend_in(pipe, "192.0.2.21", rate)
+    (reply,) = pipe.execute()
+    assert limits.seconds_to_wait(reply) > 0
+
+    limits.give_back(refused)
+
+    assert limits.take("192.0.2.21", rate) > 0, "the first spend still counts"

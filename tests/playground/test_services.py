@@ -794,3 +794,34 @@ def test_a_question_that_waits_writes_its_request_id_and_its_count_in_one_round_
     client = redis_clients.redis_client()
     assert client.get(dispatching.request_id_key(waiting.pk)) == b"request-of-s2"
     assert int(client.hget(metrics.TOTALS_KEY, "admitted") or 0) == admitted_before + 1
+
+
+def test_admission_reads_the_switches_and_spends_the_budget_in_one_round_trip(
+    backend: str, samples: Any, enqueued: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from redis.client import Pipeline
+    from redis.connection import Connection
+
+    # The first look also remembers, from the database, when the last block ends.
+    services.questions.check_admission("s0", "10.0.0.9")
+    sent: list[list[str]] = []
+    execute = Pipeline.execute
+
+    def recording(pipe: Pipeline, *args: Any, **kwargs: Any) -> Any:
+        sent.append([str(command[0][0]) for command in pipe.command_stack])
+        return execute(pipe, *args, **kwargs)
+
+    monkeypatch.setattr(Pipeline, "execute", recording)
+    round_trips: list[int] = []
+    send = Connection.send_packed_command
+
+    def counting(connection: Connection, *args: Any, **kwargs: Any) -> None:
+        round_trips.append(1)
+        send(connection, *args, **kwargs)
+
+    monkeypatch.setattr(Connection, "send_packed_command", counting)
+
+    services.questions.check_admission("s1", "10.0.0.1")
+
+    assert sent == [["GET", "GET", "EVAL"]]
+    assert len(round_trips) == 1
