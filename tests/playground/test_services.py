@@ -763,17 +763,11 @@ def test_a_question_that_waits_in_line_is_answered_as_written_without_reading_it
     assert not any("playground_conversation" in q["sql"] for q in after.captured_queries)
 
 
-def test_a_question_that_waits_writes_its_request_id_and_its_count_in_one_round_trip(
-    backend: str, samples: Any, enqueued: list[str], settings: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def pipelines_sent(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """The commands of each Redis pipeline sent from here on, by name."""
     from redis.client import Pipeline
 
-    from playground import logs
-    from playground.ops import metrics
-    from playground.services import dispatching
-
-    settings.GENERATION_CONCURRENCY = 1
-    submit(session="s1", ip="10.0.0.1")
     sent: list[list[str]] = []
     execute = Pipeline.execute
 
@@ -782,6 +776,22 @@ def test_a_question_that_waits_writes_its_request_id_and_its_count_in_one_round_
         return execute(pipe, *args, **kwargs)
 
     monkeypatch.setattr(Pipeline, "execute", recording)
+    return sent
+
+
+def test_a_question_that_waits_writes_its_request_id_and_its_count_in_one_round_trip(
+    backend: str,
+    samples: Any,
+    enqueued: list[str],
+    settings: Any,
+    pipelines_sent: list[list[str]],
+) -> None:
+    from playground import logs
+    from playground.ops import metrics
+    from playground.services import dispatching
+
+    settings.GENERATION_CONCURRENCY = 1
+    submit(session="s1", ip="10.0.0.1")
     admitted_before = int(redis_clients.redis_client().hget(metrics.TOTALS_KEY, "admitted") or 0)
 
     def in_a_request() -> Message:
@@ -790,28 +800,24 @@ def test_a_question_that_waits_writes_its_request_id_and_its_count_in_one_round_
 
     waiting = contextvars.copy_context().run(in_a_request)
 
-    assert ["SET", "HINCRBY", "HINCRBY", "EXPIRE"] in sent
+    assert ["SET", "HINCRBY", "HINCRBY", "EXPIRE"] in pipelines_sent
     client = redis_clients.redis_client()
     assert client.get(dispatching.request_id_key(waiting.pk)) == b"request-of-s2"
     assert int(client.hget(metrics.TOTALS_KEY, "admitted") or 0) == admitted_before + 1
 
 
 def test_admission_reads_the_switches_and_spends_the_budget_in_one_round_trip(
-    backend: str, samples: Any, enqueued: list[str], monkeypatch: pytest.MonkeyPatch
+    backend: str,
+    samples: Any,
+    enqueued: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    pipelines_sent: list[list[str]],
 ) -> None:
-    from redis.client import Pipeline
     from redis.connection import Connection
 
     # The first look also remembers, from the database, when the last block ends.
     services.questions.check_admission("s0", "10.0.0.9")
-    sent: list[list[str]] = []
-    execute = Pipeline.execute
-
-    def recording(pipe: Pipeline, *args: Any, **kwargs: Any) -> Any:
-        sent.append([str(command[0][0]) for command in pipe.command_stack])
-        return execute(pipe, *args, **kwargs)
-
-    monkeypatch.setattr(Pipeline, "execute", recording)
+    pipelines_sent.clear()
     round_trips: list[int] = []
     send = Connection.send_packed_command
 
@@ -823,5 +829,5 @@ def test_admission_reads_the_switches_and_spends_the_budget_in_one_round_trip(
 
     services.questions.check_admission("s1", "10.0.0.1")
 
-    assert sent == [["GET", "GET", "EVAL"]]
+    assert pipelines_sent == [["GET", "GET", "EVAL"]]
     assert len(round_trips) == 1
