@@ -201,15 +201,9 @@ class Refusal:
     status: int
 
 
-def refusal(session_key: str | None, client_ip: str | None) -> Refusal | None:
-    """Why an operator control turns this visitor away right now, if it does."""
-    pipe = redis_clients.redis_client().pipeline(transaction=False)
-    read_switches(pipe)
-    return refusal_from(session_key, client_ip, *pipe.execute())
-
-
 def read_switches(pipe: redis.client.Pipeline) -> None:
-    """Add what `refusal_from` reads to a caller's pipeline: two replies, in this order."""
+    """Add what `refusal_from` reads to a caller's pipeline (admission sends it with the rate
+    limit's spend): two replies, in this order."""
     pipe.get(BLOCKS_END_KEY)
     pipe.get(PAUSE_KEY)
 
@@ -217,7 +211,8 @@ def read_switches(pipe: redis.client.Pipeline) -> None:
 def refusal_from(
     session_key: str | None, client_ip: str | None, blocks_end: bytes | None, banner: bytes | None
 ) -> Refusal | None:
-    """`refusal`, from the replies of `read_switches`."""
+    """Why an operator control turns this visitor away right now, if it does, from the
+    replies of `read_switches`."""
     block = active_block(
         session_key, client_ip, blocks_end=float(blocks_end) if blocks_end is not None else None
     )

@@ -32,14 +32,6 @@ return '0'
 """
 
 
-def take(ip: str, rate: Rate | None = None) -> int:
-    """Spend one submission of `ip`'s budget: 0 if allowed, else seconds until one frees up."""
-    pipe = redis_clients.redis_client().pipeline(transaction=False)
-    spend_in(pipe, ip, rate)
-    (reply,) = pipe.execute()
-    return seconds_to_wait(reply)
-
-
 @dataclass(frozen=True)
 class Spend:
     """One submission's entry in an address's log, to give back if the submission is refused
@@ -50,7 +42,8 @@ class Spend:
 
 
 def spend_in(pipe: redis.client.Pipeline, ip: str, rate: Rate | None = None) -> Spend:
-    """Add the spend of `take` to a caller's pipeline (its reply reads with `seconds_to_wait`).
+    """Add the spend of one submission of `ip`'s budget to a caller's pipeline; its reply reads
+    with `seconds_to_wait` (0 if allowed, else seconds until a submission frees up).
     EVAL, not EVALSHA: a pipeline holding a registered script asks Redis whether it knows the
     script first, a round trip more, and Redis caches the script by its hash either way."""
     rate = rate or settings.IP_RATE_LIMIT
