@@ -120,6 +120,15 @@ def empty_sections() -> dict[str, Any]:
     return {"thinking": "", "reflections": [], "output": "", "text": ""}
 
 
+def sections_from(payload: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A copy of the API's `Message.sections`, to go on adding deltas to."""
+    sections = empty_sections()
+    for key in ("thinking", "output", "text"):
+        sections[key] = (payload or {}).get(key) or ""
+    sections["reflections"] = list((payload or {}).get("reflections") or [])
+    return sections
+
+
 def apply_delta(sections: dict[str, Any], delta: Mapping[str, Any]) -> None:
     """Add one WebSocket delta event to sections shaped like the API's `Message.sections`."""
     section = delta["section"]

@@ -1,10 +1,11 @@
 """The viral profile: one visitor asks, a thousand strangers open the share link at once.
 
-Each stranger reads the share link's API (as the shared page does), opens the answer's stream
-with the link's token and reads to the end; nobody has a session of their own. What each
-received is compared with what the owner's answer stored, and every token's delay counts from
-the simulator's emission stamp, as in the rush. The floor is one reader straight from the
-simulator: the delay the backend and one client add without the stack.
+Each stranger reads the share link's API, which holds what the shared page renders: the answer
+so far and the seq it has reached. Like the page, the stranger then opens the answer's stream
+with the link's token after that seq and reads to the end; nobody has a session of their own.
+What each received is compared with what the owner's answer stored, and every token's delay
+counts from the simulator's emission stamp, as in the rush. The floor is one reader straight
+from the simulator: the delay the backend and one client add without the stack.
 """
 
 from __future__ import annotations
@@ -48,6 +49,10 @@ async def watch(viewer: StackVisitor, token: str, deadline: float) -> None:
     answer = messages[-1]
     visit.message_id = answer["id"]
     visit.stream_url = answer["stream_url"]
+    # The page shows the answer so far and streams only what follows it (?after=&attempt=).
+    visit.sections = stats.sections_from(answer.get("sections"))
+    visit.last_seq = int(answer.get("seq") or 0)
+    visit.attempt = answer.get("attempt")
     await viewer.stream(deadline)
 
 

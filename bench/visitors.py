@@ -49,6 +49,7 @@ class StackVisit:
     final_type: str | None = None
     final_code: str | None = None
     last_seq: int = 0
+    attempt: int | None = None  # the attempt last_seq belongs to, where the page told it
     seq_errors: int = 0
     reconnects: int = 0
     delays: list[float] = field(default_factory=list)
@@ -226,6 +227,8 @@ class StackVisitor:
             url = self.ws_base + visit.stream_url
             if visit.last_seq:
                 url += ("&" if "?" in url else "?") + f"after={visit.last_seq}"
+                if visit.attempt is not None:
+                    url += f"&attempt={visit.attempt}"
             try:
                 async with asyncio.timeout(remaining):
                     await self._read(url)

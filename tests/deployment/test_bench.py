@@ -105,6 +105,18 @@ def test_sections_rebuilt_from_deltas_match_the_stored_answer() -> None:
     assert not stats.sections_match(built, None)
 
 
+def test_a_viewer_goes_on_from_the_sections_the_page_showed() -> None:
+    shown = {"thinking": "a", "reflections": ["r0"], "output": "", "text": "", "seq": 2}
+    built = stats.sections_from(shown)
+    stats.apply_delta(built, {"section": "reflection", "index": 0, "text": "!"})
+    stats.apply_delta(built, {"section": "output", "text": "out"})
+    assert stats.sections_match(
+        built, {"thinking": "a", "reflections": ["r0!"], "output": "out", "text": ""}
+    )
+    assert shown["reflections"] == ["r0"]  # the page's copy is left as it was
+    assert stats.sections_match(stats.sections_from(None), stats.empty_sections())
+
+
 def test_handoff_gaps_pair_later_starts_with_earlier_finishes() -> None:
     # Two slots: A and B start at once; C takes A's slot 0.1 s after A ends, D takes B's.
     intervals = [(0.0, 5.0), (0.0, 7.0), (5.1, 9.0), (7.3, 10.0)]
