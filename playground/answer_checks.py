@@ -28,9 +28,10 @@ The operators' dashboard counts these verdicts over time (playground/ops/accurac
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
-from django.utils.translation import gettext
+from django.utils.translation import get_language, gettext
 
 from inference.samples import ENGLISH, find_sample_by_prompt, get_sample
 from playground.claims import (
@@ -386,17 +387,51 @@ def in_language(reading: Reading, language: str) -> Reading:
     return Reading(reading.verdict, _FOUND_IN_CHINESE.get(reading.found, reading.found))
 
 
+# Every viewer of a shared answer is shown its check (the page, the API, the stream's final
+# event): a thousand strangers on one link asked for the same one a thousand times, and reading
+# it took a query and the checker's patterns over the whole answer each time. A finished answer
+# never changes, so its check is remembered per process and language, for this long: an
+# operator's new expected answer shows within it.
+REMEMBER_CHECK_SECONDS = 10.0
+REMEMBERED_CHECKS_AT_MOST = 1024
+_remembered: dict[tuple[Any, ...], tuple[float, dict[str, Any] | None]] = {}
+
+
 def check(message: Any, expected: str | None = None) -> dict[str, Any] | None:
     """The answer check of a message: None unless it is a finished ("done") answer to a sample.
 
-    `expected` overrides the expected answer stored with the sample (saves a query in loops).
+    `expected` overrides the expected answer stored with the sample (saves a query in loops,
+    and is not remembered: such a loop reads each answer once).
     """
     if getattr(message, "role", None) != "assistant" or message.status != "done":
         return None
-    slug = message.sample_slug
-    if not slug:
+    if not message.sample_slug:
         return None
-    found = checker_for(slug, expected if expected is not None else _expected_answer(slug))
+    if expected is not None:
+        return _checked(message, expected)
+    key = (message.pk, message.finished_at, get_language())
+    now = time.monotonic()
+    remembered = _remembered.get(key)
+    if remembered is not None and remembered[0] > now:
+        return _copy(remembered[1])
+    result = _checked(message, _expected_answer(message.sample_slug))
+    if len(_remembered) >= REMEMBERED_CHECKS_AT_MOST:
+        for stale in [k for k, (until, _) in _remembered.items() if until <= now]:
+            _remembered.pop(stale, None)
+        if len(_remembered) >= REMEMBERED_CHECKS_AT_MOST:
+            _remembered.clear()
+    _remembered[key] = (now + REMEMBER_CHECK_SECONDS, result)
+    return _copy(result)
+
+
+def _copy(result: dict[str, Any] | None) -> dict[str, Any] | None:
+    # Each caller gets its own: one that added to it must not change what the next is shown.
+    return dict(result) if result is not None else None
+
+
+def _checked(message: Any, expected: str | None) -> dict[str, Any] | None:
+    slug = message.sample_slug
+    found = checker_for(slug, expected)
     if found is None:
         return None
     checker, shown = found

@@ -137,6 +137,10 @@ def live_sections(
 ) -> tuple[dict[str, Any], int]:
     """Sections and last seq of a message, from one reading of its delta log."""
     events = message_events(message) if events is None else events
+    if message.is_final and message.sections:
+        # Built from this same log when the answer ended (services/generation.py, stopping.py):
+        # not built again for every viewer of a finished answer.
+        return {**Sections().as_dict(), **message.sections}, len(events)
     return sections_of(events), len(events)
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from inference.parser import Delta, Sections, TagParser
 from inference.samples import SAMPLES, VERSIONS, get_sample, sample_in
@@ -354,6 +354,47 @@ def test_check_uses_the_expected_answer_edited_in_the_admin(samples: list[Sample
     result = answer_checks.check(answered("sheep", sample.scripted_answer))
     assert result is not None
     assert (result["verdict"], result["expected"]) == (INCORRECT, "17")
+
+
+def test_a_finished_answer_is_checked_once_per_language_while_remembered(
+    samples: list[SamplePrompt],
+    monkeypatch: pytest.MonkeyPatch,
+    django_assert_num_queries: Any,
+) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(answer_checks.time, "monotonic", lambda: clock[0])
+    sample = get_sample("sheep")
+    assert sample is not None
+    message = answered("sheep", sample.scripted_answer)
+    first = answer_checks.check(message)
+    assert first is not None and first["verdict"] == CORRECT
+    first["note"] = "changed by a caller"
+
+    with django_assert_num_queries(0):
+        again = answer_checks.check(message)
+    assert again is not None and again["note"] != "changed by a caller"
+    with translation.override("zh-hans"):
+        in_chinese = answer_checks.check(message)
+    assert in_chinese is not None and in_chinese["note"] != again["note"]
+
+    # An operator changes the expected answer: shown once the check is no longer remembered.
+    SamplePrompt.objects.filter(slug="sheep").update(expected_answer="17")
+    clock[0] += answer_checks.REMEMBER_CHECK_SECONDS - 0.1
+    assert answer_checks.check(message)["expected"] != "17"  # type: ignore[index]
+    clock[0] += 0.2
+    assert answer_checks.check(message)["expected"] == "17"  # type: ignore[index]
+
+
+def test_remembered_checks_stay_few(
+    samples: list[SamplePrompt], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(answer_checks, "REMEMBERED_CHECKS_AT_MOST", 3)
+    monkeypatch.setattr(answer_checks, "_remembered", {})
+    sample = get_sample("sheep")
+    assert sample is not None
+    for _ in range(7):
+        assert answer_checks.check(answered("sheep", sample.scripted_answer)) is not None
+    assert 0 < len(answer_checks._remembered) <= 3
 
 
 # --- accuracy for the dashboard ---------------------------------------------------------------

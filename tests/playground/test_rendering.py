@@ -111,6 +111,34 @@ def test_a_finished_sample_answer_carries_its_check_and_provenance(
     assert done["stats"]["finish_reason"] == "eos_token"
 
 
+def test_a_finished_answer_shows_the_sections_stored_when_it_ended(
+    visitor: Client,
+    backend: str,
+    enqueued: list[str],
+    samples: list[SamplePrompt],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _, answer = sample_answer(visitor, "sheep")
+    stored, log = answer.sections, answer.deltas
+
+    def rebuilt(events: list[dict[str, Any]]) -> dict[str, Any]:
+        raise AssertionError("a finished answer's sections were rebuilt from its log")
+
+    monkeypatch.setattr(services.payloads, "sections_of", rebuilt)
+    payload = services.message_payload(answer)
+    assert (payload["sections"], payload["seq"]) == (stored, len(log))
+    monkeypatch.undo()
+    # Ended before writing anything: the same shape, empty.
+    conversation = start_conversation(visitor.__class__(), prompt="Hello")
+    failed = finish(answer_of(conversation), "", status=Message.Status.ERROR, sections={})
+    assert services.message_payload(failed)["sections"] == {
+        "thinking": "",
+        "reflections": [],
+        "output": "",
+        "text": "",
+    }
+
+
 def test_queued_answers_and_free_prompts_have_no_check_or_provenance_yet(
     visitor: Client, backend: str, enqueued: list[str], samples: list[SamplePrompt]
 ) -> None:
