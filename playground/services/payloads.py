@@ -24,6 +24,7 @@ from playground.services.queries import (
     turn_versions,
     visible_messages,
 )
+from playground.services.stored_logs import log_of
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def message_provenance(message: Message) -> dict[str, Any] | None:
 def final_event(message: Message) -> dict[str, Any]:
     """The event that ends a message's stream. Each carries `seq`, the last seq of the
     answer, so a viewer can tell whether it has every delta (see the consumer)."""
-    seq = len(message.deltas) if message.role == Message.Role.ASSISTANT else 0
+    seq = len(log_of(message)) if message.role == Message.Role.ASSISTANT else 0
     if message.status == Message.Status.DONE:
         # "check" and "provenance" extend DESIGN 4.3 (see README, Public contracts).
         return {
@@ -129,7 +130,7 @@ def message_events(message: Message) -> list[dict[str, Any]]:
     A queued answer has no text yet (an earlier attempt's, if any, is not its own)."""
     if message.role != Message.Role.ASSISTANT or message.status == Message.Status.QUEUED:
         return []
-    return message.deltas if message.is_final else delta_log.read_delta_log(message.pk)
+    return log_of(message) if message.is_final else delta_log.read_delta_log(message.pk)
 
 
 def live_sections(

@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from playground import answer_checks
 from playground.models import Message
+from playground.services import stored_logs
 from playground.services.line import (
     eta_for_position,
     position_of,
@@ -28,6 +29,7 @@ from playground.services.payloads import (
 from playground.services.queries import (
     can_view,
 )
+from playground.services.stored_logs import log_of
 
 log = logging.getLogger(__name__)
 
@@ -53,14 +55,19 @@ def stream_state(
 
     `after` and `attempt`: the last seq the viewer has, and the attempt it belongs to (sent by
     pages; a client that does not say is taken to have the current attempt's text)."""
-    message = Message.objects.select_related("conversation").filter(pk=message_id).first()
+    message = (
+        Message.objects.select_related("conversation")
+        .defer(*stored_logs.WITHOUT_LOG)
+        .filter(pk=message_id)
+        .first()
+    )
     if message is None or not can_view(message, session_key=session_key, share_token=share_token):
         return None
     restarted = None
     if after > 0 and attempt is not None and attempt < attempt_shown(message):
         restarted = {"type": "restarted", "attempt": attempt_shown(message)}
     if message.is_final:
-        events = message.deltas if message.role == Message.Role.ASSISTANT else []
+        events = log_of(message) if message.role == Message.Role.ASSISTANT else []
         return StreamState(final_event(message), events, None, restarted)
     if message.status == Message.Status.RUNNING:
         status_event = started_event(message)
@@ -95,16 +102,16 @@ def ended_and_shared(
 
 def final_replay(message_id: str) -> tuple[list[dict[str, Any]], dict[str, Any]] | None:
     """The stored deltas and the final event of a message that has ended, else None."""
-    message = Message.objects.filter(pk=message_id).first()
+    message = Message.objects.defer(*stored_logs.WITHOUT_LOG).filter(pk=message_id).first()
     if message is None:
         return [], {"type": "cancelled", "seq": 0}
     if not message.is_final:
         return None
-    events = message.deltas if message.role == Message.Role.ASSISTANT else []
+    events = log_of(message) if message.role == Message.Role.ASSISTANT else []
     return events, final_event(message)
 
 
 def answer_check(message_id: str) -> dict[str, Any] | None:
     """The check of a stored answer, its note in the active language (None: nothing to check)."""
-    message = Message.objects.filter(pk=message_id).first()
+    message = Message.objects.defer(*stored_logs.WITHOUT_LOG).filter(pk=message_id).first()
     return answer_checks.check(message) if message is not None else None

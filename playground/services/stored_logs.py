@@ -1,0 +1,51 @@
+"""The delta logs of ended answers, read from the database once per process.
+
+An ended answer's log never changes, and everyone who opens it needs it: the page and the API
+for its seq, the stream for the deltas after the viewer's. A thousand strangers on one share
+link decoded the same log of a long answer (over a thousand deltas) twice each, and that was
+the largest part of opening it. The rows viewers read leave the log out (`WITHOUT_LOG`), and
+this reads it once and keeps it a little while.
+
+Kept by the answer's id and what marks a new log on its row (status, finished_at, tokens: the
+text kept after a stop is stored just after the stop, with its token count), for
+REMEMBER_SECONDS at most.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from playground.models import Message
+
+# The fields the queries for viewers leave out (QuerySet.defer): read through log_of instead.
+WITHOUT_LOG = ("deltas",)
+REMEMBER_SECONDS = 10.0
+REMEMBERED_AT_MOST = 32  # a long answer's log is a few hundred KiB
+
+_remembered: dict[tuple[Any, ...], tuple[float, list[dict[str, Any]]]] = {}
+_lock = threading.Lock()
+
+
+def log_of(message: Message) -> list[dict[str, Any]]:
+    """The stored delta log of a message (shared: not to be changed by the caller)."""
+    if "deltas" in message.__dict__:  # loaded with the row
+        return message.deltas
+    key = (message.pk, message.status, message.finished_at, message.tokens)
+    now = time.monotonic()
+    remembered = _remembered.get(key)
+    if remembered is not None and remembered[0] > now:
+        message.deltas = remembered[1]
+        return message.deltas
+    found = Message.objects.filter(pk=message.pk).values_list("deltas", flat=True).first()
+    log = message.deltas = found or []
+    if message.is_final:
+        with _lock:
+            if len(_remembered) >= REMEMBERED_AT_MOST:
+                for stale in [k for k, (until, _) in _remembered.items() if until <= now]:
+                    del _remembered[stale]
+                if len(_remembered) >= REMEMBERED_AT_MOST:
+                    _remembered.clear()
+            _remembered[key] = (now + REMEMBER_SECONDS, log)
+    return log
