@@ -28,6 +28,7 @@ The operators' dashboard counts these verdicts over time (playground/ops/accurac
 from __future__ import annotations
 
 import re
+import threading
 import time
 from typing import Any
 
@@ -395,6 +396,7 @@ def in_language(reading: Reading, language: str) -> Reading:
 REMEMBER_CHECK_SECONDS = 10.0
 REMEMBERED_CHECKS_AT_MOST = 1024
 _remembered: dict[tuple[Any, ...], tuple[float, dict[str, Any] | None]] = {}
+_remembering = threading.Lock()  # the views' threads and the streams' share it
 
 
 def check(message: Any, expected: str | None = None) -> dict[str, Any] | None:
@@ -415,12 +417,13 @@ def check(message: Any, expected: str | None = None) -> dict[str, Any] | None:
     if remembered is not None and remembered[0] > now:
         return _copy(remembered[1])
     result = _checked(message, _expected_answer(message.sample_slug))
-    if len(_remembered) >= REMEMBERED_CHECKS_AT_MOST:
-        for stale in [k for k, (until, _) in _remembered.items() if until <= now]:
-            _remembered.pop(stale, None)
+    with _remembering:
         if len(_remembered) >= REMEMBERED_CHECKS_AT_MOST:
-            _remembered.clear()
-    _remembered[key] = (now + REMEMBER_CHECK_SECONDS, result)
+            for stale in [k for k, (until, _) in _remembered.items() if until <= now]:
+                del _remembered[stale]
+            if len(_remembered) >= REMEMBERED_CHECKS_AT_MOST:
+                _remembered.clear()
+        _remembered[key] = (now + REMEMBER_CHECK_SECONDS, result)
     return _copy(result)
 
 

@@ -2,9 +2,9 @@
 
 An ended answer's log never changes, and everyone who opens it needs it: the page and the API
 for its seq, the stream for the deltas after the viewer's. A thousand strangers on one share
-link decoded the same log of a long answer (over a thousand deltas) twice each, and that was
-the largest part of opening it. The rows viewers read leave the log out (`WITHOUT_LOG`), and
-this reads it once and keeps it a little while.
+link decoded the same log of a long answer (hundreds of deltas) twice each, a tenth of the web
+process's time while they opened it. The rows viewers read leave the log out (`WITHOUT_LOG`),
+and this reads it once and keeps it a little while.
 
 Kept by the answer's id and what marks a new log on its row (status, finished_at, tokens: the
 text kept after a stop is stored just after the stop, with its token count), for
