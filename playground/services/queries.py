@@ -11,10 +11,10 @@ from django.utils.translation import get_language
 from inference.samples import ENGLISH, get_sample, sample_in
 from playground.models import Conversation, Message, SamplePrompt
 from playground.realtime import presence
-from playground.services import stored_logs
 from playground.services.errors import (
     NotFound,
 )
+from playground.services.stored_logs import WITHOUT_LOG
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ def chosen_answer(question: Message, answers: list[Message]) -> Message | None:
 def visible_messages(conversation: Conversation) -> list[Message]:
     """The shown path's questions and all their answers, in order (other versions of a turn,
     and the turns that followed them, are left out)."""
-    messages = list(conversation.messages.defer(*stored_logs.WITHOUT_LOG).order_by("created"))
+    messages = list(conversation.messages.defer(*WITHOUT_LOG).order_by("created"))
     path = {q.pk for q in shown_path([m for m in messages if m.role == Message.Role.USER])}
     return in_order([m for m in messages if m.pk in path or m.reply_to_id in path])
 

@@ -14,7 +14,6 @@ from django.utils import timezone
 
 from playground import answer_checks
 from playground.models import Message
-from playground.services import stored_logs
 from playground.services.line import (
     eta_for_position,
     position_of,
@@ -29,7 +28,7 @@ from playground.services.payloads import (
 from playground.services.queries import (
     can_view,
 )
-from playground.services.stored_logs import log_of
+from playground.services.stored_logs import WITHOUT_LOG, log_of
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +56,7 @@ def stream_state(
     pages; a client that does not say is taken to have the current attempt's text)."""
     message = (
         Message.objects.select_related("conversation")
-        .defer(*stored_logs.WITHOUT_LOG)
+        .defer(*WITHOUT_LOG)
         .filter(pk=message_id)
         .first()
     )
@@ -102,7 +101,7 @@ def ended_and_shared(
 
 def final_replay(message_id: str) -> tuple[list[dict[str, Any]], dict[str, Any]] | None:
     """The stored deltas and the final event of a message that has ended, else None."""
-    message = Message.objects.defer(*stored_logs.WITHOUT_LOG).filter(pk=message_id).first()
+    message = Message.objects.defer(*WITHOUT_LOG).filter(pk=message_id).first()
     if message is None:
         return [], {"type": "cancelled", "seq": 0}
     if not message.is_final:
@@ -113,5 +112,5 @@ def final_replay(message_id: str) -> tuple[list[dict[str, Any]], dict[str, Any]]
 
 def answer_check(message_id: str) -> dict[str, Any] | None:
     """The check of a stored answer, its note in the active language (None: nothing to check)."""
-    message = Message.objects.defer(*stored_logs.WITHOUT_LOG).filter(pk=message_id).first()
+    message = Message.objects.defer(*WITHOUT_LOG).filter(pk=message_id).first()
     return answer_checks.check(message) if message is not None else None
