@@ -31,7 +31,13 @@ from django.utils.translation import gettext_lazy
 
 from playground import services, viewers
 from playground.ops import metrics
-from playground.realtime import channel_groups, consumer_loop, delta_log, redis_clients
+from playground.realtime import (
+    channel_groups,
+    consumer_loop,
+    delta_log,
+    line_listener,
+    redis_clients,
+)
 from playground.visitors import limit_key, socket_client_ip, stored_session_key
 
 FINAL_EVENTS = {"done", "error", "cancelled"}
@@ -99,7 +105,7 @@ class MessageStreamConsumer(AsyncJsonWebsocketConsumer):
     queue_as_of: float = 0.0
     # The last place in line this viewer was told (None: none yet, or the answer started over).
     place: int | None = None
-    # In the line's group (channel_groups.LINE_GROUP), while the answer waits.
+    # Hearing the line's events (realtime.line_listener), while the answer waits.
     in_line: bool = False
     # When a place was last sent (the loop's clock), and a newer one held back until
     # PLACE_INTERVAL after that.
@@ -118,8 +124,10 @@ class MessageStreamConsumer(AsyncJsonWebsocketConsumer):
         self.channel_name = await self.channel_layer.new_channel()
         self.channel_receive = functools.partial(self.channel_layer.receive, self.channel_name)
         self.base_send = send
+        self.line_mailbox = line_listener.Mailbox()
+        sources = [receive, self.channel_receive, self._hear_line_mailbox]
         with contextlib.suppress(StopConsumer):
-            await consumer_loop.dispatch_each([receive, self.channel_receive], self.dispatch)
+            await consumer_loop.dispatch_each(sources, self.dispatch)
 
     async def connect(self) -> None:
         self.message_id = self.scope["url_route"]["kwargs"]["message_id"]
@@ -330,17 +338,21 @@ class MessageStreamConsumer(AsyncJsonWebsocketConsumer):
             return
         await self._send_status(event)
 
+    async def _hear_line_mailbox(self) -> dict[str, Any]:
+        # The line's events come through the process's one reader of them (line_listener),
+        # dispatched like the channel layer's messages.
+        return {"type": "stream.event", "event": await self.line_mailbox.take()}
+
     async def _join_line(self) -> None:
         if not self.in_line:
             self.in_line = True
-            await self.channel_layer.group_add(channel_groups.LINE_GROUP, self.channel_name)
+            await line_listener.join(self.line_mailbox)
 
     async def _leave_line(self) -> None:
         self.held_place = None
         if self.in_line:
             self.in_line = False
-            with contextlib.suppress(*redis_clients.REDIS_DOWN):
-                await self.channel_layer.group_discard(channel_groups.LINE_GROUP, self.channel_name)
+            line_listener.leave(self.line_mailbox)
 
     async def _hear_the_line(self, event: dict[str, Any]) -> None:
         """This viewer's place, out of the event that tells the whole line: sent at once if

@@ -19,7 +19,8 @@ from playground.realtime.redis_clients import (
 log = logging.getLogger(__name__)
 
 
-# The group every viewer of a waiting answer joins: one event tells the whole line its places.
+# The line's group: one event tells the whole line its places. Each web process has one channel
+# in it, which hands the event to its waiting viewers' sockets (realtime/line_listener.py).
 LINE_GROUP = "line"
 
 

@@ -227,9 +227,10 @@ def queued_event(position: int, eta: float, as_of: float, on_hold: bool) -> dict
 def line_event(
     line: list[str], estimates: list[float], as_of: float, on_hold: bool
 ) -> dict[str, Any]:
-    """Everyone's place in line and estimate, in one event for the group that every viewer of
-    a waiting answer joins (`realtime.channel_groups.LINE_GROUP`); each viewer's socket picks
-    its own place out of it (`place_in`)."""
+    """Everyone's place in line and estimate, in one event for the line's group
+    (`realtime.channel_groups.LINE_GROUP`), which each web process reads once for all its
+    waiting viewers (`realtime.line_listener`); each viewer's socket picks its own place out of
+    it (`place_in`)."""
     return {
         "type": "line",
         "as_of": as_of,
