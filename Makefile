@@ -67,7 +67,7 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# `make bench PROFILE=launch` (or viral, quick); BENCH_ARGS passes anything else to `python -m bench`.
+# `make bench PROFILE=launch` (or viral, waiting, quick); BENCH_ARGS passes anything else to `python -m bench`.
 bench: install
 	$(BIN)/python -m bench $(if $(PROFILE),--profile $(PROFILE)) $(BENCH_ARGS)
 

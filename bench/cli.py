@@ -14,7 +14,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench import floor, procs, provenance, report, stats, viral
+from bench import floor, procs, provenance, report, stats, viral, waiting
 from bench.config import PROFILES, Config
 from bench.console import say
 from bench.diagnostics import print_diagnostics
@@ -193,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         say(f"stack at {stack.base_url}; logs in {log_dir}")
         if config.profile.share_link:
             document = asyncio.run(viral.measure_viral(config, simulator, stack, source))
+        elif config.profile.hold_line:
+            document = asyncio.run(waiting.measure_waiting(config, simulator, stack, source))
         else:
             document = asyncio.run(measure(config, simulator, stack, source))
     except KeyboardInterrupt:

@@ -9,6 +9,8 @@ by, and what the command line chose.
   places in line are the work, not the backend.
 - viral: one visitor asks, a thousand strangers open the share link at once and watch the
   answer stream; the floor is one reader straight from the simulator.
+- waiting: a thousand visitors wait in line with their streams open behind one slow answer:
+  what one waiting visitor costs the web process (no floor: a backend holds no line).
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ class Profile:
     targets: Targets = Targets()
     # The sample the viral owner asks: the longest, so that most of it streams to everyone.
     share_sample: str = "weissensee"
+    # waiting: the visitors stay in line with their streams open, and their memory is read.
+    hold_line: bool = False
 
 
 PROFILES = {
@@ -75,7 +79,12 @@ PROFILES = {
         first_token_seconds=0.1,
         share_link=True,
     ),
+    # One slot, at a pace that keeps the first answer running for minutes: everyone else waits.
+    "waiting": Profile("waiting", visitors=1000, slots=1, tokens_per_second=0.5, hold_line=True),
 }
+
+# The waiting profile's target: 5,000 waiting visitors in 1 GB of web process (issue 17).
+WAITING_KIB_TARGET = 100.0
 
 
 def viral_delay_p99_ms(tokens_per_second: float) -> float:

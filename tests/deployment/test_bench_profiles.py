@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from bench import floor, viral
+from bench import floor, viral, waiting
 from bench.cli import parse_args
+from bench.config import WAITING_KIB_TARGET
 from bench.processes import make_stack
 from bench.visitors import StackVisit
 
@@ -116,3 +117,40 @@ def test_the_viral_delay_target_tightens_at_a_pace_of_few_tokens_per_frame() -> 
 
     assert judged(run, tokens_per_second=50.0)["viewer_delay_p99_ms"] is True
     assert judged(run, tokens_per_second=20.0)["viewer_delay_p99_ms"] is False
+
+
+def waiting_run(web_after_kib: int, told: int = 999) -> waiting.WaitingRun:
+    return waiting.WaitingRun(
+        visitors=1000,
+        asked=1000,
+        told_a_place=told,
+        before_kib={"web": 80_000, "worker": 300_000},
+        waiting_kib={"web": web_after_kib, "worker": 310_000},
+    )
+
+
+def test_a_waiting_visitor_costs_the_growth_divided_by_those_waiting() -> None:
+    assert waiting.growth_per_visitor(80_000, 180_000, 1000) == 100.0
+    assert waiting.growth_per_visitor(None, 180_000, 1000) is None
+    assert waiting.growth_per_visitor(80_000, 180_000, 0) is None
+    found = {f.key: f for f in waiting.figures(waiting_run(80_000 + 999 * 60))}
+    assert found["web_kib_per_waiting"].stack == 60.0
+    assert found["web_kib_per_waiting"].passed is True
+    assert found["kib_per_waiting"].stack == pytest.approx((999 * 60 + 10_000) / 999)
+    assert found["told_a_place"].passed is True
+
+
+def test_the_waiting_profile_fails_past_its_memory_target_or_with_visitors_untold() -> None:
+    over = {f.key: f for f in waiting.figures(waiting_run(80_000 + 999 * 150))}
+    assert over["web_kib_per_waiting"].stack > WAITING_KIB_TARGET
+    assert over["web_kib_per_waiting"].passed is False
+    untold = {f.key: f for f in waiting.figures(waiting_run(90_000, told=900))}
+    assert untold["told_a_place"].passed is False
+
+
+def test_the_waiting_profile_keeps_one_slot_busy_behind_a_crawling_answer() -> None:
+    config = parse_args(["--profile", "waiting"])
+    assert config.profile.hold_line
+    assert (config.visitors, config.slots) == (1000, 1)
+    # The first answer must outlast the run: the shortest sample at this pace takes minutes.
+    assert config.tokens_per_second <= 1.0
