@@ -28,8 +28,6 @@ The operators' dashboard counts these verdicts over time (playground/ops/accurac
 from __future__ import annotations
 
 import re
-import threading
-import time
 from typing import Any
 
 from django.utils.translation import get_language, gettext
@@ -48,6 +46,7 @@ from playground.claims import (
     number_value,
     plain,
 )
+from playground.short_memory import ShortMemory
 
 # Bump when a checker changes, so that the dashboard's stored counts are recounted.
 CHECKERS_VERSION = 1
@@ -394,9 +393,8 @@ def in_language(reading: Reading, language: str) -> Reading:
 # never changes, so its check is remembered per process and language, for this long: an
 # operator's new expected answer shows within it.
 REMEMBER_CHECK_SECONDS = 10.0
-REMEMBERED_CHECKS_AT_MOST = 1024
-_remembered: dict[tuple[Any, ...], tuple[float, dict[str, Any] | None]] = {}
-_remembering = threading.Lock()  # the views' threads and the streams' share it
+_remembered = ShortMemory(REMEMBER_CHECK_SECONDS, at_most=1024)
+_NOT_REMEMBERED = object()
 
 
 def check(message: Any, expected: str | None = None) -> dict[str, Any] | None:
@@ -412,18 +410,10 @@ def check(message: Any, expected: str | None = None) -> dict[str, Any] | None:
     if expected is not None:
         return _checked(message, expected)
     key = (message.pk, message.finished_at, get_language())
-    now = time.monotonic()
-    remembered = _remembered.get(key)
-    if remembered is not None and remembered[0] > now:
-        return _copy(remembered[1])
-    result = _checked(message, _expected_answer(message.sample_slug))
-    with _remembering:
-        if len(_remembered) >= REMEMBERED_CHECKS_AT_MOST:
-            for stale in [k for k, (until, _) in _remembered.items() if until <= now]:
-                del _remembered[stale]
-            if len(_remembered) >= REMEMBERED_CHECKS_AT_MOST:
-                _remembered.clear()
-        _remembered[key] = (now + REMEMBER_CHECK_SECONDS, result)
+    result = _remembered.recall(key, _NOT_REMEMBERED)
+    if result is _NOT_REMEMBERED:
+        result = _checked(message, _expected_answer(message.sample_slug))
+        _remembered.keep(key, result)
     return _copy(result)
 
 

@@ -13,19 +13,16 @@ REMEMBER_SECONDS at most.
 
 from __future__ import annotations
 
-import threading
-import time
 from typing import Any
 
 from playground.models import Message
+from playground.short_memory import ShortMemory
 
 # The fields the queries for viewers leave out (QuerySet.defer): read through log_of instead.
 WITHOUT_LOG = ("deltas",)
 REMEMBER_SECONDS = 10.0
-REMEMBERED_AT_MOST = 32  # a long answer's log is a few hundred KiB
 
-_remembered: dict[tuple[Any, ...], tuple[float, list[dict[str, Any]]]] = {}
-_lock = threading.Lock()
+_remembered = ShortMemory(REMEMBER_SECONDS, at_most=32)  # a long log is a few hundred KiB
 
 
 def log_of(message: Message) -> list[dict[str, Any]]:
@@ -33,19 +30,11 @@ def log_of(message: Message) -> list[dict[str, Any]]:
     if "deltas" in message.__dict__:  # loaded with the row
         return message.deltas
     key = (message.pk, message.status, message.finished_at, message.tokens)
-    now = time.monotonic()
-    remembered = _remembered.get(key)
-    if remembered is not None and remembered[0] > now:
-        message.deltas = remembered[1]
-        return message.deltas
-    found = Message.objects.filter(pk=message.pk).values_list("deltas", flat=True).first()
-    log = message.deltas = found or []
-    if message.is_final:
-        with _lock:
-            if len(_remembered) >= REMEMBERED_AT_MOST:
-                for stale in [k for k, (until, _) in _remembered.items() if until <= now]:
-                    del _remembered[stale]
-                if len(_remembered) >= REMEMBERED_AT_MOST:
-                    _remembered.clear()
-            _remembered[key] = (now + REMEMBER_SECONDS, log)
+    log = _remembered.recall(key)
+    if log is None:
+        found = Message.objects.filter(pk=message.pk).values_list("deltas", flat=True).first()
+        log = found or []
+        if message.is_final:
+            _remembered.keep(key, log)
+    message.deltas = log
     return log

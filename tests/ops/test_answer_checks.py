@@ -11,7 +11,7 @@ from django.utils import timezone, translation
 
 from inference.parser import Delta, Sections, TagParser
 from inference.samples import SAMPLES, VERSIONS, get_sample, sample_in
-from playground import answer_checks
+from playground import answer_checks, short_memory
 from playground.answer_checks import CORRECT, INCORRECT, checker_for, judge
 from playground.models import Conversation, Message, SamplePrompt, new_id
 from playground.ops import accuracy
@@ -362,7 +362,7 @@ def test_a_finished_answer_is_checked_once_per_language_while_remembered(
     django_assert_num_queries: Any,
 ) -> None:
     clock = [1000.0]
-    monkeypatch.setattr(answer_checks.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(short_memory.time, "monotonic", lambda: clock[0])
     sample = get_sample("sheep")
     assert sample is not None
     message = answered("sheep", sample.scripted_answer)
@@ -388,8 +388,8 @@ def test_a_finished_answer_is_checked_once_per_language_while_remembered(
 def test_remembered_checks_stay_few(
     samples: list[SamplePrompt], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(answer_checks, "REMEMBERED_CHECKS_AT_MOST", 3)
-    monkeypatch.setattr(answer_checks, "_remembered", {})
+    few = short_memory.ShortMemory(answer_checks.REMEMBER_CHECK_SECONDS, at_most=3)
+    monkeypatch.setattr(answer_checks, "_remembered", few)
     sample = get_sample("sheep")
     assert sample is not None
     for _ in range(7):

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
+from playground import short_memory
 from playground.models import Conversation, Message
 from playground.services import stored_logs
 from playground.services.stored_logs import WITHOUT_LOG, log_of
@@ -19,7 +20,8 @@ LOG = [
 
 @pytest.fixture(autouse=True)
 def forget(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(stored_logs, "_remembered", {})
+    fresh = short_memory.ShortMemory(stored_logs.REMEMBER_SECONDS, at_most=32)
+    monkeypatch.setattr(stored_logs, "_remembered", fresh)
 
 
 def answer(status: str, **fields: Any) -> Message:
@@ -73,14 +75,14 @@ def test_a_live_answer_s_row_is_read_every_time(db: None, django_assert_num_quer
     with django_assert_num_queries(2):
         assert log_of(first) == []
         assert log_of(second) == []
-    assert stored_logs._remembered == {}
+    assert len(stored_logs._remembered) == 0
 
 
 def test_a_remembered_log_is_read_again_after_a_while(
     db: None, monkeypatch: pytest.MonkeyPatch, django_assert_num_queries: Any
 ) -> None:
     clock = [500.0]
-    monkeypatch.setattr(stored_logs.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(short_memory.time, "monotonic", lambda: clock[0])
     ended = answer(Message.Status.DONE, deltas=LOG, finished_at=timezone.now(), tokens=2)
     log_of(as_viewers_read_it(ended))
     clock[0] += stored_logs.REMEMBER_SECONDS + 0.1
@@ -90,7 +92,8 @@ def test_a_remembered_log_is_read_again_after_a_while(
 
 
 def test_few_logs_are_remembered(db: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(stored_logs, "REMEMBERED_AT_MOST", 3)
+    few = short_memory.ShortMemory(stored_logs.REMEMBER_SECONDS, at_most=3)
+    monkeypatch.setattr(stored_logs, "_remembered", few)
     for _ in range(7):
         ended = answer(Message.Status.DONE, deltas=LOG, finished_at=timezone.now(), tokens=2)
         assert log_of(as_viewers_read_it(ended)) == LOG
