@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import weakref
 from typing import Any
 
 from channels.layers import get_channel_layer
 
 from playground.realtime.channel_groups import LINE_GROUP
+from playground.realtime.per_loop import PerLoop
 
 log = logging.getLogger(__name__)
 
@@ -66,9 +66,6 @@ class _Listener:
             channel = await layer.new_channel("line.")
             await layer.group_add(LINE_GROUP, channel)
             self.reading = asyncio.ensure_future(self._read(layer, channel))
-            # Ended only with its loop (tests run one per test): the loop is let go with it.
-            loop = asyncio.get_running_loop()
-            self.reading.add_done_callback(lambda _: _listeners.pop(loop, None))
 
     async def _read(self, layer: Any, channel: str) -> None:
         while True:
@@ -86,30 +83,18 @@ class _Listener:
                     mailbox.offer(event)
 
 
-_listeners: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Listener] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _listener() -> _Listener:
-    loop = asyncio.get_running_loop()
-    listener = _listeners.get(loop)
-    if listener is None:
-        listener = _listeners[loop] = _Listener()
-    return listener
+_listeners = PerLoop(_Listener)
 
 
 async def join(mailbox: Mailbox) -> None:
     """Fill `mailbox` with the line's events from now on. The process's first joiner waits
     for its channel to be in the group (raises as the channel layer does while Redis is down:
     the next joiner tries again)."""
-    listener = _listener()
+    listener = _listeners.get()
     await listener.listen()
     listener.mailboxes.add(mailbox)
 
 
 def leave(mailbox: Mailbox) -> None:
-    listener = _listeners.get(asyncio.get_running_loop())
-    if listener is not None:
-        listener.mailboxes.discard(mailbox)
+    _listeners.get().mailboxes.discard(mailbox)
     mailbox.clear()
