@@ -21,18 +21,22 @@ def line_event(as_of: float, places: dict[str, int]) -> dict[str, Any]:
     }
 
 
+async def nothing_to_take(mailbox: Mailbox, within: float) -> bool:
+    try:
+        async with asyncio.timeout(within):
+            await mailbox.take()
+    except TimeoutError:
+        return True
+    return False
+
+
 def test_a_mailbox_holds_only_the_latest_event() -> None:
     async def scenario() -> tuple[dict, bool]:
         mailbox = Mailbox()
         mailbox.offer(line_event(1, {"a": 3}))
         mailbox.offer(line_event(2, {"a": 2}))
         latest = await mailbox.take()
-        try:
-            async with asyncio.timeout(0.05):
-                await mailbox.take()
-        except TimeoutError:
-            return latest, True
-        return latest, False
+        return latest, await nothing_to_take(mailbox, 0.05)
 
     latest, then_empty = asyncio.run(scenario())
     assert latest["as_of"] == 2
@@ -44,12 +48,7 @@ def test_a_cleared_mailbox_has_nothing_to_take() -> None:
         mailbox = Mailbox()
         mailbox.offer(line_event(1, {"a": 3}))
         mailbox.clear()
-        try:
-            async with asyncio.timeout(0.05):
-                await mailbox.take()
-        except TimeoutError:
-            return True
-        return False
+        return await nothing_to_take(mailbox, 0.05)
 
     assert asyncio.run(scenario())
 
@@ -97,12 +96,7 @@ def test_a_socket_that_left_the_line_hears_no_more_of_it() -> None:
         await asyncio.to_thread(channel_groups.publish_to_line, line_event(1.0, {"a": 1}))
         async with asyncio.timeout(3):
             heard = await staying.take()
-        try:
-            async with asyncio.timeout(0.2):
-                await leaving.take()
-        except TimeoutError:
-            return heard, True
-        return heard, False
+        return heard, await nothing_to_take(leaving, 0.2)
 
     heard, left_in_silence = asyncio.run(scenario())
     assert heard["places"] == {"a": [1, 2.0]}
