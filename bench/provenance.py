@@ -9,6 +9,7 @@ import sys
 import time
 from typing import Any
 
+from bench.config import Config
 from devtools.stack import ROOT, Stack
 
 
@@ -64,4 +65,20 @@ def environment(sim_args: list[str], stack: Stack, source: dict[str, Any]) -> di
             )
         },
         "worker_concurrency": stack.worker_concurrency or stack.default_worker_concurrency(),
+    }
+
+
+def run_config(config: Config, stack: Stack, **specific: Any) -> dict[str, Any]:
+    """What a run's JSON says it ran, for every profile: the profile, its pace and the stack's
+    shape; `specific` adds what only that profile has."""
+    return {
+        "profile": config.profile.name,
+        "slots": config.slots,
+        "tokens_per_second": config.tokens_per_second,
+        "web_processes": stack.web_processes(),
+        "asgi_server": stack.asgi_server,
+        "uvicorn_ws": config.uvicorn_ws,
+        "worker_processes": config.worker_processes,
+        "database": "postgresql" if config.database_url else "sqlite",
+        **specific,
     }

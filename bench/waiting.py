@@ -143,16 +143,7 @@ async def measure_waiting(
     return {
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "environment": provenance.environment(config.sim_args, stack, source),
-        "config": {
-            "profile": config.profile.name,
-            "visitors": config.visitors,
-            "slots": config.slots,
-            "tokens_per_second": config.tokens_per_second,
-            "web_processes": stack.web_processes(),
-            "asgi_server": stack.asgi_server,
-            "worker_processes": config.worker_processes,
-            "database": "postgresql" if config.database_url else "sqlite",
-        },
+        "config": provenance.run_config(config, stack, visitors=config.visitors),
         "figures": [figure.as_dict() for figure in found],
         "verdict": report.verdict(found),
         "cpu_cores_used": used,
