@@ -76,7 +76,7 @@ def test_a_browser_that_asks_for_chinese_gets_the_home_page_in_chinese(
 
     assert '<html lang="zh-Hans"' in html
     assert "向一个会把思考说出来的模型提问" in html
-    assert ">发送</button>" in html
+    assert '<span class="idle-label">发送</span>' in html
     assert 'placeholder="随便问点什么…"' in html
     assert "或者试试示例" in html
     assert "无需等待" in html
@@ -89,7 +89,7 @@ def test_english_stays_the_default_without_accept_language(db: None, backend: st
 
     assert '<html lang="en"' in html
     assert "Ask a model that thinks out loud" in html
-    assert ">Send</button>" in html
+    assert '<span class="idle-label">Send</span>' in html
     assert "向一个会把思考说出来的模型提问" not in html
     assert 'name="language" value="zh-hans" lang="zh-Hans">中文</button>' in html
 

@@ -163,6 +163,33 @@ def test_the_home_page_puts_the_question_box_before_the_samples(db: None, sample
     assert "Ask anything" in html
 
 
+def test_every_question_form_is_sent_once_and_says_when_its_question_is_on_its_way(
+    visitor: Client, backend: str, enqueued: list[str], samples: Any
+) -> None:
+    home = page(visitor, "/")
+    created = answered(visitor, "First question", "First answer")
+    conversation = page(visitor, f"/c/{created['id']}/")
+
+    composers = re.findall(r'<form method="post" action="[^"]*" class="composer"[^>]*>', home)
+    composers += re.findall(
+        r'<form method="post" action="[^"]*" class="composer"[^>]*>', conversation
+    )
+    assert len(composers) == 3, "the home page's box, the follow-up box and the edit box"
+    for form in composers:
+        # A second Enter while the first question is on its way is dropped, not queued.
+        assert 'hx-sync="this:drop"' in form
+        assert "hx-disabled-elt=\"find button[type='submit']\"" in form
+    cards = re.findall(r'<form [^>]*class="sample-card"[^>]*>', home)
+    assert len(cards) == len(samples)
+    for card in cards:
+        # One sample on its way at a time, whichever card is clicked next.
+        assert 'hx-sync="closest .sample-grid:drop"' in card
+    for html, forms in ((home, len(samples) + 1), (conversation, 2)):
+        assert html.count('<span class="sending-label">Sending…</span>') == forms
+        note = "Many people are asking at once. Your question is on its way: keep this page open."
+        assert html.count(note) == forms
+
+
 def test_the_conversation_page_docks_the_follow_up_composer_after_the_turns(
     visitor: Client, backend: str, enqueued: list[str]
 ) -> None:

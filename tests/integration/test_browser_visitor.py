@@ -360,3 +360,78 @@ def test_rich_formatting_streams_without_raw_marks_and_renders_table_math_and_co
     assert "Expected: 10000." in page.inner_text("[data-role=check]")
     shot(page, "visitor-rich-answer")
     context.close()
+
+
+def hold_questions(page: object) -> list[object]:
+    """Hold every question the page posts (the routes are let through by the caller): a launch
+    rush's POST answered many seconds later, made to wait as long as the test needs."""
+    held: list[object] = []
+
+    def hold(route: object) -> None:
+        if route.request.method == "POST":  # type: ignore[attr-defined]
+            held.append(route)
+        else:
+            route.continue_()  # type: ignore[attr-defined]
+
+    page.route("**/c/new", hold)  # type: ignore[attr-defined]
+    return held
+
+
+def test_a_question_on_its_way_says_so_and_a_second_enter_sends_nothing(
+    stack: Stack, browser: object
+) -> None:
+    context = browser.new_context(viewport={"width": 390, "height": 844})  # type: ignore[attr-defined]
+    page = context.new_page()
+    held = hold_questions(page)
+    page.goto(stack.base_url + "/")
+    box = ".composer-first textarea[name=prompt]"
+    page.fill(box, "How many r's are in strawberry?")
+    page.press(box, "Enter")
+    page.wait_for_selector(".composer-first form.htmx-request")
+
+    button = page.locator(".composer-first button[type=submit]")
+    assert button.is_disabled()
+    assert button.inner_text() == "Sending…"
+    # Not at once: a quick answer never flashes the note.
+    assert not page.locator(".composer-first .busy-note").is_visible()
+    page.wait_for_selector(".composer-first .busy-note", state="visible", timeout=5_000)
+    assert "keep this page open" in page.inner_text(".composer-first .busy-note")
+    assert page.evaluate(NO_HORIZONTAL_SCROLL)
+    shot(page, "visitor-sending")
+
+    page.press(box, "Enter")
+    page.wait_for_timeout(500)
+    assert len(held) == 1, "the second Enter was dropped"
+
+    held[0].continue_()  # type: ignore[attr-defined]
+    page.wait_for_url(f"{stack.base_url}/c/**")
+    page.wait_for_selector("article.answer")
+    assert page.locator("li.turn").count() == 1
+    page.wait_for_timeout(500)
+    assert len(held) == 1, "nothing was queued to be sent after the first answer either"
+    stop_if_running(page)
+    context.close()
+
+
+def test_one_sample_at_a_time_is_on_its_way(stack: Stack, browser: object) -> None:
+    context = browser.new_context(viewport={"width": 1280, "height": 800})  # type: ignore[attr-defined]
+    page = context.new_page()
+    held = hold_questions(page)
+    page.goto(stack.base_url + "/")
+    page.click("button[data-sample=strawberry]")
+    page.wait_for_selector("form.sample-card.htmx-request")
+
+    card = page.locator("button[data-sample=strawberry]")
+    assert card.is_disabled()
+    assert "Sending…" in card.inner_text()
+    page.wait_for_selector("form.sample-card .busy-note", state="visible", timeout=5_000)
+    page.click("button[data-sample=sheep]")
+    page.wait_for_timeout(500)
+    assert len(held) == 1, "the second sample was dropped"
+
+    held[0].continue_()  # type: ignore[attr-defined]
+    page.wait_for_url(f"{stack.base_url}/c/**")
+    page.wait_for_selector("article.answer")
+    assert "strawberry" in page.inner_text(".question p")
+    stop_if_running(page)
+    context.close()
