@@ -208,7 +208,7 @@ def test_a_finished_answer_reads_in_chinese(
     assert '由 <span class="provenance-model">test/r1-70b</span> 提供' in html
     assert "正确" in html and "预期答案：3。" in html
     assert "一次反思改变了结果：反思之前，思考中的答案是 2；最终答案是正确的。" in html
-    assert ">重新生成</button>" in html and "<summary>分享</summary>" in html
+    assert '<span class="idle-label">重新生成</span>' in html and "<summary>分享</summary>" in html
 
 
 def test_a_wrong_answer_cut_off_at_the_limit_says_so_in_chinese(
@@ -397,7 +397,7 @@ def test_a_shared_page_and_the_not_found_page_read_in_chinese(
 
     note = "一段分享的对话，只读——回答生成时会实时更新。"
     assert f'{note}<a href="/">提出你自己的问题</a>。' in shared
-    assert ">我也问问</button>" in shared
+    assert '<span class="idle-label">我也问问</span>' in shared
     assert missing.status_code == 404
     assert "这里什么也没有" in missing.content.decode()
 

@@ -164,30 +164,41 @@ def test_the_home_page_puts_the_question_box_before_the_samples(db: None, sample
 
 
 def test_every_question_form_is_sent_once_and_says_when_its_question_is_on_its_way(
-    visitor: Client, backend: str, enqueued: list[str], samples: Any
+    visitor: Client, make_visitor: VisitorFactory, backend: str, enqueued: list[str], samples: Any
 ) -> None:
     home = page(visitor, "/")
     created = answered(visitor, "First question", "First answer")
     conversation = page(visitor, f"/c/{created['id']}/")
+    shared = page(make_visitor(), created["share_url"])
 
-    composers = re.findall(r'<form method="post" action="[^"]*" class="composer"[^>]*>', home)
-    composers += re.findall(
-        r'<form method="post" action="[^"]*" class="composer"[^>]*>', conversation
-    )
-    assert len(composers) == 3, "the home page's box, the follow-up box and the edit box"
-    for form in composers:
+    def forms(html: str, kind: str) -> list[str]:
+        return re.findall(rf'<form method="post" [^>]*class="{kind}"[^>]*>', html)
+
+    boxes = forms(home, "composer") + forms(conversation, "composer")
+    assert len(boxes) == 3, "the home page's box, the follow-up box and the edit box"
+    for form in boxes:
         # A second Enter while the first question is on its way is dropped, not queued.
         assert 'hx-sync="this:drop"' in form
         assert "hx-disabled-elt=\"find button[type='submit']\"" in form
-    cards = re.findall(r'<form [^>]*class="sample-card"[^>]*>', home)
+    cards = forms(home, "sample-card")
     assert len(cards) == len(samples)
     for card in cards:
         # One sample on its way at a time, whichever card is clicked next.
         assert 'hx-sync="closest .sample-grid:drop"' in card
-    for html, forms in ((home, len(samples) + 1), (conversation, 2)):
-        assert html.count('<span class="sending-label">Sending…</span>') == forms
-        note = "Many people are asking at once. Your question is on its way: keep this page open."
-        assert html.count(note) == forms
+    for form in forms(shared, "inline-form ask-yourself") + [
+        form for form in forms(conversation, "inline-form") if "data-regenerate-for" in form
+    ]:
+        assert 'hx-sync="this:drop"' in form
+        assert 'hx-disabled-elt="find button"' in form
+    note = "Many people are asking at once. Your question is on its way: keep this page open."
+    # Each form that asks says both; Regenerate only that it is sending (a button in a row).
+    for html, asking, regenerating in (
+        (home, len(samples) + 1, 0),
+        (conversation, 2, 1),
+        (shared, 1, 0),
+    ):
+        assert html.count('<span class="sending-label">Sending…</span>') == asking + regenerating
+        assert html.count(note) == asking
 
 
 def test_the_conversation_page_docks_the_follow_up_composer_after_the_turns(
@@ -250,7 +261,6 @@ def test_a_shared_free_question_can_be_asked_again_by_its_reader(
 
     html = page(reader, created["share_url"])
     form = html[position(html, 'class="inline-form ask-yourself"') :]
-    assert form.startswith('class="inline-form ask-yourself">')
     assert 'name="prompt" value="Is 0.1 + 0.2 equal to 0.3?"' in form[: form.index("</form>")]
 
     response = reader.post("/c/new", {"prompt": "Is 0.1 + 0.2 equal to 0.3?"})
