@@ -1,7 +1,8 @@
 """What the pages give a visitor without JavaScript: the question box first, the follow-up
 composer docked, the title said once, one-click sharing, "ask this yourself" on a shared page,
-and link previews in plain words. (The browser side, following and place-keeping, is in
-tests/integration/test_browser_visitor.py.)"""
+and link previews in plain words; and the forms that ask, marked for the page's script to send
+once and to say when a question is on its way. (The browser side, following, place-keeping and
+the question on its way, is in tests/integration/test_browser_visitor.py.)"""
 
 from __future__ import annotations
 

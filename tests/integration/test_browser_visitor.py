@@ -2,7 +2,8 @@
 followed (and not, once they scroll up), a follow-up that opens where it is answered, the place
 in line in the tab title and a chime when the answer starts, sharing in one click with a
 preview picture, a shared question asked again, an earlier question edited and its old branch
-switched back to, and a rich answer (bold, table, math, code) streamed without raw marks.
+switched back to, a rich answer (bold, table, math, code) streamed without raw marks, and a
+question on its way (its POST held) that says so and is sent once.
 
 One slot (GENERATION_CONCURRENCY=1) and a slow simulator, so an answer is written for long
 enough to scroll around in, and a second visitor waits in line behind it. Every test ends with
