@@ -20,9 +20,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from playground import controls, rotation, slots
 from playground.env import env_networks
-from playground.models import Conversation, Message
+from playground.models import Message
 from playground.ops import dashboard, metrics
 from playground.realtime import redis_clients
+from tests.support.rows import stored_answer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -139,27 +140,11 @@ def test_allowed_networks_are_parsed_strictly(monkeypatch: pytest.MonkeyPatch) -
 # --- what it says ---------------------------------------------------------------------------
 
 
-def answer(session: str, status: str, **fields: Any) -> Message:
-    conversation = Conversation.objects.create(session_key=session)
-    question = Message.objects.create(
-        conversation=conversation, role="user", prompt="q", status="done", session_key=session
-    )
-    return Message.objects.create(
-        conversation=conversation,
-        role="assistant",
-        reply_to=question,
-        prompt="q",
-        status=status,
-        session_key=session,
-        **fields,
-    )
-
-
 def finished(session: str, *, wait: float, ttft: float, tokens: int, code: str = "") -> Message:
     """An answer that waited `wait` s, got its first token after `ttft` s and then ended."""
     now = timezone.now()
     started = now - timedelta(seconds=5)
-    message = answer(
+    message = stored_answer(
         session,
         Message.Status.RUNNING,
         created=started - timedelta(seconds=wait),
@@ -193,7 +178,7 @@ def test_counts_and_histograms_follow_the_recorded_events(
     finished("a", wait=0.3, ttft=0.2, tokens=100)
     finished("b", wait=4.0, ttft=0.7, tokens=50)
     finished("c", wait=40.0, ttft=3.0, tokens=7, code="backend_timeout")
-    cancelled = answer("d", Message.Status.QUEUED)
+    cancelled = stored_answer("d", Message.Status.QUEUED)
     assert cancelled.cancel()
 
     samples = scrape(client)
@@ -225,9 +210,11 @@ def test_counts_and_histograms_follow_the_recorded_events(
 
 
 def test_gauges_show_the_line_the_backends_and_the_controls(client: Client, backend: str) -> None:
-    answer("w1", Message.Status.QUEUED)
-    answer("w2", Message.Status.QUEUED)
-    running = answer("r1", Message.Status.RUNNING, dispatched_at=timezone.now(), backend=backend)
+    stored_answer("w1", Message.Status.QUEUED)
+    stored_answer("w2", Message.Status.QUEUED)
+    running = stored_answer(
+        "r1", Message.Status.RUNNING, dispatched_at=timezone.now(), backend=backend
+    )
     slots.restore_leases([(running.pk, backend)])
     controls.set_paused("Paused.")
     controls.set_concurrency(backend, 5)
@@ -351,7 +338,7 @@ def test_the_sampler_keeps_one_point_per_interval_for_the_last_hour(
     backend: str, monkeypatch: pytest.MonkeyPatch, settings: Any
 ) -> None:
     settings.TGI_URLS = []
-    answer("w1", Message.Status.QUEUED)
+    stored_answer("w1", Message.Status.QUEUED)
     monkeypatch.setattr(metrics, "clock", lambda: 1_000_000_000.0)
 
     point = dashboard.sample()
@@ -383,7 +370,7 @@ def test_a_stream_viewer_counts_while_connected(backend: str) -> None:
     from tests.support.sessions import visitor_session
 
     session = visitor_session()
-    message = answer(session.session_key, Message.Status.QUEUED)
+    message = stored_answer(session.session_key, Message.Status.QUEUED)
 
     async def watch() -> tuple[int, int]:
         socket = WebsocketCommunicator(

@@ -17,8 +17,9 @@ from django.conf import settings
 
 from playground import consumers, viewers
 from playground.consumers import MessageStreamConsumer
-from playground.models import Conversation, Message
+from playground.models import Message
 from playground.realtime import channel_groups, delta_log, presence, redis_clients
+from tests.support.rows import stored_answer
 from tests.support.sessions import visitor_session
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -30,19 +31,7 @@ SOMEONE_ELSE = "someone-else"
 def make_message(
     status: str = Message.Status.DONE, deltas: list | None = None, session: str = OWNER
 ) -> Message:
-    conversation = Conversation.objects.create(session_key=session, title="t")
-    question = Message.objects.create(
-        conversation=conversation, role="user", prompt="q", status="done", session_key=session
-    )
-    return Message.objects.create(
-        conversation=conversation,
-        role="assistant",
-        reply_to=question,
-        prompt="q",
-        status=status,
-        session_key=session,
-        deltas=deltas or [],
-    )
+    return stored_answer(session, status, deltas=deltas or [])
 
 
 def delta(seq: int, section: str = "output", text: str | None = None) -> dict[str, Any]:
