@@ -24,7 +24,14 @@ from bench.monitor import analyze as analyze_trace
 from bench.monitor import timelines as trace_timelines
 from bench.processes import ScratchDatabase, Simulator, make_stack, process_roots
 from bench.procs import QUIET_CORES, wait_for_quiet
-from bench.visitors import StackRun, StackVisit, fetch_samples, idle_visits, run_visitors
+from bench.visitors import (
+    StackRun,
+    StackVisit,
+    fetch_samples,
+    idle_visits,
+    refused_at_once,
+    run_visitors,
+)
 from deploy.asgi_server import ASGI_SERVERS, UVICORN_WS_IMPLEMENTATIONS
 from devtools.stack import ROOT, Stack
 from inference.samples import get_sample
@@ -294,6 +301,14 @@ async def measure(
         traced = analyze_trace(tap.path, rush.start, rush.end or time.time())
         traced["idle_steps_ms"] = idle_steps(tap.path, stack_idle)
 
+    # The POSTs' floor: as many new visitors, each refused at the API's first step.
+    quiet["refused_posts"] = await wait_for_quiet(cpu_roots, "the refused POSTs")
+    say(f"refused POSTs: {config.visitors} new visitors post broken JSON at once")
+    cpu = procs.CpuMeter(cpu_roots).start()
+    refused = await refused_at_once(base, config.visitors)
+    refused_cpu = cpu.stop()
+    say(f"  {len(refused)} refused as broken JSON")
+
     # The floor runs second, on the same simulator, once it has nothing in flight.
     await asyncio.to_thread(simulator.wait_idle, 60, 2.0)
     quiet["floor_rush"] = await wait_for_quiet(cpu_roots, "the floor rush")
@@ -319,9 +334,14 @@ async def measure(
         floor_rush=floor_rush,
         stack_idle=stack_idle,
         floor_idle=floor_idle,
+        refused_posts=refused,
         memory=memory,
     )
-    diagnostics["cpu_cores_used"] = {"stack_rush": stack_cpu, "floor_rush": floor_cpu}
+    diagnostics["cpu_cores_used"] = {
+        "stack_rush": stack_cpu,
+        "refused_posts": refused_cpu,
+        "floor_rush": floor_cpu,
+    }
     diagnostics["foreign_load_before_cores"] = quiet
     if traced is not None:
         diagnostics["redis_monitor"] = traced

@@ -25,6 +25,10 @@ def print_diagnostics(diagnostics: dict[str, Any], say: Callable[[str], None]) -
     say(f"  GET / (the page, all at once):      {fmt(rush['stack_page_seconds'], 's')}")
     say(f"  POST /api/v1/conversations:         {fmt(rush['stack_post_seconds'], 's')}")
     say(
+        f"  the same, refused at once (floor):  {fmt(rush['refused_post_seconds'], 's')} "
+        f"({rush['refused_posts_answered']} refused as broken JSON)"
+    )
+    say(
         f"  slot utilisation: stack {rush['stack_slot_utilisation']:.3f}, "
         f"floor {rush['floor_slot_utilisation']:.3f}"
     )

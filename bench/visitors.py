@@ -318,6 +318,24 @@ class StackVisitor:
         await self.submit()
         await self.stream(deadline)
 
+    async def refused(self) -> float | None:
+        """POST broken JSON; the seconds until the API refused it as such, else None."""
+        started = time.time()
+        try:
+            response = await self.http.post(
+                "/api/v1/conversations",
+                content=b"{",
+                headers={"Content-Type": "application/json"},
+            )
+        except httpx.HTTPError:
+            return None
+        seconds = time.time() - started
+        try:
+            code = (response.json().get("error") or {}).get("code")
+        except ValueError:
+            code = None
+        return seconds if response.status_code == 400 and code == "invalid_json" else None
+
     async def aclose(self) -> None:
         await self.http.aclose()
         if self._sockets is not None:
@@ -354,6 +372,20 @@ async def run_visitors(base_url: str, slugs: list[str], timeout: float) -> Stack
     finally:
         await asyncio.gather(*(visitor.aclose() for visitor in visitors), return_exceptions=True)
     return StackRun(start=start, end=end, visits=[v.visit for v in visitors])
+
+
+async def refused_at_once(base_url: str, count: int) -> list[float]:
+    """`count` new visitors load the page, then all POST at once a body the API refuses at its
+    first step (broken JSON): what answering that many POSTs costs the web server before any
+    work, the floor of the rush's POST figures. The seconds of each refusal; a visitor answered
+    otherwise counts as none."""
+    visitors = [StackVisitor(base_url, index, "") for index in range(count)]
+    try:
+        await asyncio.gather(*(visitor.open() for visitor in visitors))
+        answers = await asyncio.gather(*(visitor.refused() for visitor in visitors))
+    finally:
+        await asyncio.gather(*(visitor.aclose() for visitor in visitors), return_exceptions=True)
+    return [seconds for seconds in answers if seconds is not None]
 
 
 async def idle_visits(base_url: str, slug: str, repeats: int, timeout: float) -> list[StackVisit]:

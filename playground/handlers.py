@@ -6,8 +6,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from asgiref.sync import ThreadSensitiveContext
 from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
 
@@ -34,22 +36,38 @@ class PacedASGIHandler(ASGIHandler):
     thread, the turns go in arrival order, and the few admitted run at full speed. The body is
     read before the turn (up to DATA_UPLOAD_MAX_MEMORY_SIZE), so a client slow to send it
     holds none.
+
+    Each turn has a thread that stays: Django would start a new thread for every request (and
+    one more to join it afterwards), which cost the web process about a sixth of its CPU when a
+    thousand requests came at once (bench/README.md). A request's synchronous code still runs
+    on one thread, the turn's, as Django's thread-sensitive mode requires.
     """
 
     def __init__(self, views_at_once: int) -> None:
         super().__init__()
         self.views_at_once = views_at_once
         self._turns: asyncio.Semaphore | None = None
+        self._idle_threads: list[ThreadPoolExecutor] = []
 
     async def handle(self, scope: AsgiMessage, receive: Receive, send: Send) -> None:
         if self._turns is None:
             # Made here, on the serving loop: one handler serves one process's loop.
             self._turns = asyncio.Semaphore(self.views_at_once)
+            self._idle_threads = [
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="view")
+                for _ in range(self.views_at_once)
+            ]
         early, receive = await read_ahead(receive, settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
         if early and early[-1]["type"] == "http.disconnect":
             return  # the client left while sending: nothing to answer
         async with self._turns:
-            await super().handle(scope, receive, send)
+            # A turn held means a thread idle: there are as many threads as turns.
+            thread = self._idle_threads.pop()
+            try:
+                async with ThreadSensitiveContext(executor=thread):
+                    await super().handle(scope, receive, send)
+            finally:
+                self._idle_threads.append(thread)
 
 
 async def read_ahead(receive: Receive, limit: int | None) -> tuple[list[AsgiMessage], Receive]:

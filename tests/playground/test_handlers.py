@@ -22,6 +22,7 @@ from playground.realtime import channel_groups
 inside = 0
 most_inside = 0
 entered: list[str] = []
+view_threads: set[threading.Thread] = set()
 counting = threading.Lock()
 
 
@@ -31,6 +32,7 @@ def slow_view(request: HttpRequest, name: str) -> HttpResponse:
         inside += 1
         most_inside = max(most_inside, inside)
         entered.append(name)
+        view_threads.add(threading.current_thread())
     time.sleep(0.05)
     with counting:
         inside -= 1
@@ -51,6 +53,7 @@ def these_views(settings: Any) -> None:
     settings.ROOT_URLCONF = __name__
     inside = most_inside = 0
     entered.clear()
+    view_threads.clear()
 
 
 def scope(method: str, url: str) -> dict[str, Any]:
@@ -164,18 +167,14 @@ def test_a_request_waiting_for_its_turn_holds_no_thread() -> None:
     app = PacedASGIHandler(views_at_once=1)
     most_threads = 0
 
-    def count_threads() -> None:
-        nonlocal most_threads
-        # The requests' own threads (asgiref names them after their executor).
-        alive = [t for t in threading.enumerate() if t.name.startswith("ThreadPoolExecutor")]
-        most_threads = max(most_threads, len(alive))
-
     async def burst() -> None:
+        nonlocal most_threads
         watching = True
 
         async def watch() -> None:
+            nonlocal most_threads
             while watching:
-                count_threads()
+                most_threads = max(most_threads, threading.active_count())
                 await asyncio.sleep(0.005)
 
         watcher = asyncio.create_task(watch())
@@ -183,13 +182,31 @@ def test_a_request_waiting_for_its_turn_holds_no_thread() -> None:
         watching = False
         await watcher
 
-    before = len([t for t in threading.enumerate() if t.name.startswith("ThreadPoolExecutor")])
+    before = threading.active_count()
     asyncio.run(burst())
 
     assert entered == [str(n) for n in range(12)]
-    # One request inside at a time, each with its thread (a finished one's may still be
-    # closing down): never one for each of the twelve waiting.
-    assert most_threads - before <= 3
+    # One request inside at a time, on the turn's thread: never a thread for each of the
+    # twelve waiting, nor one started per request.
+    assert most_threads - before <= 1
+    assert len(view_threads) == 1
+
+
+def test_every_request_runs_on_one_of_the_turns_threads() -> None:
+    app = PacedASGIHandler(views_at_once=2)
+
+    async def two_bursts() -> None:
+        for burst in range(2):
+            await asyncio.gather(
+                *(request(app, "GET", f"/slow/{burst}-{n}", [b""]) for n in range(6))
+            )
+
+    asyncio.run(two_bursts())
+
+    assert len(entered) == 12
+    # Django alone would start a thread for each of the twelve.
+    assert len(view_threads) == 2
+    assert all(thread.name.startswith("view") for thread in view_threads)
 
 
 def test_a_large_body_is_read_ahead_only_up_to_the_limit_and_arrives_whole() -> None:
