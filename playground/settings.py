@@ -168,10 +168,11 @@ SQLITE_OPTIONS = {
 def _database() -> dict:
     url = env_str("DATABASE_URL")
     if url:
-        # No persistent connections: under ASGI each request runs in a thread of its own, and
-        # a connection kept for reuse is never reused, only left open; a rush of a hundred
-        # visitors then exhausted PostgreSQL's max_connections. A per-process pool instead
-        # lends a connection to a request or task and takes it back when Django closes it.
+        # No persistent connections: they were kept per thread, and under ASGI each request
+        # used to run in a thread of its own, so a connection kept for reuse was never reused,
+        # only left open; a rush of a hundred visitors exhausted PostgreSQL's max_connections.
+        # A per-process pool instead lends a connection to a request or task and takes it back
+        # when Django closes it.
         config = dj_database_url.parse(url, conn_max_age=0)
         if config["ENGINE"] == "django.db.backends.postgresql":
             config.setdefault("OPTIONS", {})["pool"] = {

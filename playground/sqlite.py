@@ -1,11 +1,10 @@
 """SQLite's write-ahead log, kept in place between Django's short-lived connections.
 
-Connections are closed at the end of every request and task (CONN_MAX_AGE is 0, and under
-ASGI each request has a thread of its own anyway). When the last connection to a WAL database
-closes, SQLite checkpoints the log into the database, syncs both files to disk and deletes the
-log; the next connection starts a new one, and its first commit syncs it. On an idle site that
-happened on every request and every task: the commit of an idle visitor's question took 2 ms
-instead of 0.1 ms.
+Connections are closed at the end of every request and task (CONN_MAX_AGE is 0). When the last
+connection to a WAL database closes, SQLite checkpoints the log into the database, syncs both
+files to disk and deletes the log; the next connection starts a new one, and its first commit
+syncs it. On an idle site that happened on every request and every task: the commit of an idle
+visitor's question took 2 ms instead of 0.1 ms.
 
 One connection per process, opened with the first of Django's and never used for a
 transaction, keeps the log alive. It holds no snapshot, so checkpoints still run as usual. At

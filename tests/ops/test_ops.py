@@ -27,7 +27,8 @@ from playground.ops import urls as ops_urls
 from playground.realtime import redis_clients
 from tests.ops.operators import logged_in, post
 from tests.ops.test_controls import concurrency_limit
-from tests.ops.test_metrics import answer, finished
+from tests.ops.test_metrics import finished
+from tests.support.rows import stored_answer
 from tests.support.simulator import running_simulator
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -176,11 +177,11 @@ def test_the_dashboard_shows_the_numbers_of_a_scripted_scenario(
 def test_the_chart_series_comes_from_the_sampler(
     dead_backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    answer("w1", Message.Status.QUEUED)
+    stored_answer("w1", Message.Status.QUEUED)
     monkeypatch.setattr(metrics, "clock", lambda: NOW)
     dashboard.sample()
     monkeypatch.setattr(metrics, "clock", lambda: NOW + 5)
-    answer("w2", Message.Status.QUEUED)
+    stored_answer("w2", Message.Status.QUEUED)
     redis_clients.redis_client().delete(metrics.SAMPLE_LOCK_KEY)  # the next interval has come
     dashboard.sample()
     client = logged_in(staff=True)
