@@ -38,8 +38,8 @@ class PacedASGIHandler(ASGIHandler):
     holds none.
 
     Each turn has a thread that stays: Django would start a new thread for every request (and
-    one more to join it afterwards), which cost the web process about a sixth of its CPU when a
-    thousand requests came at once (bench/README.md). A request's synchronous code still runs
+    one more to join it afterwards), 8 % of the web process's time when a thousand requests
+    came at once (bench/README.md). A request's synchronous code still runs
     on one thread, the turn's, as Django's thread-sensitive mode requires.
     """
 
