@@ -54,8 +54,8 @@ class PacedASGIHandler(ASGIHandler):
             # Made here, on the serving loop: one handler serves one process's loop.
             self._turns = asyncio.Semaphore(self.views_at_once)
             self._idle_threads = [
-                ThreadPoolExecutor(max_workers=1, thread_name_prefix="view")
-                for _ in range(self.views_at_once)
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"view-turn-{turn}")
+                for turn in range(self.views_at_once)
             ]
         early, receive = await read_ahead(receive, settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
         if early and early[-1]["type"] == "http.disconnect":

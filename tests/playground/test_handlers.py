@@ -206,7 +206,7 @@ def test_every_request_runs_on_one_of_the_turns_threads() -> None:
     assert len(entered) == 12
     # Django alone would start a thread for each of the twelve.
     assert len(view_threads) == 2
-    assert all(thread.name.startswith("view") for thread in view_threads)
+    assert sorted(thread.name for thread in view_threads) == ["view-turn-0_0", "view-turn-1_0"]
 
 
 def test_a_large_body_is_read_ahead_only_up_to_the_limit_and_arrives_whole() -> None:
