@@ -39,8 +39,8 @@ class PacedASGIHandler(ASGIHandler):
 
     Each turn has a thread that stays: Django would start a new thread for every request (and
     one more to join it afterwards), 8 % of the web process's time when a thousand requests
-    came at once (bench/README.md). A request's synchronous code still runs
-    on one thread, the turn's, as Django's thread-sensitive mode requires.
+    came at once (bench/README.md). A request's synchronous code still runs on one thread, the
+    turn's, as Django's thread-sensitive mode requires.
     """
 
     def __init__(self, views_at_once: int) -> None:
