@@ -140,6 +140,21 @@ def _since(instant: float | None, origin: float | None) -> float | None:
     return None if instant is None or origin is None else instant - origin
 
 
+def _json_object(response: httpx.Response) -> dict[str, Any]:
+    """The response's JSON object, or {} for a body that is not one."""
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _error_code(body: dict[str, Any]) -> str | None:
+    """The API's error code in a refusal's body (DESIGN 4.2: {"error": {"code": …}})."""
+    error = body.get("error")
+    return error.get("code") if isinstance(error, dict) else None
+
+
 def _unix(iso: str | None) -> float | None:
     if not iso:
         return None
@@ -194,12 +209,9 @@ class StackVisitor:
             return
         visit.post_seconds = time.time() - visit.submit_at
         visit.post_status = response.status_code
-        try:
-            body = response.json()
-        except ValueError:
-            body = {}
+        body = _json_object(response)
         if response.status_code != 201:
-            visit.refusal = str((body.get("error") or {}).get("code") or response.status_code)
+            visit.refusal = str(_error_code(body) or response.status_code)
             visit.problem = f"submission refused: {visit.refusal}"
             return
         message = body["message"]
@@ -330,11 +342,8 @@ class StackVisitor:
         except httpx.HTTPError:
             return None
         seconds = time.time() - started
-        try:
-            code = (response.json().get("error") or {}).get("code")
-        except ValueError:
-            code = None
-        return seconds if response.status_code == 400 and code == "invalid_json" else None
+        refused = _error_code(_json_object(response)) == "invalid_json"
+        return seconds if response.status_code == 400 and refused else None
 
     async def aclose(self) -> None:
         await self.http.aclose()
